@@ -1,0 +1,30 @@
+"""jaxedit: non-linear, disentangled StyleGAN2 face editing in JAX/Flax.
+
+The public API, imported lazily so that `import jaxedit` stays cheap:
+
+- `load_generator(dir)`: a converted StyleGAN2 (`jaxedit.stylegan2`).
+- `load_editors(dir)`: a trained or converted latent classifier + 40 transformers (`jaxedit.latent`).
+- `ATTRIBUTES`, `attribute_index`: the 40 CelebA attribute names.
+- `jaxedit.edit`: single, sequential, progressive and layer-range edits.
+"""
+
+from jaxedit.attributes import ATTRIBUTES, attribute_index, attribute_name
+from jaxedit.errors import JaxeditError
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "load_generator": "jaxedit.stylegan2",
+    "load_editors": "jaxedit.latent",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'jaxedit' has no attribute {name!r}")
+
+
+__all__ = ["ATTRIBUTES", "attribute_index", "attribute_name", "JaxeditError", "load_generator", "load_editors", "__version__"]

@@ -1,0 +1,88 @@
+"""The `jaxedit` command: argument parsing and messages only; the work lives in the library.
+
+Each sub-command has one `_add_<name>` function that declares its arguments and sets `handler`,
+a function of the parsed arguments. Errors of our own types (`JaxeditError`) and bad files print
+one line, `jaxedit: error: ...`, and exit with status 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Sequence
+
+from jaxedit.errors import JaxeditError
+
+EXIT_USAGE_ERROR = 2
+
+
+def _add_convert(subparsers) -> None:
+    convert = subparsers.add_parser("convert", help="convert official PyTorch checkpoints (no torch needed)")
+    kinds = convert.add_subparsers(dest="kind", required=True, metavar="{stylegan2,latent-transformer}")
+    from jaxedit.convert import cli_handlers
+
+    cli_handlers.add_convert_parsers(kinds)
+
+
+def _add_generate(subparsers) -> None:
+    from jaxedit.stylegan2 import cli_handlers
+
+    cli_handlers.add_generate_parser(subparsers)
+
+
+def _add_edit(subparsers) -> None:
+    try:
+        from jaxedit import edit_cli
+    except ImportError:
+        return
+    edit_cli.add_edit_parser(subparsers)
+
+
+def _add_eval(subparsers) -> None:
+    try:
+        from jaxedit.eval import cli_handlers
+    except ImportError:
+        return
+    cli_handlers.add_eval_parser(subparsers)
+
+
+def _add_info(subparsers) -> None:
+    try:
+        from jaxedit import info
+    except ImportError:
+        return
+    info.add_info_parser(subparsers)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxedit", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_convert, _add_generate, _add_edit, _add_eval, _add_info):
+        add(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.handler(args)
+    except JaxeditError as error:
+        if args.debug:
+            raise
+        print(f"jaxedit: error: {error}", file=sys.stderr)
+        return EXIT_USAGE_ERROR
+    except (OSError, ValueError) as error:  # files that vanish, unreadable paths, bad numbers
+        if args.debug:
+            raise
+        print(f"jaxedit: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
+        return EXIT_USAGE_ERROR
+    except KeyboardInterrupt:
+        print("jaxedit: interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
