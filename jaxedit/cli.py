@@ -18,40 +18,33 @@ EXIT_USAGE_ERROR = 2
 
 def _add_convert(subparsers) -> None:
     convert = subparsers.add_parser("convert", help="convert official PyTorch checkpoints (no torch needed)")
-    kinds = convert.add_subparsers(dest="kind", required=True, metavar="{stylegan2,latent-transformer}")
-    from jaxedit.convert import cli_handlers
+    kinds = convert.add_subparsers(dest="kind", required=True)
+    _add_convert_stylegan2(kinds)
+    _add_convert_latent_transformer(kinds)
 
-    cli_handlers.add_convert_parsers(kinds)
+
+def _add_convert_stylegan2(kinds) -> None:
+    """`jaxedit convert stylegan2 SRC OUT` (owner: the generator work)."""
+
+
+def _add_convert_latent_transformer(kinds) -> None:
+    """`jaxedit convert latent-transformer --classifier F [--tnets DIR] OUT` (owner: the method work)."""
 
 
 def _add_generate(subparsers) -> None:
-    from jaxedit.stylegan2 import cli_handlers
-
-    cli_handlers.add_generate_parser(subparsers)
+    """`jaxedit generate GEN_DIR ...` (owner: the generator work)."""
 
 
 def _add_edit(subparsers) -> None:
-    try:
-        from jaxedit import edit_cli
-    except ImportError:
-        return
-    edit_cli.add_edit_parser(subparsers)
+    """`jaxedit edit GEN_DIR EDITORS_DIR ...` (owner: the editing work)."""
 
 
 def _add_eval(subparsers) -> None:
-    try:
-        from jaxedit.eval import cli_handlers
-    except ImportError:
-        return
-    cli_handlers.add_eval_parser(subparsers)
+    """`jaxedit eval ...` (owner: the evaluation work)."""
 
 
 def _add_info(subparsers) -> None:
-    try:
-        from jaxedit import info
-    except ImportError:
-        return
-    info.add_info_parser(subparsers)
+    """`jaxedit info DIR` (owner: the editing work)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
