@@ -1,0 +1,27 @@
+"""The seed's method on latents: classifier C, transformers T, losses, presets, update steps, editors.
+
+- `presets`: `MethodPreset`, `PRESETS` ("paper", "official"), `get_preset`.
+- `modules`: linen `LatentClassifier`, `LatentTransformer`.
+- `losses`: each loss of both presets as a pure function, `training_alpha`, `correlation_matrix`.
+- `steps`: optax optimizers, `TransformerTrainer` (K attributes per call, vmapped) and `ClassifierTrainer`.
+- `editors`: the on-disk editors format, `save_editors`, `load_editors` -> `Editors`.
+"""
+
+from jaxedit.latent.modules import LatentClassifier, LatentTransformer, classifier_from_preset, transformer_from_preset
+from jaxedit.latent.presets import PRESETS, MethodPreset, get_preset
+from jaxedit.latent.steps import ClassifierState, ClassifierTrainer, TransformerState, TransformerTrainer
+
+
+def __getattr__(name):
+    if name in ("load_editors", "save_editors", "Editors"):
+        from jaxedit.latent import editors
+
+        return getattr(editors, name)
+    raise AttributeError(f"module 'jaxedit.latent' has no attribute {name!r}")
+
+
+__all__ = [
+    "PRESETS", "MethodPreset", "get_preset", "LatentClassifier", "LatentTransformer", "classifier_from_preset",
+    "transformer_from_preset", "TransformerState", "TransformerTrainer", "ClassifierState", "ClassifierTrainer",
+    "load_editors", "save_editors", "Editors",
+]

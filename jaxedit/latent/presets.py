@@ -1,0 +1,270 @@
+"""The two method presets of REFERENCE.md section 2 as frozen dataclasses.
+
+`PRESETS["paper"]` is the seed (Yao et al., ICIP 2021): W space, the seed's losses.
+`PRESETS["official"]` is the authors' public latent-transformer code (ICCV 2021): W+ 18 x 512.
+
+Every number the method needs lives here (latent shape, module sizes, loss weights, optimizer,
+schedule, edit range), so training, conversion and editing read one object. Smaller variants
+(the test fixtures use 2 W+ layers and a [1024, 64, 32, 40] classifier) are `preset.replace(...)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+from jaxedit.errors import ConfigError
+
+SPACES = ("w", "w+")
+LOSS_KINDS = ("paper", "official")
+TRANSFORMER_KINDS = ("paper", "official")
+ACTIVATIONS = ("relu", "leaky_relu")
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodPreset:
+    """All numbers of one variant of the method.
+
+    Latent space:
+      space: "w" (one 512-vector, latents [B, w_dim]) or "w+" (latents [B, num_ws, w_dim]).
+      num_ws: number of W+ layers (ignored for "w"); w_dim: width of one style vector.
+
+    Classifier C (`LatentClassifier`): Dense layers prod(latent_shape) -> *classifier_hidden ->
+      num_attributes, `classifier_activation` between them (none after the last), logits out.
+
+    Transformer T (`LatentTransformer`), `transformer_kind`:
+      "paper": T(w, a) = w + a * H(w), H = Dense(transformer_hidden) -> LeakyReLU(slope) -> Dense(w_dim).
+      "official": T(w, a) = w + a * cat_l(Dense_l(w_l)), one equalized-lr Linear(w_dim, w_dim) per W+ layer.
+
+    Losses (`loss_kind`, see `jaxedit.latent.losses`): total = class_weight * class +
+      attribute_weight * attribute + recon_weight * recon. `corr_threshold`: |corr| >= threshold
+      counts as fully correlated (mask 0), as in the official `get_correlation`.
+
+    Transformer optimizer: Adam(lr, beta1, beta2, eps) with `weight_decay` added to the gradient
+      before Adam (torch.optim.Adam semantics, not AdamW); constant lr. `batch_size`, `epochs`.
+
+    Classifier training: Adam(classifier_lr) with `classifier_weight_decay` added to the gradient,
+      lr x `classifier_lr_decay` after `classifier_decay_epochs` epochs, `classifier_batch_size`,
+      `classifier_epochs`, BCE-with-logits on the 40 labels.
+
+    Data: the first `train_fraction` of the samples train, the rest are held out.
+
+    Editing: alpha in `edit_alpha_range` (`table_alpha` is the strength of the seed's Table 1);
+      `edit_layers` = (first, stop) half-open range of W+ layers that take the edit (the official
+      code edits layers 0..10, i.e. (0, 11)); None edits the whole latent. A range reaching past
+      num_ws is clipped to it (`edit_layer_mask`).
+
+    Choices of the `paper` preset where the seed is silent:
+      - C hidden sizes (512, 256): Dense 512 -> 512 -> 256 -> 40, ReLU between.
+      - H = Dense(512) -> LeakyReLU(0.2) -> Dense(512): hidden width 512, slope 0.2, linear output.
+      - class loss: BCE of sigmoid(C(T(w)))[j] towards the flipped prediction round(clamp(p + a, 0, 1)).
+      - attribute loss on probabilities sigmoid(C(.)) (the seed's C outputs probabilities);
+        `E||C(T(w))[i] - C(w)[i]||` read as the batch mean of the absolute difference.
+      - recon loss `E||T(w) - w||_2` read as the batch mean of the Euclidean norm over the 512 dims.
+      - C training: the official schedule (batch 256, 20 epochs, Adam 1e-4, decay 5e-4, x0.1 at 10).
+    """
+
+    name: str
+    space: str
+    num_ws: int
+    w_dim: int
+    num_attributes: int
+    classifier_hidden: tuple[int, ...]
+    classifier_activation: str
+    classifier_negative_slope: float
+    transformer_kind: str
+    transformer_hidden: int
+    transformer_negative_slope: float
+    loss_kind: str
+    class_weight: float
+    attribute_weight: float
+    recon_weight: float
+    corr_threshold: float
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    weight_decay: float
+    batch_size: int
+    epochs: int
+    classifier_lr: float
+    classifier_weight_decay: float
+    classifier_batch_size: int
+    classifier_epochs: int
+    classifier_decay_epochs: int
+    classifier_lr_decay: float
+    train_fraction: float
+    edit_alpha_range: tuple[float, float]
+    table_alpha: float
+    edit_layers: tuple[int, int] | None
+
+    def __post_init__(self) -> None:
+        if self.space not in SPACES:
+            raise ConfigError(f"preset {self.name!r}: space {self.space!r} is not one of {SPACES}")
+        if self.loss_kind not in LOSS_KINDS:
+            raise ConfigError(f"preset {self.name!r}: loss_kind {self.loss_kind!r} is not one of {LOSS_KINDS}")
+        if self.transformer_kind not in TRANSFORMER_KINDS:
+            raise ConfigError(f"preset {self.name!r}: transformer_kind {self.transformer_kind!r} is not one of {TRANSFORMER_KINDS}")
+        if self.transformer_kind == "official" and self.space != "w+":
+            raise ConfigError(f"preset {self.name!r}: the official per-layer transformer needs space 'w+'")
+        if self.classifier_activation not in ACTIVATIONS:
+            raise ConfigError(f"preset {self.name!r}: classifier_activation {self.classifier_activation!r} is not one of {ACTIVATIONS}")
+        for field in ("num_ws", "w_dim", "num_attributes", "batch_size", "epochs", "classifier_batch_size", "classifier_epochs", "transformer_hidden"):
+            value = getattr(self, field)
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"preset {self.name!r}: {field} must be a positive integer, got {value!r}")
+        if any((not isinstance(h, int)) or h < 1 for h in self.classifier_hidden):
+            raise ConfigError(f"preset {self.name!r}: classifier_hidden must be positive integers, got {self.classifier_hidden!r}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ConfigError(f"preset {self.name!r}: train_fraction must be in (0, 1], got {self.train_fraction}")
+        for field in ("lr", "classifier_lr"):
+            if not getattr(self, field) > 0:
+                raise ConfigError(f"preset {self.name!r}: {field} must be > 0, got {getattr(self, field)}")
+        if self.edit_layers is not None:
+            first, stop = self.edit_layers
+            if self.space != "w+" or not 0 <= first < min(stop, self.num_ws):
+                raise ConfigError(f"preset {self.name!r}: edit_layers {self.edit_layers} selects no W+ layer of 0..{self.num_ws - 1}")
+
+    @property
+    def latent_shape(self) -> tuple[int, ...]:
+        """Shape of one latent: (w_dim,) in W, (num_ws, w_dim) in W+."""
+        return (self.w_dim,) if self.space == "w" else (self.num_ws, self.w_dim)
+
+    @property
+    def latent_size(self) -> int:
+        return math.prod(self.latent_shape)
+
+    @property
+    def classifier_widths(self) -> tuple[int, ...]:
+        """(input, *hidden, num_attributes): the official (9216, 2048, 512, 40)."""
+        return (self.latent_size, *self.classifier_hidden, self.num_attributes)
+
+    def edit_layer_mask(self) -> tuple[bool, ...] | None:
+        """Per W+ layer, whether it takes the edit (None in W or when every layer does)."""
+        if self.edit_layers is None:
+            return None
+        first, stop = self.edit_layers
+        return tuple(first <= layer < stop for layer in range(self.num_ws))
+
+    def replace(self, **changes: Any) -> "MethodPreset":
+        """A copy with some fields changed (validated again)."""
+        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
+        if unknown:
+            raise ConfigError(f"preset {self.name!r} has no field(s) {', '.join(unknown)}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (tuples become lists)."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "MethodPreset":
+        """Inverse of `to_dict`; one-line ConfigError on missing or unknown fields."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = sorted(names - set(data))
+        unknown = sorted(set(data) - names)
+        if missing or unknown:
+            raise ConfigError(f"method preset: missing fields {missing}, unknown fields {unknown}")
+        values = dict(data)
+        for field in ("classifier_hidden", "edit_alpha_range"):
+            values[field] = tuple(values[field])
+        if values["edit_layers"] is not None:
+            values["edit_layers"] = tuple(values["edit_layers"])
+        return cls(**values)
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+PAPER = MethodPreset(
+    name="paper",
+    space="w",
+    num_ws=1,
+    w_dim=512,
+    num_attributes=40,
+    # The seed says "3 linear layers with ReLU" without sizes: our choice 512 -> 512 -> 256 -> 40.
+    classifier_hidden=(512, 256),
+    classifier_activation="relu",
+    classifier_negative_slope=0.0,
+    transformer_kind="paper",
+    # H = Dense(512) -> LeakyReLU(0.2) -> Dense(512); the seed names neither width nor slope.
+    transformer_hidden=512,
+    transformer_negative_slope=0.2,
+    loss_kind="paper",
+    class_weight=1.0,
+    attribute_weight=1.0,
+    recon_weight=100.0,
+    corr_threshold=1.0,
+    lr=1e-4,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    batch_size=16,
+    epochs=10,
+    # The seed does not say how C was trained: we use the official classifier schedule.
+    classifier_lr=1e-4,
+    classifier_weight_decay=5e-4,
+    classifier_batch_size=256,
+    classifier_epochs=20,
+    classifier_decay_epochs=10,
+    classifier_lr_decay=0.1,
+    train_fraction=0.9,
+    edit_alpha_range=(-1.5, 1.5),
+    table_alpha=1.25,
+    edit_layers=None,
+)
+
+OFFICIAL = MethodPreset(
+    name="official",
+    space="w+",
+    num_ws=18,
+    w_dim=512,
+    num_attributes=40,
+    classifier_hidden=(2048, 512),
+    classifier_activation="leaky_relu",
+    classifier_negative_slope=0.2,
+    transformer_kind="official",
+    transformer_hidden=512,  # unused by the official transformer (its layers are w_dim x w_dim)
+    transformer_negative_slope=0.2,  # unused: the official map has no activation
+    loss_kind="official",
+    class_weight=1.0,
+    attribute_weight=1.0,
+    recon_weight=10.0,
+    corr_threshold=1.0,
+    lr=1e-3,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=5e-4,
+    batch_size=32,
+    epochs=10,
+    classifier_lr=1e-4,
+    classifier_weight_decay=5e-4,
+    classifier_batch_size=256,
+    classifier_epochs=20,
+    classifier_decay_epochs=10,
+    classifier_lr_decay=0.1,
+    train_fraction=0.9,
+    edit_alpha_range=(-1.5, 1.5),
+    table_alpha=1.25,
+    edit_layers=(0, 11),
+)
+
+PRESETS: dict[str, MethodPreset] = {"paper": PAPER, "official": OFFICIAL}
+"""The named presets. Paper choices where the seed is silent (documented in `MethodPreset`):
+classifier hidden sizes (512, 256) with ReLU, H = Dense(512) -> LeakyReLU(0.2) -> Dense(512),
+the classifier schedule of the official code, attribute loss on probabilities, `E||.||` as the
+batch mean of the absolute difference (attribute loss) and of the Euclidean norm (recon loss)."""
+
+
+def get_preset(name: str) -> MethodPreset:
+    """The preset called `name`; one-line ConfigError listing the names otherwise."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown method preset {name!r}; known: {', '.join(PRESETS)}") from None
