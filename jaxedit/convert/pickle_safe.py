@@ -1,0 +1,307 @@
+"""A restricted pickle virtual machine that never runs code named by the data.
+
+`RestrictedUnpickler` subclasses the standard library's pure-Python unpickler
+(`pickle._Unpickler`; the C `pickle.Unpickler` cannot be restricted per opcode and preallocates its
+memo from a 4-byte index found in the file) and replaces its opcode table with an allow-list:
+
+* globals (GLOBAL, STACK_GLOBAL) resolve only through `find_class`, which looks the exact
+  `module.name` up in a table of stand-ins supplied by the caller and raises
+  `UnsafeCheckpointError` for anything else; nothing is ever imported;
+* INST, OBJ, NEWOBJ_EX, EXT1/2/4 (the copyreg extension registry and its cache bypass
+  `find_class`), BYTEARRAY8, NEXT_BUFFER and READONLY_BUFFER are refused outright;
+* REDUCE and NEWOBJ call only `StandIn` objects from that table;
+* BUILD (state setting) is delegated to `build_hook`, which refuses everything the caller does
+  not explicitly accept; SETITEM(S) only fill `dict`s, APPEND(S) only `list`s, ADDITEMS only `set`s;
+* dict keys and set members must be plain hashable literals (no attacker-chosen `__hash__`/`__eq__`
+  work, no quadratic hash-collision inputs), and the number of executed opcodes is capped.
+
+Errors raised here are `CheckpointError`/`UnsafeCheckpointError` without the file name; the caller
+prefixes it.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+from collections.abc import Callable
+from typing import Any
+
+from jaxedit.errors import CheckpointError, UnsafeCheckpointError
+
+__all__ = ["StandIn", "RestrictedUnpickler", "check_key", "short"]
+
+_MAX_OPS_DEFAULT = 5_000_000
+_MAX_KEY_DEPTH = 4
+_INT_KEY_LIMIT = 1 << 60  # ints below 2**61 - 1 hash to themselves: no crafted collisions
+
+
+def short(text: object, limit: int = 80) -> str:
+    """A one-line, length-limited rendering of an untrusted string for an error message."""
+    s = text if isinstance(text, str) else type(text).__name__
+    s = s.encode("ascii", "backslashreplace").decode("ascii")
+    s = s.replace("\n", "\\n").replace("\r", "\\r")
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
+
+class StandIn:
+    """What an allowed global resolves to: our own function, never the original object.
+
+    `call` runs for REDUCE (`global(*args)`); `new` (optional) runs for NEWOBJ
+    (`cls.__new__(cls, *args)`). A stand-in without `call` may only appear as a value (for example a
+    storage type inside a persistent id).
+    """
+
+    __slots__ = ("qualname", "call", "new", "value")
+
+    def __init__(self, qualname: str, call: Callable[..., Any] | None = None,
+                 new: Callable[..., Any] | None = None, value: Any = None):
+        self.qualname = qualname
+        self.call = call
+        self.new = new
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<stand-in for {self.qualname}>"
+
+    def __reduce__(self):  # never pickled back out
+        raise TypeError("stand-ins cannot be pickled")
+
+
+def check_key(key: object, depth: int = 0) -> None:
+    """Refuse dict keys / set members whose hashing or comparison an attacker could steer."""
+    t = type(key)
+    if t is str or t is bytes or t is bool or key is None:
+        return
+    if t is int:
+        if -_INT_KEY_LIMIT < key < _INT_KEY_LIMIT:
+            return
+        raise CheckpointError("pickle uses an out-of-range integer as a dict key")
+    if t is float:
+        return
+    if t is tuple and depth < _MAX_KEY_DEPTH:
+        for item in key:
+            check_key(item, depth + 1)
+        return
+    raise CheckpointError(f"pickle uses a {short(key)} as a dict key or set member")
+
+
+class _Stop(Exception):
+    def __init__(self, value):
+        super().__init__()
+        self.value = value
+
+
+def _refuse(opname: str):
+    def handler(self):
+        raise UnsafeCheckpointError(f"pickle opcode {opname} is refused by the safe loader")
+
+    handler.__name__ = f"refuse_{opname.lower()}"
+    return handler
+
+
+_BASE = pickle._Unpickler  # the pure-Python implementation shipped by the standard library
+
+_ALLOWED_OPCODES = (
+    "MARK", "POP", "POP_MARK", "DUP", "FLOAT", "INT", "BININT", "BININT1", "LONG", "BININT2",
+    "NONE", "PERSID", "BINPERSID", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE",
+    "BINUNICODE", "GET", "BINGET", "LONG_BINGET", "PUT", "BINPUT", "LONG_BINPUT", "LIST",
+    "EMPTY_LIST", "TUPLE", "EMPTY_TUPLE", "BINFLOAT", "PROTO", "TUPLE1", "TUPLE2", "TUPLE3",
+    "NEWTRUE", "NEWFALSE", "LONG1", "LONG4", "BINBYTES", "SHORT_BINBYTES", "BINUNICODE8",
+    "BINBYTES8", "SHORT_BINUNICODE", "EMPTY_SET", "EMPTY_DICT", "MEMOIZE",
+)
+_REFUSED_OPCODES = (
+    "INST", "OBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4", "BYTEARRAY8", "NEXT_BUFFER",
+    "READONLY_BUFFER",
+)
+
+
+class RestrictedUnpickler(_BASE):
+    """Unpickle one pickle (up to its STOP) from a binary file object, safely.
+
+    Args:
+      file: a binary file object positioned at the pickle's first byte; left just after its STOP.
+      globals_table: `{"module.name": StandIn}`: the only globals the pickle may name.
+      persistent_load: called with each persistent id (BINPERSID/PERSID), returns its object.
+      build_hook: `build_hook(inst, state) -> bool`: True when it applied (or deliberately
+        discarded) the state; False makes BUILD refuse.
+      max_ops: cap on executed opcodes (objects created) for this pickle.
+    """
+
+    dispatch: dict[int, Callable] = {}
+
+    def __init__(self, file: io.BufferedIOBase, globals_table: dict[str, StandIn],
+                 persistent_load: Callable[[Any], Any] | None = None,
+                 build_hook: Callable[[Any, Any], bool] | None = None,
+                 max_ops: int = _MAX_OPS_DEFAULT):
+        super().__init__(file, encoding="latin1")
+        self._globals_table = globals_table
+        self._persistent = persistent_load
+        self._build_hook = build_hook
+        self._max_ops = max_ops
+
+    # -- driver ---------------------------------------------------------------------------------
+    def load(self) -> Any:
+        self.read = self._file_read
+        self.readline = self._file_readline
+        self.readinto = None
+        self.metastack = []
+        self.stack = []
+        self.append = self.stack.append
+        self.proto = 0
+        read = self.read
+        dispatch = self.dispatch
+        budget = self._max_ops
+        try:
+            while True:
+                key = read(1)
+                if not key:
+                    raise CheckpointError("pickle data ends before its STOP opcode (truncated)")
+                handler = dispatch.get(key[0])
+                if handler is None:
+                    raise CheckpointError(f"invalid pickle opcode 0x{key[0]:02x}")
+                budget -= 1
+                if budget < 0:
+                    raise CheckpointError(f"pickle has more than {self._max_ops} operations")
+                handler(self)
+        except _Stop as stop:
+            return stop.value
+
+    def find_class(self, module: str, name: str) -> StandIn:
+        stand_in = self._globals_table.get(f"{module}.{name}")
+        if stand_in is None:
+            raise UnsafeCheckpointError(
+                f"refused global {short(module)}.{short(name)} (not in the safe loader's allow-list)")
+        return stand_in
+
+    def persistent_load(self, pid: Any) -> Any:
+        if self._persistent is None:
+            raise CheckpointError("unexpected persistent id in this pickle")
+        return self._persistent(pid)
+
+    # -- overridden opcodes ---------------------------------------------------------------------
+    def load_stop(self):
+        raise _Stop(self.stack.pop())
+
+    def load_frame(self):
+        # Frames only group bytes for buffered reading; the stream is contiguous, so skip the size.
+        data = self.read(8)
+        if len(data) != 8:
+            raise CheckpointError("pickle data ends inside a FRAME header (truncated)")
+
+    def load_reduce(self):
+        stack = self.stack
+        args = stack.pop()
+        func = stack[-1]
+        if type(func) is not StandIn or func.call is None:
+            raise UnsafeCheckpointError(f"pickle calls a {short(func)}, which is not callable here")
+        if type(args) is not tuple:
+            raise CheckpointError("pickle REDUCE arguments are not a tuple")
+        stack[-1] = func.call(*args)
+
+    def load_newobj(self):
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        if type(cls) is not StandIn or cls.new is None:
+            what = cls.qualname if type(cls) is StandIn else short(cls)
+            raise UnsafeCheckpointError(f"pickle instantiates {what}, which is refused")
+        if type(args) is not tuple:
+            raise CheckpointError("pickle NEWOBJ arguments are not a tuple")
+        self.append(cls.new(*args))
+
+    def load_build(self):
+        stack = self.stack
+        state = stack.pop()
+        inst = stack[-1]
+        if self._build_hook is None or not self._build_hook(inst, state):
+            raise UnsafeCheckpointError(
+                f"pickle sets the state of a {short(inst)} (BUILD), which is refused")
+
+    def load_append(self):
+        value = self.stack.pop()
+        target = self.stack[-1]
+        if type(target) is not list:
+            raise CheckpointError(f"pickle appends to a {short(target)}")
+        target.append(value)
+
+    def load_appends(self):
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if type(target) is not list:
+            raise CheckpointError(f"pickle appends to a {short(target)}")
+        target.extend(items)
+
+    def load_setitem(self):
+        stack = self.stack
+        value = stack.pop()
+        key = stack.pop()
+        target = stack[-1]
+        if not isinstance(target, dict):
+            raise CheckpointError(f"pickle sets an item of a {short(target)}")
+        check_key(key)
+        target[key] = value
+
+    def load_setitems(self):
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if not isinstance(target, dict):
+            raise CheckpointError(f"pickle sets items of a {short(target)}")
+        if len(items) % 2:
+            raise CheckpointError("pickle SETITEMS has an odd number of items")
+        for i in range(0, len(items), 2):
+            check_key(items[i])
+            target[items[i]] = items[i + 1]
+
+    def load_dict(self):
+        items = self.pop_mark()
+        if len(items) % 2:
+            raise CheckpointError("pickle DICT has an odd number of items")
+        d = {}
+        for i in range(0, len(items), 2):
+            check_key(items[i])
+            d[items[i]] = items[i + 1]
+        self.append(d)
+
+    def load_additems(self):
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if type(target) is not set:
+            raise CheckpointError(f"pickle adds set items to a {short(target)}")
+        for item in items:
+            check_key(item)
+        target.update(items)
+
+    def load_frozenset(self):
+        items = self.pop_mark()
+        for item in items:
+            check_key(item)
+        self.append(frozenset(items))
+
+    def pop_mark(self):
+        if not self.metastack:
+            raise CheckpointError("pickle pops a MARK that was never pushed")
+        return super().pop_mark()
+
+
+def _build_dispatch() -> dict[int, Callable]:
+    table: dict[int, Callable] = {}
+    for name in _ALLOWED_OPCODES:
+        code = getattr(pickle, name)[0]
+        table[code] = _BASE.dispatch[code]
+    for name in _REFUSED_OPCODES:
+        table[getattr(pickle, name)[0]] = _refuse(name)
+    overrides = {
+        "STOP": RestrictedUnpickler.load_stop, "FRAME": RestrictedUnpickler.load_frame,
+        "REDUCE": RestrictedUnpickler.load_reduce, "NEWOBJ": RestrictedUnpickler.load_newobj,
+        "BUILD": RestrictedUnpickler.load_build, "APPEND": RestrictedUnpickler.load_append,
+        "APPENDS": RestrictedUnpickler.load_appends, "SETITEM": RestrictedUnpickler.load_setitem,
+        "SETITEMS": RestrictedUnpickler.load_setitems, "DICT": RestrictedUnpickler.load_dict,
+        "ADDITEMS": RestrictedUnpickler.load_additems,
+        "FROZENSET": RestrictedUnpickler.load_frozenset,
+        "GLOBAL": _BASE.load_global, "STACK_GLOBAL": _BASE.load_stack_global,
+    }
+    for name, fn in overrides.items():
+        table[getattr(pickle, name)[0]] = fn
+    return table
+
+
+RestrictedUnpickler.dispatch = _build_dispatch()

@@ -1,0 +1,756 @@
+"""Read PyTorch checkpoint files without torch and without executing anything from the file.
+
+Formats (detected from the first bytes, never from the file name):
+
+* **zip** (`torch.save` since 1.6): `P/data.pkl` plus raw storages `P/data/<key>`, located through
+  the zip central directory (the local headers carry zero sizes) and read from a memory map, only
+  for the storages a tensor references;
+* **legacy** (`torch.save` before 1.6): five back-to-back pickles (magic number, protocol 1001,
+  sys-info, the object, the storage keys) followed by `int64 count + raw bytes` per storage;
+* **plain pickle** (NVlabs `.pkl` network pickles), whose storages are legacy-format blobs reached
+  through `torch.storage._load_from_bytes`.
+
+Every pickle goes through `jaxedit.convert.pickle_safe.RestrictedUnpickler` with the allow-list in
+`_GLOBALS`, each entry mapped to a stand-in defined here. What comes back:
+
+* tensors and `Parameter`s -> C-contiguous, writable `np.ndarray` copies (native byte order,
+  shape and strides applied); bfloat16 -> `ml_dtypes.bfloat16` (bit-exact; `.astype(np.float32)`
+  when needed). A parameter is not distinguished from a buffer by type: use the module's
+  `_parameters` / `_buffers` dicts (NVlabs) or the key names (state dicts);
+* `OrderedDict`, `dnnlib.util.EasyDict` -> plain `dict`; `argparse.Namespace` -> `NamespaceRecord`
+  (a `dict` with attribute access); `torch.Size` -> `tuple`; `torch.device` -> `str`;
+* numpy scalars -> numpy scalars (`np.float64`...), numpy dtypes -> `np.dtype`;
+* NVlabs persistent objects -> `PersistentObject(class_name, state)`; `state` is the module's
+  `__dict__` (`_parameters`, `_buffers`, `_non_persistent_buffers_set`, `_modules`, `_init_kwargs`,
+  plain attributes...). Every submodule in `_modules` is itself a `PersistentObject` (NVlabs marks
+  every network class persistent; a plain `torch.nn.Module` subclass is refused as a global). The
+  embedded `module_src` is dropped, never compiled.
+
+Resource limits: each tensor's extent (offset + sum((size - 1) * stride)) is checked against the
+elements its storage really holds, each storage's element count against the bytes present, and
+the bytes materialised for tensors are charged to a budget (`max_total_bytes`, by default
+`DEFAULT_BUDGET_FACTOR` x file size + `DEFAULT_BUDGET_SLACK`) *before* anything is allocated, so a
+stride-0 expansion or many views of one storage cannot blow up memory. Pickles are capped in
+operations; flattening a module tree has depth and cycle limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import math
+import mmap
+import os
+import re
+import struct
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import ml_dtypes
+import numpy as np
+
+from jaxedit.convert.pickle_safe import RestrictedUnpickler, StandIn, check_key, short
+from jaxedit.errors import CheckpointError, JaxeditError, UnsafeCheckpointError
+
+__all__ = [
+    "read_checkpoint",
+    "module_state_dict",
+    "init_kwargs",
+    "PersistentObject",
+    "NamespaceRecord",
+    "CheckpointReader",
+    "DEFAULT_BUDGET_FACTOR",
+    "DEFAULT_BUDGET_SLACK",
+]
+
+DEFAULT_BUDGET_FACTOR = 4
+DEFAULT_BUDGET_SLACK = 1 << 20
+MAX_MODULE_DEPTH = 64
+_MAX_DIM = 1 << 48
+_MAX_NDIM = 32
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+
+# torch storage type name -> numpy dtype of one element (native little-endian)
+_STORAGE_DTYPES: dict[str, np.dtype] = {
+    "FloatStorage": np.dtype("<f4"),
+    "DoubleStorage": np.dtype("<f8"),
+    "HalfStorage": np.dtype("<f2"),
+    "BFloat16Storage": np.dtype(ml_dtypes.bfloat16),
+    "LongStorage": np.dtype("<i8"),
+    "IntStorage": np.dtype("<i4"),
+    "ShortStorage": np.dtype("<i2"),
+    "CharStorage": np.dtype("i1"),
+    "ByteStorage": np.dtype("u1"),
+    "BoolStorage": np.dtype("?"),
+    "ComplexFloatStorage": np.dtype("<c8"),
+    "ComplexDoubleStorage": np.dtype("<c16"),
+    "UntypedStorage": np.dtype("u1"),
+}
+_SIMPLE_DTYPE = re.compile(r"^[<>|=]?(b1|\?|i1|i2|i4|i8|u1|u2|u4|u8|f2|f4|f8|c8|c16)$")
+
+
+# ------------------------------------------------------------------------------------------------
+# Inert result types
+# ------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(eq=False)
+class PersistentObject:
+    """An NVlabs `torch_utils.persistence` object, reduced to data.
+
+    Attributes:
+      class_name: the class named in the pickle (`"Generator"`, `"SynthesisLayer"`...).
+      state: the object's `__dict__` as pickled: for a network module `_parameters` and `_buffers`
+        (`{name: np.ndarray | None}`), `_non_persistent_buffers_set` (a `set` of names),
+        `_modules` (`{name: PersistentObject | None}`), `_init_args`, `_init_kwargs`, and plain
+        attributes (`z_dim`, `w_dim`, ...).
+      version: the persistence format version recorded in the pickle.
+    """
+
+    class_name: str
+    state: dict
+    version: int | None = None
+
+    def __repr__(self) -> str:
+        return f"PersistentObject({self.class_name!r}, state keys={sorted(map(str, self.state))})"
+
+
+class NamespaceRecord(dict):
+    """An `argparse.Namespace` from a checkpoint: a plain dict whose items read as attributes."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Storages and tensors
+# ------------------------------------------------------------------------------------------------
+class _StorageRef:
+    """Elements of one storage: `numel` items of `dtype` at byte `offset` of `buf` (or pending)."""
+
+    __slots__ = ("key", "dtype", "numel", "buf", "offset", "big_endian")
+
+    def __init__(self, key: str, dtype: np.dtype, numel: int, buf=None, offset: int = 0,
+                 big_endian: bool = False):
+        self.key = key
+        self.dtype = dtype
+        self.numel = numel
+        self.buf = buf
+        self.offset = offset
+        self.big_endian = big_endian
+
+    def __reduce__(self):
+        raise TypeError("not picklable")
+
+
+class _Pending:
+    """Placeholder for a tensor whose storage bytes are not located yet (legacy pass one)."""
+
+    __slots__ = ()
+
+
+_PENDING = _Pending()
+
+
+def _as_int(value: Any, what: str) -> int:
+    if type(value) is bool or not isinstance(value, (int, np.integer)):
+        raise CheckpointError(f"tensor {what} is a {short(value)}, expected an integer")
+    return int(value)
+
+
+def _int_tuple(value: Any, what: str) -> tuple[int, ...]:
+    if type(value) not in (tuple, list):
+        raise CheckpointError(f"tensor {what} is a {short(value)}, expected a tuple of integers")
+    if len(value) > _MAX_NDIM:
+        raise CheckpointError(f"tensor {what} has {len(value)} dimensions (limit {_MAX_NDIM})")
+    out = tuple(_as_int(v, what) for v in value)
+    for v in out:
+        if not 0 <= v < _MAX_DIM:
+            raise CheckpointError(f"tensor {what} {out} has an implausible entry {v}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# The reader
+# ------------------------------------------------------------------------------------------------
+class CheckpointReader:
+    """One read of one checkpoint file; `read()` returns the object tree.
+
+    `bytes_materialised` counts the tensor bytes allocated so far (checked against
+    `max_total_bytes` before each allocation).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, max_total_bytes: int | None = None):
+        self.path = Path(path)
+        self.name = self.path.name
+        self.max_total_bytes = max_total_bytes
+        self.bytes_materialised = 0
+        self.file_size = 0
+        self._globals = self._make_globals()
+        self._blob_globals = {k: v for k, v in self._globals.items() if k.startswith("torch.")
+                              and k.endswith("Storage")}
+        self._in_blob = False
+
+    # -- public ---------------------------------------------------------------------------------
+    def read(self) -> Any:
+        try:
+            return self._read()
+        except JaxeditError as e:
+            raise type(e)(f"{self.name}: {_one_line(str(e))}") from None
+        except RecursionError:
+            raise CheckpointError(f"{self.name}: structure nested too deeply") from None
+        except MemoryError:
+            raise CheckpointError(f"{self.name}: out of memory while reading") from None
+        except Exception as e:  # any parser failure on hostile bytes becomes our error type
+            raise CheckpointError(
+                f"{self.name}: corrupt or truncated checkpoint ({type(e).__name__}: "
+                f"{_one_line(str(e), 100)})") from None
+
+    # -- budget ---------------------------------------------------------------------------------
+    def _charge(self, nbytes: int) -> None:
+        assert self.max_total_bytes is not None
+        if self.bytes_materialised + nbytes > self.max_total_bytes:
+            raise CheckpointError(
+                f"tensors would need more than {self.max_total_bytes} bytes in total (the byte "
+                f"budget for this {self.file_size}-byte file; pass max_total_bytes to raise it)")
+        self.bytes_materialised += nbytes
+
+    # -- dispatch on format ---------------------------------------------------------------------
+    def _read(self) -> Any:
+        try:
+            f = open(self.path, "rb")
+        except OSError as e:
+            raise CheckpointError(f"cannot open ({e.strerror or type(e).__name__})") from None
+        with f:
+            self.file_size = os.fstat(f.fileno()).st_size
+            if self.max_total_bytes is None:
+                self.max_total_bytes = (DEFAULT_BUDGET_FACTOR * self.file_size
+                                        + DEFAULT_BUDGET_SLACK)
+            if self.file_size == 0:
+                raise CheckpointError("empty file")
+            head = f.read(4)
+            if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+                try:
+                    return self._read_zip(f, mm)
+                finally:
+                    try:
+                        mm.close()
+                    except BufferError:  # a view still referenced by a traceback; GC closes it
+                        pass
+            if head[:1] != b"\x80":
+                raise CheckpointError(
+                    f"not a PyTorch checkpoint or pickle (starts with {head!r})")
+            f.seek(0)
+            data = f.read()
+        return self._read_pickle_file(data)
+
+    # -- zip ------------------------------------------------------------------------------------
+    def _read_zip(self, f: io.BufferedReader, mm: mmap.mmap) -> Any:
+        try:
+            f.seek(0)
+            zf = zipfile.ZipFile(f)  # parses the central directory only; we read members via mm
+            infos = zf.infolist()
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
+                struct.error, UnicodeDecodeError, NotImplementedError) as e:
+            raise CheckpointError(f"not a readable zip archive ({_one_line(str(e), 80)})") from None
+        if not infos:
+            raise CheckpointError("zip archive is empty")
+        top = infos[0].filename.split("/", 1)[0]
+        entries = {info.filename: info for info in infos}
+        pkl = entries.get(f"{top}/data.pkl")
+        if pkl is None:
+            raise CheckpointError(
+                f"zip archive has no {short(top)}/data.pkl: not a PyTorch checkpoint")
+        byteorder = "little"
+        if f"{top}/byteorder" in entries:
+            raw = self._zip_member(mm, entries[f"{top}/byteorder"])
+            if raw not in (b"little", b"big"):
+                raise CheckpointError(f"zip byteorder record is {raw[:16]!r}")
+            byteorder = raw.decode()
+        big = byteorder == "big"
+        storages: dict[str, _StorageRef] = {}
+
+        def persistent_load(pid: Any) -> _StorageRef:
+            if type(pid) is not tuple or len(pid) != 5 or pid[0] != "storage":
+                raise CheckpointError(f"unexpected persistent id {short(str(pid)[:60])}")
+            _, stype, key, _location, numel = pid
+            dtype = self._storage_dtype(stype)
+            if type(key) is not str:
+                raise CheckpointError("storage key is not a string")
+            numel = _as_int(numel, "storage size")
+            if numel < 0:
+                raise CheckpointError(f"storage {short(key)} has negative size")
+            cached = storages.get(key)
+            if cached is not None:
+                if cached.dtype != dtype:
+                    raise CheckpointError(f"storage {short(key)} is used with two element types")
+                return cached
+            info = entries.get(f"{top}/data/{key}")
+            if info is None:
+                raise CheckpointError(f"zip archive lacks the storage {short(top)}/data/{short(key)}")
+            start, length = self._zip_span(mm, info)
+            if numel * dtype.itemsize > length:
+                raise CheckpointError(
+                    f"storage {short(key)} claims {numel} x {dtype.itemsize} bytes but the archive "
+                    f"holds {length}")
+            ref = _StorageRef(key, dtype, numel, mm, start, big)
+            storages[key] = ref
+            return ref
+
+        pickle_bytes = self._zip_member(mm, pkl)
+        try:
+            return self._unpickle(io.BytesIO(pickle_bytes), self._globals, persistent_load)
+        finally:
+            for ref in storages.values():
+                ref.buf = None
+
+    def _zip_span(self, mm: mmap.mmap, info: zipfile.ZipInfo) -> tuple[int, int]:
+        """Byte offset and length of a stored (uncompressed) member's data inside the file."""
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise CheckpointError(f"zip member {short(info.filename)} is compressed; torch never "
+                                  "compresses checkpoints")
+        if info.flag_bits & 0x1:
+            raise CheckpointError(f"zip member {short(info.filename)} is encrypted")
+        if info.compress_size != info.file_size:
+            raise CheckpointError(f"zip member {short(info.filename)} has inconsistent sizes")
+        hdr = info.header_offset
+        if hdr < 0 or hdr + 30 > len(mm):
+            raise CheckpointError(f"zip member {short(info.filename)} lies outside the file")
+        local = mm[hdr:hdr + 30]
+        if local[:4] != b"PK\x03\x04":
+            raise CheckpointError(f"zip member {short(info.filename)} has a bad local header")
+        name_len, extra_len = struct.unpack("<HH", local[26:30])
+        start = hdr + 30 + name_len + extra_len
+        if start + info.file_size > len(mm):
+            raise CheckpointError(
+                f"zip member {short(info.filename)} extends beyond the end of the file (truncated)")
+        return start, info.file_size
+
+    def _zip_member(self, mm: mmap.mmap, info: zipfile.ZipInfo) -> bytes:
+        start, length = self._zip_span(mm, info)
+        return mm[start:start + length]
+
+    # -- plain pickle / legacy ------------------------------------------------------------------
+    def _read_pickle_file(self, data: bytes) -> Any:
+        stream = io.BytesIO(data)
+        first = self._unpickle(stream, self._globals, None, what="pickle")
+        if type(first) is int and first == _LEGACY_MAGIC:
+            stream.seek(0)
+            return self._read_legacy(stream, data, blob=False)
+        return first
+
+    def _read_legacy(self, stream: io.BytesIO, data: bytes, *, blob: bool) -> Any:
+        """Parse a legacy `torch.save` stream from `stream`'s position; `data` is its buffer."""
+        no_globals: dict[str, StandIn] = {}
+        magic = self._unpickle(stream, no_globals, None, what="legacy magic number")
+        if type(magic) is not int or magic != _LEGACY_MAGIC:
+            raise CheckpointError("legacy stream lacks the torch magic number")
+        protocol = self._unpickle(stream, no_globals, None, what="legacy protocol")
+        if type(protocol) is not int or protocol != _LEGACY_PROTOCOL:
+            raise CheckpointError(f"legacy protocol version is {short(str(protocol))}, not 1001")
+        sys_info = self._unpickle(stream, no_globals, None, what="legacy sys info")
+        if type(sys_info) is not dict:
+            raise CheckpointError("legacy sys info is not a dict")
+        big = sys_info.get("little_endian", True) is False
+
+        globals_table = self._blob_globals if blob else self._globals
+        object_start = stream.tell()
+        pending: dict[str, _StorageRef] = {}
+        views: dict[str, tuple[str, int, int]] = {}
+
+        def parse_pid(pid: Any) -> tuple[str, np.dtype, int, Any]:
+            if type(pid) is not tuple or len(pid) != 6 or pid[0] != "storage":
+                raise CheckpointError(f"unexpected persistent id {short(str(pid)[:60])}")
+            _, stype, key, _location, numel, view = pid
+            if type(key) is not str:
+                raise CheckpointError("storage key is not a string")
+            return key, self._storage_dtype(stype), _as_int(numel, "storage size"), view
+
+        def collect(pid: Any) -> _StorageRef:
+            key, dtype, numel, view = parse_pid(pid)
+            ref = pending.get(key)
+            if ref is None:
+                ref = pending[key] = _StorageRef(key, dtype, numel, big_endian=big)
+            elif ref.dtype != dtype:
+                raise CheckpointError(f"storage {short(key)} is used with two element types")
+            if view is not None:
+                if (type(view) is not tuple or len(view) != 3 or type(view[0]) is not str):
+                    raise CheckpointError("malformed storage view record")
+                vkey = view[0]
+                views[vkey] = (key, _as_int(view[1], "view offset"), _as_int(view[2], "view size"))
+                return _StorageRef(vkey, dtype, 0, big_endian=big)
+            return ref
+
+        # Pass one: find the storages and the end of the object pickle; tensors stay pending.
+        outer_mode, self._pending_mode = self._pending_mode, True
+        try:
+            obj = self._unpickle(stream, globals_table, collect, what="legacy object")
+        finally:
+            self._pending_mode = outer_mode
+        keys = self._unpickle(stream, no_globals, None, what="legacy storage key list")
+        if type(keys) is not list or any(type(k) is not str for k in keys):
+            raise CheckpointError("legacy storage key list is not a list of strings")
+        pos = stream.tell()
+        for key in keys:
+            ref = pending.get(key)
+            if ref is None:
+                raise CheckpointError(f"legacy key list names an unknown storage {short(key)}")
+            if pos + 8 > len(data):
+                raise CheckpointError(f"legacy storage {short(key)} is truncated")
+            (count,) = struct.unpack(">q" if big else "<q", data[pos:pos + 8])
+            pos += 8
+            nbytes = count * ref.dtype.itemsize
+            if count < 0 or pos + nbytes > len(data):
+                raise CheckpointError(
+                    f"legacy storage {short(key)} claims {count} elements but the file holds "
+                    f"{max(0, len(data) - pos)} bytes (truncated)")
+            ref.numel = count
+            ref.buf = data
+            ref.offset = pos
+            pos += nbytes
+        missing = [k for k, r in pending.items() if r.buf is None]
+        if missing:
+            raise CheckpointError(f"legacy storage {short(missing[0])} has no data")
+        resolved = dict(pending)
+        for vkey, (base_key, off, size) in views.items():
+            base = resolved[base_key]
+            if off < 0 or size < 0 or off + size > base.numel:
+                raise CheckpointError(f"storage view {short(vkey)} exceeds its base storage")
+            resolved[vkey] = _StorageRef(vkey, base.dtype, size, data,
+                                         base.offset + off * base.dtype.itemsize, big)
+        if blob:
+            if type(obj) is not _StorageRef:
+                raise CheckpointError("storage blob does not hold a storage")
+            return resolved[obj.key]
+        end = stream.tell()
+
+        def resolve(pid: Any) -> _StorageRef:
+            return resolved[parse_pid(pid)[0]]
+
+        # Pass two: the same object pickle with every storage located.
+        stream.seek(object_start)
+        obj = self._unpickle(stream, globals_table, resolve, what="legacy object")
+        stream.seek(end)
+        return obj
+
+    # -- unpickling -----------------------------------------------------------------------------
+    _pending_mode = False
+
+    def _unpickle(self, stream: io.BytesIO, globals_table: dict[str, StandIn],
+                  persistent_load, what: str = "pickle") -> Any:
+        unpickler = RestrictedUnpickler(stream, globals_table, persistent_load, self._build_hook)
+        try:
+            return unpickler.load()
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as e:
+            raise CheckpointError(f"{what}: {e}") from None
+        except (EOFError, struct.error, IndexError) as e:
+            raise CheckpointError(f"{what}: corrupt or truncated pickle ({type(e).__name__})"
+                                  ) from None
+
+    @staticmethod
+    def _build_hook(inst: Any, state: Any) -> bool:
+        """The only state-setting the loader performs (BUILD opcode)."""
+        if isinstance(inst, np.dtype):
+            _check_dtype_state(inst, state)
+            inst.__setstate__(state)
+            return True
+        if type(inst) is NamespaceRecord and type(state) is dict:
+            if any(type(k) is not str for k in state):
+                return False
+            inst.update(state)
+            return True
+        if type(inst) is dict and (state is None or type(state) is dict):
+            # torch state dicts carry `_metadata` (module versions) as instance state: discarded.
+            return True
+        return False
+
+    def _storage_dtype(self, stype: Any) -> np.dtype:
+        if type(stype) is not StandIn or not isinstance(stype.value, np.dtype):
+            raise CheckpointError(f"storage type is a {short(stype)}, not a torch storage type")
+        return stype.value
+
+    # -- stand-ins ------------------------------------------------------------------------------
+    def _rebuild_tensor(self, storage: Any, storage_offset: Any, size: Any, stride: Any,
+                        *_rest: Any) -> Any:
+        if type(storage) is not _StorageRef:
+            raise CheckpointError(f"tensor storage is a {short(storage)}, not a storage")
+        offset = _as_int(storage_offset, "storage offset")
+        shape = _int_tuple(size, "size")
+        strides = _int_tuple(stride, "stride")
+        if len(shape) != len(strides):
+            raise CheckpointError(f"tensor size {shape} and stride {strides} differ in length")
+        if not 0 <= offset < _MAX_DIM:
+            raise CheckpointError(f"tensor storage offset {offset} is implausible")
+        if self._pending_mode:
+            return _PENDING
+        numel = math.prod(shape)
+        extent = offset + sum((n - 1) * s for n, s in zip(shape, strides)) + 1 if numel else 0
+        if extent > storage.numel or offset > storage.numel:
+            raise CheckpointError(
+                f"tensor of size {shape}, stride {strides}, offset {offset} needs {extent} "
+                f"elements but its storage {short(storage.key)} holds {storage.numel}")
+        dtype = storage.dtype
+        self._charge(numel * dtype.itemsize)
+        out = np.empty(shape, dtype=dtype)
+        if numel:
+            base = np.frombuffer(storage.buf, dtype=dtype, count=extent - offset,
+                                 offset=storage.offset + offset * dtype.itemsize)
+            view = np.lib.stride_tricks.as_strided(
+                base, shape=shape, strides=tuple(s * dtype.itemsize for s in strides),
+                writeable=False)
+            np.copyto(out, view)
+            del base, view
+            if storage.big_endian and dtype.itemsize > 1:
+                swap = (np.dtype(f"<f{dtype.itemsize // 2}") if dtype.kind == "c"
+                        else np.dtype(f"<u{dtype.itemsize}"))
+                out.view(swap).byteswap(inplace=True)
+        return out
+
+    def _rebuild_parameter(self, data: Any, requires_grad: Any = False, hooks: Any = None,
+                           *_rest: Any) -> Any:
+        if not (isinstance(data, np.ndarray) or data is _PENDING):
+            raise CheckpointError(f"parameter data is a {short(data)}, not a tensor")
+        return data
+
+    def _load_from_bytes(self, blob: Any) -> _StorageRef:
+        if self._in_blob:
+            raise UnsafeCheckpointError("storage blob nested inside a storage blob is refused")
+        if type(blob) is not bytes:
+            raise CheckpointError(f"storage blob is a {short(blob)}, not bytes")
+        self._in_blob = True
+        try:
+            return self._read_legacy(io.BytesIO(blob), blob, blob=True)
+        except UnsafeCheckpointError as e:
+            raise UnsafeCheckpointError(f"inside a storage blob: {e}") from None
+        except CheckpointError as e:
+            raise CheckpointError(f"storage blob: {e}") from None
+        finally:
+            self._in_blob = False
+
+    def _make_globals(self) -> dict[str, StandIn]:
+        table: dict[str, StandIn] = {}
+
+        def add(qualname: str, **kw: Any) -> None:
+            table[qualname] = StandIn(qualname, **kw)
+
+        for stype, dtype in _STORAGE_DTYPES.items():
+            add(f"torch.{stype}", value=dtype)
+        add("torch._utils._rebuild_tensor_v2", call=self._rebuild_tensor)
+        add("torch._utils._rebuild_tensor", call=self._rebuild_tensor)
+        add("torch._utils._rebuild_parameter", call=self._rebuild_parameter)
+        add("torch._utils._rebuild_parameter_with_state", call=self._rebuild_parameter)
+        add("torch.storage._load_from_bytes", call=self._load_from_bytes)
+        add("torch.Size", call=_torch_size)
+        add("torch.device", call=_torch_device)
+        add("collections.OrderedDict", call=_ordered_dict)
+        add("dnnlib.util.EasyDict", call=_ordered_dict, new=_new_empty_dict)
+        add("dnnlib.EasyDict", call=_ordered_dict, new=_new_empty_dict)
+        add("argparse.Namespace", new=_new_namespace)
+        add("numpy.dtype", call=_numpy_dtype)
+        add("numpy.core.multiarray.scalar", call=_numpy_scalar)
+        add("numpy._core.multiarray.scalar", call=_numpy_scalar)
+        add("_codecs.encode", call=_codecs_encode)
+        add("torch_utils.persistence._reconstruct_persistent_obj", call=_persistent_obj)
+        return table
+
+
+# ------------------------------------------------------------------------------------------------
+# Stand-ins that need no reader state
+# ------------------------------------------------------------------------------------------------
+def _one_line(text: str, limit: int = 300) -> str:
+    return short(text, limit)
+
+
+def _torch_size(*args: Any) -> tuple:
+    if len(args) != 1 or type(args[0]) not in (tuple, list):
+        raise CheckpointError("malformed torch.Size")
+    return _int_tuple(args[0], "torch.Size")
+
+
+def _torch_device(*args: Any) -> str:
+    if not 1 <= len(args) <= 2 or type(args[0]) is not str:
+        raise CheckpointError("malformed torch.device")
+    return args[0] if len(args) == 1 or args[1] is None else f"{args[0]}:{_as_int(args[1], 'device')}"
+
+
+def _ordered_dict(*args: Any) -> dict:
+    if not args:
+        return {}
+    if len(args) != 1:
+        raise CheckpointError("malformed OrderedDict/EasyDict arguments")
+    (items,) = args
+    if type(items) is dict:
+        return dict(items)
+    if type(items) not in (list, tuple):
+        raise CheckpointError("malformed OrderedDict/EasyDict arguments")
+    out = {}
+    for pair in items:
+        if type(pair) not in (list, tuple) or len(pair) != 2:
+            raise CheckpointError("malformed OrderedDict item")
+        check_key(pair[0])
+        out[pair[0]] = pair[1]
+    return out
+
+
+def _new_empty_dict(*args: Any) -> dict:
+    if args:
+        raise CheckpointError("malformed EasyDict construction")
+    return {}
+
+
+def _new_namespace(*args: Any) -> NamespaceRecord:
+    if args:
+        raise CheckpointError("malformed argparse.Namespace construction")
+    return NamespaceRecord()
+
+
+def _numpy_dtype(*args: Any) -> np.dtype:
+    if not 1 <= len(args) <= 3 or type(args[0]) is not str or not _SIMPLE_DTYPE.match(args[0]):
+        raise UnsafeCheckpointError(
+            f"numpy dtype {short(str(args[0]) if args else '')} is refused (only plain numbers)")
+    if any(type(a) is not bool for a in args[1:]):
+        raise CheckpointError("malformed numpy dtype arguments")
+    return np.dtype(args[0], False, True)  # a fresh copy: its BUILD never touches numpy's own
+
+
+def _check_dtype_state(inst: np.dtype, state: Any) -> None:
+    ok = (type(state) is tuple and len(state) in (8, 9) and state[0] in (3, 4)
+          and state[1] in ("<", ">", "|", "=") and state[2] is None and state[3] is None
+          and state[4] is None and state[5] in (-1, inst.itemsize)
+          and state[6] in (-1, inst.alignment) and state[7] == 0
+          and (len(state) == 8 or state[8] is None))
+    if not ok:
+        raise UnsafeCheckpointError("numpy dtype state other than a plain byte order is refused")
+
+
+def _numpy_scalar(*args: Any) -> Any:
+    if len(args) != 2 or not isinstance(args[0], np.dtype) or type(args[1]) is not bytes:
+        raise CheckpointError("malformed numpy scalar")
+    dtype, raw = args
+    if len(raw) != dtype.itemsize:
+        raise CheckpointError(f"numpy scalar has {len(raw)} bytes for a {dtype} value")
+    return np.frombuffer(raw, dtype=dtype)[0]  # numpy scalars are always in native byte order
+
+
+def _codecs_encode(*args: Any) -> bytes:
+    if (len(args) != 2 or type(args[0]) is not str
+            or args[1] not in ("latin1", "latin-1", "iso-8859-1")):
+        raise UnsafeCheckpointError("_codecs.encode is allowed only for latin-1 byte strings")
+    return args[0].encode("latin1")
+
+
+def _persistent_obj(*args: Any) -> PersistentObject:
+    if len(args) != 1 or type(args[0]) is not dict:
+        raise CheckpointError("malformed NVlabs persistent object")
+    meta = args[0]
+    class_name, state = meta.get("class_name"), meta.get("state")
+    if meta.get("type") != "class" or type(class_name) is not str or type(state) is not dict:
+        raise CheckpointError("malformed NVlabs persistent object record")
+    version = meta.get("version")
+    return PersistentObject(class_name, state, version if type(version) is int else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Public functions
+# ------------------------------------------------------------------------------------------------
+def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = None) -> Any:
+    """Read a torch checkpoint or NVlabs network pickle safely (nothing from the file executes).
+
+    Args:
+      path: a `torch.save` zip (torch >= 1.6), a legacy `torch.save` file, or a plain pickle.
+      max_total_bytes: budget for all tensor data materialised; default
+        `DEFAULT_BUDGET_FACTOR * file size + DEFAULT_BUDGET_SLACK`.
+
+    Returns:
+      The pickled object with tensors as C-contiguous numpy arrays (see the module docstring for
+      every type mapping).
+
+    Raises:
+      UnsafeCheckpointError: the file names a global outside the allow-list or uses a refused
+        opcode / state-setting step (message: file name and what was refused).
+      CheckpointError: unreadable, truncated, corrupt, not a checkpoint, or over the byte budget.
+    """
+    return CheckpointReader(path, max_total_bytes=max_total_bytes).read()
+
+
+def _module_state(module: Any, where: str) -> dict:
+    if isinstance(module, PersistentObject):
+        return module.state
+    if type(module) is dict and ("_parameters" in module or "_modules" in module):
+        return module
+    raise CheckpointError(f"{where or 'module'} is a {short(module)}, not a network module")
+
+
+def module_state_dict(module: Any, prefix: str = "") -> dict[str, np.ndarray]:
+    """Flatten an NVlabs network (PersistentObject / module-state dict) into `state_dict()`.
+
+    Walks `_modules` recursively (depth limit `MAX_MODULE_DEPTH`, cycles refused), collects
+    `_parameters` and `_buffers` except names in `_non_persistent_buffers_set`; `None` entries are
+    skipped, as torch does. Keys are joined with '.' below `prefix`.
+    """
+    out: dict[str, np.ndarray] = {}
+    on_path: set[int] = set()
+
+    def walk(mod: Any, pre: str, depth: int) -> None:
+        if depth > MAX_MODULE_DEPTH:
+            raise CheckpointError(f"module tree deeper than {MAX_MODULE_DEPTH} at {short(pre)}")
+        if id(mod) in on_path:
+            raise CheckpointError(f"module tree has a cycle at {short(pre or 'the root')}")
+        state = _module_state(mod, pre.rstrip("."))
+        on_path.add(id(mod))
+        non_persistent = state.get("_non_persistent_buffers_set") or set()
+        if not isinstance(non_persistent, (set, frozenset, list, tuple)):
+            raise CheckpointError(f"{short(pre) or 'module'}: malformed non-persistent buffer set")
+        for group in ("_parameters", "_buffers"):
+            tensors = state.get(group) or {}
+            if type(tensors) is not dict:
+                raise CheckpointError(f"{short(pre) or 'module'}.{group} is not a dict")
+            for name, value in tensors.items():
+                if value is None or (group == "_buffers" and name in non_persistent):
+                    continue
+                if not isinstance(value, np.ndarray):
+                    raise CheckpointError(f"{short(pre + str(name))} is a {short(value)}, "
+                                          "not a tensor")
+                out[pre + str(name)] = value
+        children = state.get("_modules") or {}
+        if type(children) is not dict:
+            raise CheckpointError(f"{short(pre) or 'module'}._modules is not a dict")
+        for name, child in children.items():
+            if child is not None:
+                walk(child, f"{pre}{name}.", depth + 1)
+        on_path.discard(id(mod))
+
+    walk(module, f"{prefix}." if prefix and not prefix.endswith(".") else prefix, 0)
+    return out
+
+
+def _plain(value: Any, depth: int = 0) -> Any:
+    if depth > 32:
+        raise CheckpointError("init kwargs nested too deeply")
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {k: _plain(v, depth + 1) for k, v in value.items()}
+    if type(value) is list:
+        return [_plain(v, depth + 1) for v in value]
+    if type(value) is tuple:
+        return tuple(_plain(v, depth + 1) for v in value)
+    return value
+
+
+def init_kwargs(module: Any) -> dict:
+    """The module's `_init_kwargs` (z_dim, w_dim, img_resolution, mapping_kwargs, ...) as plain
+    python values (dicts, lists, numbers, strings; numpy scalars converted)."""
+    state = _module_state(module, "network")
+    kwargs = state.get("_init_kwargs")
+    if kwargs is None:
+        return {}
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"network _init_kwargs is a {short(kwargs)}, not a dict")
+    return _plain(kwargs)
