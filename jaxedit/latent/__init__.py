@@ -7,21 +7,14 @@
 - `editors`: the on-disk editors format, `save_editors`, `load_editors` -> `Editors`.
 """
 
+from jaxedit.latent.editors import Editors, editors_from_params, load_editors, save_editors
 from jaxedit.latent.modules import LatentClassifier, LatentTransformer, classifier_from_preset, transformer_from_preset
 from jaxedit.latent.presets import PRESETS, MethodPreset, get_preset
 from jaxedit.latent.steps import ClassifierState, ClassifierTrainer, TransformerState, TransformerTrainer
 
 
-def __getattr__(name):
-    if name in ("load_editors", "save_editors", "Editors"):
-        from jaxedit.latent import editors
-
-        return getattr(editors, name)
-    raise AttributeError(f"module 'jaxedit.latent' has no attribute {name!r}")
-
-
 __all__ = [
     "PRESETS", "MethodPreset", "get_preset", "LatentClassifier", "LatentTransformer", "classifier_from_preset",
     "transformer_from_preset", "TransformerState", "TransformerTrainer", "ClassifierState", "ClassifierTrainer",
-    "load_editors", "save_editors", "Editors",
+    "load_editors", "save_editors", "editors_from_params", "Editors",
 ]
