@@ -24,7 +24,32 @@ def _add_convert(subparsers) -> None:
 
 
 def _add_convert_stylegan2(kinds) -> None:
-    """`jaxedit convert stylegan2 SRC OUT` (owner: the generator work)."""
+    """`jaxedit convert stylegan2 SRC [OUT] [--overwrite]` (owner: the generator work)."""
+    parser = kinds.add_parser(
+        "stylegan2",
+        help="convert a rosinality .pt, pSp .pt or NVlabs .pkl StyleGAN2 checkpoint (format auto-detected)",
+        description="Read a StyleGAN2 checkpoint without torch (nothing in the file is executed), check its layout "
+        "key by key, and write a jaxedit generator directory atomically.",
+    )
+    parser.add_argument("src", metavar="SRC", help="checkpoint file (.pt / .pkl)")
+    parser.add_argument("out", metavar="OUT", nargs="?", default=None, help="output directory (default: ported_weights/<SRC stem>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.set_defaults(handler=_run_convert_stylegan2)
+
+
+def _run_convert_stylegan2(args) -> int:
+    from jaxedit.convert.stylegan2 import convert_stylegan2
+
+    result = convert_stylegan2(args.src, args.out, overwrite=args.overwrite)
+    cfg = result.config
+    print(f"detected format: {result.format}")
+    print(f"resolution: {cfg.resolution}x{cfg.resolution}")
+    print(f"W+ layers (num_ws): {cfg.num_ws}")
+    print(f"parameters: {result.num_parameters:,}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {result.path}")
+    return 0
 
 
 def _add_convert_latent_transformer(kinds) -> None:
@@ -33,6 +58,48 @@ def _add_convert_latent_transformer(kinds) -> None:
 
 def _add_generate(subparsers) -> None:
     """`jaxedit generate GEN_DIR ...` (owner: the generator work)."""
+    parser = subparsers.add_parser(
+        "generate",
+        help="render images from seeds or latent files with a converted generator",
+        description="Render images. Seed s uses z = numpy.random.RandomState(s).randn(z_dim), as the NVlabs and "
+        "rosinality scripts do. OUT ending in .png saves a grid; .npy saves raw float32 [B, H, W, 3] images (about [-1, 1]).",
+    )
+    parser.add_argument("gen_dir", metavar="GEN_DIR", help="generator directory written by `jaxedit convert stylegan2`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--seeds", help="seeds, e.g. 0-7 or 1,5,9")
+    source.add_argument("--z", metavar="F.npy", help="z latents [B, z_dim] (runs the mapping)")
+    source.add_argument("--w", metavar="F.npy", help="W latents [B, w_dim] (same w for every layer)")
+    source.add_argument("--ws", metavar="F.npy", help="W+ latents [B, num_ws, w_dim]")
+    parser.add_argument("--truncation", type=float, default=1.0, metavar="PSI", help="truncation psi towards the average latent (default 1: none)")
+    parser.add_argument("--truncation-cutoff", type=int, default=None, metavar="N", help="truncate only the first N W+ layers")
+    parser.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise maps: stored (const, default), random, none")
+    parser.add_argument("--noise-seed", type=int, default=0, help="seed of the random noise (with --noise random)")
+    parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per device batch (default 8)")
+    parser.add_argument("--precision", choices=("highest", "default", "bfloat16"), default="highest",
+                        help="float32 'highest' (default), 'default' (TF32 on GPUs) or 'bfloat16'")
+    parser.add_argument("--columns", type=int, default=None, help="grid columns for .png output (default: square-ish)")
+    parser.add_argument("--out", required=True, metavar="OUT", help="output .png (grid) or .npy (raw float32 [B, H, W, 3])")
+    parser.set_defaults(handler=_run_generate)
+
+
+def _run_generate(args) -> int:
+    from jaxedit.stylegan2 import load_generator
+    from jaxedit.stylegan2 import render
+
+    render.check_output_path(args.out)
+    generator = load_generator(args.gen_dir, precision=args.precision)
+    if args.seeds is not None:
+        kind, latents = "z", render.z_from_seeds(render.parse_seeds(args.seeds), generator.z_dim)
+    else:
+        kind = "z" if args.z else "w" if args.w else "ws"
+        latents = render.load_latents(getattr(args, kind), kind, generator)
+    images = render.render(
+        generator, latents, kind, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff,
+        noise_mode=args.noise, noise_seed=args.noise_seed, batch_size=args.batch_size, progress=True,
+    )
+    path = render.save_images(args.out, images, columns=args.columns)
+    print(f"wrote {len(images)} images ({generator.resolution}x{generator.resolution}) to {path}")
+    return 0
 
 
 def _add_edit(subparsers) -> None:

@@ -1,0 +1,142 @@
+"""Rendering many images: seeds/latent files -> latents -> images in chunks -> .png grid or .npy.
+
+This is the library side of `jaxedit generate`; the CLI only parses flags and prints.
+
+Seeds follow the NVlabs and rosinality scripts: seed s gives
+`z = np.random.RandomState(s).randn(z_dim)` (float64 drawn, then float32), so seed 0-7 here are
+the same z as `generate.py --seeds=0-7` there.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Iterator
+
+import jax
+import numpy as np
+
+from jaxedit.errors import InputError
+from jaxedit.stylegan2.loading import LoadedGenerator
+
+LATENT_KINDS = ("z", "w", "ws")
+
+
+def parse_seeds(text: str) -> list[int]:
+    """'0-7', '1,5,9' or '0-3,10' -> list of non-negative ints (ranges inclusive)."""
+    seeds: list[int] = []
+    for part in str(text).split(","):
+        part = part.strip()
+        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        if not match:
+            raise InputError(f"--seeds {text!r}: expected e.g. '0-7' or '1,5,9' (non-negative integers)")
+        start = int(match.group(1))
+        stop = int(match.group(2)) if match.group(2) is not None else start
+        if stop < start:
+            raise InputError(f"--seeds {text!r}: range {part} runs backwards")
+        if stop > 2**32 - 1:
+            raise InputError(f"--seeds {text!r}: seeds must be below 2**32")
+        seeds.extend(range(start, stop + 1))
+    if not seeds:
+        raise InputError(f"--seeds {text!r}: no seeds")
+    return seeds
+
+
+def z_from_seeds(seeds: list[int], z_dim: int) -> np.ndarray:
+    """[len(seeds), z_dim] float32, z_i = RandomState(seed_i).randn(z_dim) (NVlabs / rosinality)."""
+    return np.stack([np.random.RandomState(seed).randn(z_dim) for seed in seeds]).astype(np.float32)
+
+
+def expected_latent_shape(generator: LoadedGenerator, kind: str) -> list:
+    return {"z": ["B", generator.z_dim], "w": ["B", generator.w_dim], "ws": ["B", generator.num_ws, generator.w_dim]}[kind]
+
+
+def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator) -> np.ndarray:
+    """Read a .npy latent file of `kind` ('z' [B, z_dim], 'w' [B, w_dim], 'ws' [B, num_ws, w_dim])."""
+    flag = f"--{kind} {path}"
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{flag}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{flag}: not a readable .npy array ({error})".splitlines()[0]) from error
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{flag}: expected a .npy array, got an archive")
+    shape = expected_latent_shape(generator, kind)
+    if array.ndim != len(shape) or list(array.shape[1:]) != shape[1:] or array.shape[0] == 0:
+        want = "[" + ", ".join(str(d) for d in shape) + "]"
+        raise InputError(f"{flag}: expected {want}, got {list(array.shape)}")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{flag}: expected floating-point values, got {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{flag}: contains non-finite values")
+    return array.astype(np.float32)
+
+
+def render(
+    generator: LoadedGenerator,
+    latents: np.ndarray,
+    kind: str,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    noise_seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> np.ndarray:
+    """Latents of `kind` -> images [B, H, W, C] float32 (numpy), computed `batch_size` at a time.
+
+    z runs the mapping; w is broadcast to every W+ layer; truncation (psi, cutoff) is applied in
+    every case. With noise_mode 'random', chunk i draws its noise from fold_in(PRNGKey(noise_seed), i).
+    """
+    if kind not in LATENT_KINDS:
+        raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)}")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: expected a positive integer")
+    chunks = []
+    for index, chunk in _chunks(latents, batch_size, progress):
+        if kind == "z":
+            ws = generator.mapping(chunk, truncation_psi, truncation_cutoff)
+        else:
+            ws = generator.truncate(chunk, truncation_psi, truncation_cutoff)
+        rng = jax.random.fold_in(jax.random.PRNGKey(noise_seed), index) if noise_mode == "random" else None
+        chunks.append(np.asarray(generator.synthesis(ws, noise_mode, rng)))
+    return np.concatenate(chunks, axis=0)
+
+
+def _chunks(latents: np.ndarray, batch_size: int, progress: bool) -> Iterator[tuple[int, np.ndarray]]:
+    starts = range(0, len(latents), batch_size)
+    if progress:
+        from tqdm import tqdm
+
+        starts = tqdm(starts, desc="generating", unit="batch", total=len(starts))
+    for index, start in enumerate(starts):
+        yield index, latents[start:start + batch_size]
+
+
+def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None = None) -> Path:
+    """`.npy`: raw float32 [B, H, W, C]; `.png`: a uint8 grid of [-1, 1] images. Atomic rename."""
+    from jaxedit.images import save_grid
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".png":
+        return save_grid(path, images, columns=columns)
+    if suffix == ".npy":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.partial.npy")
+        np.save(partial, np.asarray(images, np.float32))
+        os.replace(partial, path)
+        return path
+    raise InputError(f"--out {path}: expected a .png (image grid) or .npy (raw float32 images) path")
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Fail before any work when --out has an unsupported extension."""
+    if Path(path).suffix.lower() not in (".png", ".npy"):
+        raise InputError(f"--out {path}: expected a .png (image grid) or .npy (raw float32 images) path")
+
+
+def describe(array: Any) -> str:
+    return "[" + ", ".join(str(d) for d in np.shape(array)) + "]"
