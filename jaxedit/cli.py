@@ -53,7 +53,32 @@ def _run_convert_stylegan2(args) -> int:
 
 
 def _add_convert_latent_transformer(kinds) -> None:
-    """`jaxedit convert latent-transformer --classifier F [--tnets DIR] OUT` (owner: the method work)."""
+    """`jaxedit convert latent-transformer --classifier F [--tnets DIR] [--overwrite] OUT` (owner: the method work)."""
+    parser = kinds.add_parser(
+        "latent-transformer",
+        help="official latent-transformer classifier + tnets -> an editors directory",
+        description="Convert the official latent_classifier_epoch_20.pth (and tnet_<k>.pth.tar files) to a "
+        "jaxedit editors directory, the same format training writes. No torch needed.",
+    )
+    parser.add_argument("--classifier", required=True, metavar="FILE", help="latent_classifier_epoch_20.pth (LCNet state dict)")
+    parser.add_argument("--tnets", metavar="DIR", help="folder with tnet_<attribute index>.pth.tar files (default: classifier only)")
+    parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    parser.add_argument("out", metavar="OUT", help="editors directory to write")
+    parser.set_defaults(handler=_convert_latent_transformer)
+
+
+def _convert_latent_transformer(args) -> int:
+    from jaxedit.convert.latent_transformer import convert_latent_transformer
+    from jaxedit.latent.editors import load_editors
+
+    out = convert_latent_transformer(args.classifier, args.out, tnets=args.tnets, overwrite=args.overwrite)
+    editors = load_editors(out)
+    shape = " x ".join(str(s) for s in editors.latent_shape)
+    widths = "-".join(str(w) for w in editors.classifier_module.widths)
+    covered = ", ".join(editors.attributes) if editors.attributes else "none"
+    print(f"wrote {out}: {editors.preset.name} editors on latents {shape}, classifier {widths}, "
+          f"{len(editors.attributes)} transformer(s): {covered}")
+    return 0
 
 
 def _add_generate(subparsers) -> None:
