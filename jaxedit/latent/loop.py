@@ -124,8 +124,8 @@ class BatchOrder:
 class MetricsLog:
     """`WORKDIR/metrics.jsonl`: one JSON object per line, tagged with a `stage` ("classifier", ...).
 
-    Lines: {"stage", "step", "epoch", "attribute", <metric>: value, ...}; `step` counts finished
-    update steps (the value after the chunk). `truncate(stage, step)` drops a stage's lines after
+    Lines: {"stage", "step", "epoch", "attribute", "metrics": {name: mean over the chunk}}; `step`
+    counts finished update steps (the value after the chunk); non-finite means are written as null. `truncate(stage, step)` drops a stage's lines after
     `step` (on resume, so the log shows each step once); unreadable lines (a kill mid-write) are
     dropped by `read`.
     """
@@ -281,11 +281,11 @@ def _chunk_records(stage: str, schedule: Schedule, end: int, row_names: Sequence
     epoch = schedule.epoch_of(end - 1)
     records = []
     for row, name in enumerate(row_names):
-        record: dict[str, Any] = {"stage": stage, "step": end, "epoch": epoch, "attribute": name}
+        values_of_row = {}
         for metric, values in metrics.items():
             values = values.reshape(values.shape[0], -1)
-            record[metric] = _finite_float(float(values[:, row].mean()))
-        records.append(record)
+            values_of_row[metric] = _finite_float(float(values[:, row].mean()))
+        records.append({"stage": stage, "step": end, "epoch": epoch, "attribute": name, "metrics": values_of_row})
     return records
 
 
@@ -301,9 +301,10 @@ def loss_curves(records: Sequence[Mapping[str, Any]], metric_names: Sequence[str
     panels: dict[str, dict[str, tuple[list, list]]] = {}
     for record in sorted(records, key=lambda r: int(r.get("step", 0))):
         panel = panels.setdefault(str(record.get("attribute")), {})
+        values = record.get("metrics") or {}
         for metric in metric_names:
-            if metric in record:
+            if metric in values:
                 xs, ys = panel.setdefault(metric, ([], []))
                 xs.append(int(record["step"]))
-                ys.append(float("nan") if record[metric] is None else float(record[metric]))
+                ys.append(float("nan") if values[metric] is None else float(values[metric]))
     return panels

@@ -1,0 +1,169 @@
+"""Train the latent classifier C: `python -m train.classifier --config NAME --workdir DIR [--resume]`.
+
+The library entry point is `train_classifier(config, data, workdir, ...)`; the result is written
+to `DIR/classifier/` (an editors directory with no transformers, which `train.transformers
+--classifier DIR` reads), with checkpoints in `DIR/checkpoints/classifier/`, metric lines in
+`DIR/metrics.jsonl` (stage "classifier") and the loss curve in `DIR/classifier_losses.png`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxedit.latent.editors import save_editors
+from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, loss_curves, run_steps
+from jaxedit.latent.steps import CLASSIFIER_METRICS, ClassifierState, ClassifierTrainer
+from jaxedit.plots import small_multiples
+from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
+from train.common import (
+    check_resume_fingerprint,
+    open_checkpointer,
+    progress_bar,
+    run_cli,
+    run_fingerprint,
+    write_json,
+)
+from train.configs import TrainConfig
+from train.data import TrainingData, load_training_data
+
+STAGE = "classifier"
+CLASSIFIER_SEED_STREAM = 0  # init key = fold_in(PRNGKey(seed), 0); the transformers use stream 1
+
+
+@dataclasses.dataclass
+class ClassifierRun:
+    """Outcome of `train_classifier`: final params, where they were written, and what happened."""
+
+    params: Any
+    directory: Path
+    steps: int
+    seconds: float
+    heldout_loss: float | None
+    heldout_accuracy: list[float] | None
+
+
+def classifier_schedule(config: TrainConfig, num_train: int) -> Schedule:
+    method = config.method
+    return Schedule(num_train, method.classifier_batch_size, method.classifier_epochs, config.max_steps)
+
+
+def train_classifier(
+    config: TrainConfig,
+    data: TrainingData,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    guard: PreemptionGuard | None = None,
+    trainer: ClassifierTrainer | None = None,
+    advance: Callable[[ClassifierState, np.ndarray], tuple[ClassifierState, dict]] | None = None,
+    checkpointer: TrainCheckpointer | None = None,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+) -> ClassifierRun:
+    """Train C on `data` per `config` (its method's classifier_* fields), writing into `workdir`.
+
+    resume: continue from the newest complete checkpoint (else refuse to overwrite checkpoints).
+    guard: a `PreemptionGuard` whose signals stop the run at a chunk boundary (raises
+      `TrainingInterrupted` after saving). None: no signal handling here.
+    trainer / advance / checkpointer: replace the jitted steps, the chunk function
+      `(state, indices [S, B]) -> (state, metrics [S])`, or the checkpointer (e.g. sharded ones).
+    Raises `TrainingError` on a non-finite loss or parameter (the last good checkpoint is kept).
+    """
+    workdir = Path(workdir)
+    method = config.method
+    data.check(method.latent_shape, method.num_attributes)
+    schedule = classifier_schedule(config, data.num_train)
+    trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch)
+    fingerprint = run_fingerprint(config, {"stage": STAGE, "num_samples": int(data.latents.shape[0]), "num_train": data.num_train})
+    own_checkpointer = checkpointer is None
+    checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
+    metrics = MetricsLog(workdir / "metrics.jsonl")
+    try:
+        state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM))
+        start = 0
+        if resume:
+            restored = checkpointer.restore_latest(state, warn=log)
+            if restored is not None:
+                start, host_state, saved = restored
+                check_resume_fingerprint(saved.get("fingerprint"), fingerprint, checkpointer.directory)
+                state = jax.tree.map(jnp.asarray, host_state)
+                log(f"{STAGE}: resuming at step {start}/{schedule.total_steps} from {checkpointer.directory}")
+            else:
+                log(f"{STAGE}: no checkpoint in {checkpointer.directory}; starting from step 0")
+        metrics.truncate(STAGE, start) if start else metrics.reset(STAGE)
+
+        if advance is None:
+            latents = jnp.asarray(data.train_latents)
+            labels = jnp.asarray(data.train_labels)
+
+            def advance(state, indices):
+                return trainer.scan_indexed(state, latents, labels, jnp.asarray(indices))
+
+        def record(step: int) -> dict:
+            return {"stage": STAGE, "seed": config.seed, "epoch": schedule.epoch_of(step) if step < schedule.total_steps
+                    else method.classifier_epochs, "position": step % schedule.steps_per_epoch, "fingerprint": fingerprint}
+
+        bar = progress_bar(config, schedule.total_steps, start, STAGE)
+        try:
+            result: LoopResult = run_steps(
+                state,
+                start_step=start,
+                schedule=schedule,
+                order=BatchOrder(schedule, config.seed),
+                advance=advance,
+                steps_per_call=config.steps_per_call,
+                checkpointer=checkpointer,
+                checkpoint_every=config.checkpoint_every,
+                record=record,
+                row_names=[STAGE],
+                finite_rows=lambda s: all_finite_per_row(jax.tree.map(lambda leaf: leaf[None], s.params)),
+                metrics_log=metrics,
+                stage=STAGE,
+                guard=guard,
+                progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    finally:
+        if own_checkpointer:
+            checkpointer.close()
+
+    params = jax.tree.map(np.asarray, result.state.params)
+    heldout_loss = heldout_accuracy = None
+    if data.heldout_latents.shape[0]:
+        evaluation = trainer.evaluate(result.state.params, jnp.asarray(data.heldout_latents), jnp.asarray(data.heldout_labels))
+        heldout_loss = float(evaluation["loss"])
+        heldout_accuracy = [float(a) for a in np.asarray(evaluation["accuracy"])]
+        log(f"{STAGE}: held-out loss {heldout_loss:.4f}, mean accuracy {np.mean(heldout_accuracy):.4f} "
+            f"({data.heldout_latents.shape[0]} samples)")
+    training = {
+        "stage": STAGE, "config": config.name, "seed": config.seed, "steps": result.step, "data": data.source,
+        "num_train": data.num_train, "heldout_loss": heldout_loss, "heldout_accuracy": heldout_accuracy,
+    }
+    directory = save_editors(workdir / "classifier", method, params, None, [], training=training, overwrite=True)
+    curves = loss_curves(metrics.read(STAGE), CLASSIFIER_METRICS)
+    if curves:
+        small_multiples(curves, workdir / "classifier_losses.png", xlabel="step", ylabel="value", columns=1,
+                        panel_size=(640, 360), title=f"classifier ({config.name})")
+    write_json(workdir / "classifier_run.json", {"config": config.to_dict(), **training, "seconds_in_steps": result.seconds})
+    return ClassifierRun(params, directory, result.step, result.seconds, heldout_loss, heldout_accuracy)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def work(args, config: TrainConfig) -> None:
+        data = load_training_data(config)
+        with PreemptionGuard() as guard:
+            train_classifier(config, data, Path(args.workdir), resume=args.resume, guard=guard)
+
+    return run_cli("train.classifier", "train.classifier", argv, lambda parser: None, work, __doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

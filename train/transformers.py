@@ -1,0 +1,247 @@
+"""Train K attribute transformers at once: `python -m train.transformers --config NAME
+--attributes Smiling,15,... (default all 40) --workdir DIR [--classifier DIR] [--resume]`.
+
+The library entry point is `train_transformers(config, data, classifier_params, attributes,
+workdir, ...)`: the K transformers are stacked along a leading axis and advanced together by one
+vmapped, `lax.scan`ned program (`jaxedit.latent.steps.TransformerTrainer.scan_indexed`). Attribute
+j's transformer starts from `fold_in(fold_in(PRNGKey(seed), 1), j)`, so it does not depend on which
+other attributes train beside it. The result is `DIR/editors/` (the classifier and the K
+transformers, `jaxedit.load_editors` reads it); checkpoints go to `DIR/checkpoints/transformers/`,
+metric lines to `DIR/metrics.jsonl` (stage "transformers", one line per attribute and chunk), the
+loss curves per attribute to `DIR/transformer_losses.png`.
+
+`--classifier` names a `train.classifier` workdir (its `classifier/`), or any editors directory
+(a trained classifier, or converted official editors); the default is `DIR/classifier`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxedit.attributes import ATTRIBUTES, attribute_name, parse_attributes
+from jaxedit.errors import ConfigError
+from jaxedit.latent.editors import load_editors, save_editors
+from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, loss_curves, run_steps
+from jaxedit.latent.losses import correlation_matrix
+from jaxedit.latent.modules import init_transformer_params
+from jaxedit.latent.steps import (
+    TRANSFORMER_METRICS,
+    TransformerState,
+    TransformerTrainer,
+    stack_slots,
+    state_from_params,
+)
+from jaxedit.plots import small_multiples
+from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
+from train.common import (
+    check_resume_fingerprint,
+    open_checkpointer,
+    progress_bar,
+    run_cli,
+    run_fingerprint,
+    write_json,
+)
+from train.configs import TrainConfig
+from train.data import TrainingData, load_training_data
+
+STAGE = "transformers"
+TRANSFORMER_SEED_STREAM = 1
+
+
+@dataclasses.dataclass
+class TransformerRun:
+    """Outcome of `train_transformers`: final stacked params [K, ...], the editors directory, timings."""
+
+    params: Any
+    attributes: tuple[str, ...]
+    directory: Path
+    steps: int
+    seconds: float
+
+
+def transformer_schedule(config: TrainConfig, num_train: int) -> Schedule:
+    method = config.method
+    return Schedule(num_train, method.batch_size, method.epochs, config.max_steps)
+
+
+def initial_state(trainer: TransformerTrainer, seed: int, attributes: Sequence[int]) -> TransformerState:
+    """Stacked fresh params (attribute j from fold_in(fold_in(PRNGKey(seed), 1), j)) and zero Adam moments."""
+    base = jax.random.fold_in(jax.random.PRNGKey(seed), TRANSFORMER_SEED_STREAM)
+    params = [init_transformer_params(trainer.transformer, jax.random.fold_in(base, int(j))) for j in attributes]
+    return state_from_params(trainer, stack_slots(params))
+
+
+def tree_digest(tree: Any) -> str:
+    """sha256 over a pytree's leaves (paths, shapes, bytes): identifies the classifier a run used."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        array = np.ascontiguousarray(np.asarray(leaf, np.float32))
+        digest.update(f"{jax.tree_util.keystr(path)}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def load_classifier_params(path: str | Path, config: TrainConfig) -> Any:
+    """Classifier params from a train.classifier workdir or an editors directory, checked against the preset."""
+    path = Path(path)
+    if (path / "classifier" / "jaxedit.json").is_file():
+        path = path / "classifier"
+    editors = load_editors(path)
+    method = config.method
+    if editors.preset.classifier_widths != method.classifier_widths or editors.preset.classifier_activation != method.classifier_activation:
+        raise ConfigError(
+            f"{path}: classifier widths {list(editors.preset.classifier_widths)} ({editors.preset.classifier_activation}) "
+            f"do not match the config's {list(method.classifier_widths)} ({method.classifier_activation})"
+        )
+    return jax.tree.map(np.asarray, editors.classifier_params)
+
+
+def train_transformers(
+    config: TrainConfig,
+    data: TrainingData,
+    classifier_params: Any,
+    attributes: Sequence[int | str] | str | None,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    guard: PreemptionGuard | None = None,
+    trainer: TransformerTrainer | None = None,
+    advance: Callable[[TransformerState, np.ndarray], tuple[TransformerState, dict]] | None = None,
+    checkpointer: TrainCheckpointer | None = None,
+    editors_dir: str | Path | None = None,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+) -> TransformerRun:
+    """Train one transformer per attribute in `attributes` (names/indices, "all" or None: all 40).
+
+    The correlation matrix comes from all of `data.labels` (the official code's choice); batches
+    from the first `data.num_train` rows. Writes `editors_dir` (default `workdir/editors`).
+    resume / guard / trainer / advance / checkpointer: as in `train.classifier.train_classifier`;
+    `advance(state, indices int32 [S, B]) -> (state, {metric: [S, K]})` may be a sharded version.
+    Raises `TrainingError` naming the attribute and step on a non-finite loss or parameter.
+    """
+    workdir = Path(workdir)
+    method = config.method
+    data.check(method.latent_shape, method.num_attributes)
+    indices = parse_attributes(attributes if attributes is not None else "all")
+    if not indices:
+        raise ConfigError("no attributes to train")
+    names = tuple(attribute_name(j) for j in indices)
+    schedule = transformer_schedule(config, data.num_train)
+    trainer = trainer or TransformerTrainer.create(method)
+    fingerprint = run_fingerprint(
+        config,
+        {"stage": STAGE, "attributes_trained": list(names), "num_samples": int(data.latents.shape[0]), "num_train": data.num_train,
+         "classifier_sha256": tree_digest(classifier_params)},
+    )
+    fingerprint.pop("attributes", None)
+    classifier_params = jax.tree.map(jnp.asarray, classifier_params)
+    own_checkpointer = checkpointer is None
+    checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
+    metrics = MetricsLog(workdir / "metrics.jsonl")
+    try:
+        state = initial_state(trainer, config.seed, indices)
+        start = 0
+        if resume:
+            restored = checkpointer.restore_latest(state, warn=log)
+            if restored is not None:
+                start, host_state, saved = restored
+                check_resume_fingerprint(saved.get("fingerprint"), fingerprint, checkpointer.directory)
+                state = jax.tree.map(jnp.asarray, host_state)
+                log(f"{STAGE}: resuming at step {start}/{schedule.total_steps} from {checkpointer.directory}")
+            else:
+                log(f"{STAGE}: no checkpoint in {checkpointer.directory}; starting from step 0")
+        metrics.truncate(STAGE, start) if start else metrics.reset(STAGE)
+
+        if advance is None:
+            latents = jnp.asarray(data.train_latents)
+            correlation = correlation_matrix(jnp.asarray(data.labels))
+            attribute_ids = jnp.asarray(indices, jnp.int32)
+
+            def advance(state, batch_indices):
+                return trainer.scan_indexed(state, classifier_params, correlation, attribute_ids, latents, jnp.asarray(batch_indices))
+
+        def record(step: int) -> dict:
+            return {"stage": STAGE, "seed": config.seed, "epoch": schedule.epoch_of(step) if step < schedule.total_steps
+                    else method.epochs, "position": step % schedule.steps_per_epoch, "attributes": list(names),
+                    "fingerprint": fingerprint}
+
+        bar = progress_bar(config, schedule.total_steps, start, f"{STAGE} x{len(names)}")
+        try:
+            result: LoopResult = run_steps(
+                state,
+                start_step=start,
+                schedule=schedule,
+                order=BatchOrder(schedule, config.seed),
+                advance=advance,
+                steps_per_call=config.steps_per_call,
+                checkpointer=checkpointer,
+                checkpoint_every=config.checkpoint_every,
+                record=record,
+                row_names=list(names),
+                finite_rows=lambda s: all_finite_per_row(s.params),
+                metrics_log=metrics,
+                stage=STAGE,
+                guard=guard,
+                progress=bar,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    finally:
+        if own_checkpointer:
+            checkpointer.close()
+
+    params = jax.tree.map(np.asarray, result.state.params)
+    training = {
+        "stage": STAGE, "config": config.name, "seed": config.seed, "steps": result.step, "data": data.source,
+        "num_train": data.num_train, "epochs": method.epochs, "batch_size": method.batch_size,
+    }
+    directory = save_editors(
+        Path(editors_dir) if editors_dir is not None else workdir / "editors",
+        method, jax.tree.map(np.asarray, classifier_params), params, names, training=training, overwrite=True,
+    )
+    curves = loss_curves(metrics.read(STAGE), ("class", "attribute", "recon"))
+    if curves:
+        small_multiples(curves, workdir / "transformer_losses.png", xlabel="step", ylabel="loss",
+                        title=f"transformer losses ({config.name}, {method.loss_kind} losses)")
+    write_json(workdir / "transformers_run.json", {"config": config.to_dict(), **training, "attributes": list(names),
+                                                   "seconds_in_steps": result.seconds})
+    return TransformerRun(params, names, directory, result.step, result.seconds)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def build(parser) -> None:
+        parser.add_argument("--attributes", default=None,
+                            help="comma-separated CelebA names or indices (default: the config's, all 40)")
+        parser.add_argument("--classifier", default=None,
+                            help="a train.classifier workdir or an editors directory (default: WORKDIR/classifier)")
+
+    def work(args, config: TrainConfig) -> None:
+        if args.attributes is not None:
+            config = dataclasses.replace(config, attributes=args.attributes)
+        if args.classifier is not None:
+            config = dataclasses.replace(config, classifier=args.classifier)
+        attributes = parse_attributes(config.attributes)
+        classifier_path = Path(config.classifier) if config.classifier else Path(args.workdir) / "classifier"
+        if not classifier_path.exists():
+            raise ConfigError(f"{classifier_path}: no classifier here; train one with python -m train.classifier "
+                              "--workdir DIR, or pass --classifier DIR")
+        classifier_params = load_classifier_params(classifier_path, config)
+        data = load_training_data(config)
+        with PreemptionGuard() as guard:
+            train_transformers(config, data, classifier_params, attributes, Path(args.workdir), resume=args.resume, guard=guard)
+
+    return run_cli("train.transformers", "train.transformers", argv, build, work, __doc__.splitlines()[0])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
