@@ -256,7 +256,8 @@ class CheckpointReader:
             infos = zf.infolist()
         except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
                 struct.error, UnicodeDecodeError, NotImplementedError) as e:
-            raise CheckpointError(f"not a readable zip archive ({_one_line(str(e), 80)})") from None
+            raise CheckpointError(
+                f"zip archive is truncated or damaged ({_one_line(str(e), 80)})") from None
         if not infos:
             raise CheckpointError("zip archive is empty")
         top = infos[0].filename.split("/", 1)[0]
@@ -448,7 +449,7 @@ class CheckpointReader:
         except UnsafeCheckpointError:
             raise
         except CheckpointError as e:
-            raise CheckpointError(f"{what}: {e}") from None
+            raise CheckpointError(f"{what}: {e}" if what != "pickle" else str(e)) from None
         except (EOFError, struct.error, IndexError) as e:
             raise CheckpointError(f"{what}: corrupt or truncated pickle ({type(e).__name__})"
                                   ) from None
