@@ -136,7 +136,26 @@ def _add_eval(subparsers) -> None:
 
 
 def _add_info(subparsers) -> None:
-    """`jaxedit info DIR` (owner: the editing work)."""
+    """`jaxedit info DIR [--json]` (owner: the editing work)."""
+    info = subparsers.add_parser(
+        "info",
+        help="what a converted or trained directory holds",
+        description="Describe a jaxedit model directory: generator architecture or editors' preset and "
+        "attributes, parameter count, source file and its sha256, creation date. Arrays are not loaded.",
+    )
+    info.add_argument("directory", metavar="DIR", help="a directory written by `jaxedit convert` or training")
+    info.add_argument("--json", action="store_true", help="print the description as JSON")
+    info.set_defaults(handler=_run_info)
+
+
+def _run_info(args) -> int:
+    import json
+
+    from jaxedit.info import describe, format_info
+
+    described = describe(args.directory)
+    print(json.dumps(described, indent=1, sort_keys=True) if args.json else format_info(described))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
