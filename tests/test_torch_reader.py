@@ -387,7 +387,8 @@ def test_not_checkpoints(tmp_path):
         (tmp_path / name).write_bytes(data)
         _one_line_error(CheckpointError, tmp_path / name)
     _one_line_error(CheckpointError, tmp_path / "missing.pt", contains="cannot open")
-    _one_line_error(CheckpointError, tmp_path, contains="cannot open")  # a directory
+    _one_line_error(CheckpointError, tmp_path, contains="not a regular file")  # a directory
+    _one_line_error(CheckpointError, Path("/dev/zero"), contains="not a regular file")
 
 
 @pytest.mark.parametrize("rel", ["stylegan2/rosinality_small.pt", "stylegan2/nvlabs_small.pkl",
@@ -403,3 +404,47 @@ def test_truncated_fixtures(tmp_path, rel):
                 read_checkpoint(path)
         assert "\n" not in str(info.value) and str(info.value).startswith(path.name + ":")
         assert AUDIT.events == []
+
+
+# ------------------------------------------------------------------------------------------------
+# Resource limits of the pickle machine itself
+# ------------------------------------------------------------------------------------------------
+def test_int_tuple_dict_keys_refused(tmp_path):
+    """Tuples of ints have a fixed, invertible hash: many colliding keys would make loading
+    quadratic, so such keys are refused (str tuples and plain ints are fine)."""
+    ok = b"\x80\x02}" + _tuple(_str("a"), _str("b")) + _int(1) + b"s" + _int(7) + _int(2) + b"s."
+    (tmp_path / "ok.pkl").write_bytes(ok)
+    assert read_checkpoint(tmp_path / "ok.pkl") == {("a", "b"): 1, 7: 2}
+    bad = b"\x80\x02}" + _tuple(_int(1), _int(2)) + _int(1) + b"s."
+    (tmp_path / "tuplekey.pkl").write_bytes(bad)
+    _one_line_error(CheckpointError, tmp_path / "tuplekey.pkl", contains="dict key")
+
+
+def test_operation_cap():
+    import io
+
+    from jaxedit.convert.pickle_safe import RestrictedUnpickler
+
+    data = b"\x80\x02]" + b"N" * 50 + b"."
+    assert RestrictedUnpickler(io.BytesIO(b"\x80\x02]."), {}, max_ops=10).load() == []
+    with pytest.raises(CheckpointError, match="operations"):
+        RestrictedUnpickler(io.BytesIO(data), {}, max_ops=10).load()
+
+
+def test_repeated_blob_is_parsed_once(tmp_path):
+    """One memoized storage blob passed to _load_from_bytes 60000 times stays linear and fast."""
+    raw = np.arange(4, dtype="<f4").tobytes()
+    blob = _write_legacy(tmp_path / "blob", b"\x80\x02" + _tuple(
+        _str("storage"), _global("torch", "FloatStorage"), _str("k"), _str("cpu"), _int(4), b"N")
+        + b"Q.", {"k": raw}).read_bytes()
+    call = b"h\x00h\x01\x85R0"  # BINGET fn, BINGET blob, TUPLE1, REDUCE, POP
+    pkl = (b"\x80\x02" + _global("torch.storage", "_load_from_bytes") + b"q\x00"
+           + b"B" + struct.pack("<I", len(blob)) + blob + b"q\x010" + b"0" + call * 60_000
+           + _global("torch._utils", "_rebuild_tensor_v2")
+           + _tuple(b"h\x00h\x01\x85R", _int(0), _tuple(_int(4)), _tuple(_int(1)), b"\x89", b"}")
+           + b"R.")
+    (tmp_path / "many.pkl").write_bytes(pkl)
+    start = time.perf_counter()
+    out = read_checkpoint(tmp_path / "many.pkl")
+    assert time.perf_counter() - start < 2.0
+    np.testing.assert_array_equal(out, np.arange(4, dtype=np.float32))

@@ -68,21 +68,28 @@ class StandIn:
 
 
 def check_key(key: object, depth: int = 0) -> None:
-    """Refuse dict keys / set members whose hashing or comparison an attacker could steer."""
+    """Refuse dict keys / set members whose hashing or comparison an attacker could steer.
+
+    str/bytes hashes are randomized per process; ints below 2**60 hash to themselves; floats
+    collide at most a few ways. Tuples have a fixed, invertible hash, so a file could hold many
+    colliding int tuples and make dict insertion quadratic: tuple keys may only hold str, bytes,
+    bool and None (and such tuples).
+    """
     t = type(key)
     if t is str or t is bytes or t is bool or key is None:
         return
-    if t is int:
-        if -_INT_KEY_LIMIT < key < _INT_KEY_LIMIT:
+    if depth == 0:
+        if t is int:
+            if -_INT_KEY_LIMIT < key < _INT_KEY_LIMIT:
+                return
+            raise CheckpointError("pickle uses an out-of-range integer as a dict key")
+        if t is float:
             return
-        raise CheckpointError("pickle uses an out-of-range integer as a dict key")
-    if t is float:
-        return
     if t is tuple and depth < _MAX_KEY_DEPTH:
         for item in key:
             check_key(item, depth + 1)
         return
-    raise CheckpointError(f"pickle uses a {short(key)} as a dict key or set member")
+    raise CheckpointError(f"pickle uses a {short(key)} as (part of) a dict key or set member")
 
 
 class _Stop(Exception):

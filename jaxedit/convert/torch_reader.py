@@ -37,11 +37,13 @@ operations; flattening a module tree has depth and cycle limits.
 from __future__ import annotations
 
 import dataclasses
+import encodings.cp437  # noqa: F401  (zipfile decodes legacy member names with it, lazily)
 import io
 import math
 import mmap
 import os
 import re
+import stat
 import struct
 import zipfile
 from pathlib import Path
@@ -193,6 +195,7 @@ class CheckpointReader:
         self._blob_globals = {k: v for k, v in self._globals.items() if k.startswith("torch.")
                               and k.endswith("Storage")}
         self._in_blob = False
+        self._blobs: dict[int, tuple[bytes, _StorageRef]] = {}
 
     # -- public ---------------------------------------------------------------------------------
     def read(self) -> Any:
@@ -221,6 +224,8 @@ class CheckpointReader:
     # -- dispatch on format ---------------------------------------------------------------------
     def _read(self) -> Any:
         try:
+            if not stat.S_ISREG(os.stat(self.path).st_mode):  # no FIFOs or devices (/dev/zero)
+                raise CheckpointError("not a regular file")
             f = open(self.path, "rb")
         except OSError as e:
             raise CheckpointError(f"cannot open ({e.strerror or type(e).__name__})") from None
@@ -277,7 +282,7 @@ class CheckpointReader:
 
         def persistent_load(pid: Any) -> _StorageRef:
             if type(pid) is not tuple or len(pid) != 5 or pid[0] != "storage":
-                raise CheckpointError(f"unexpected persistent id {short(str(pid)[:60])}")
+                raise CheckpointError(f"unexpected persistent id (a {short(pid)})")
             _, stype, key, _location, numel = pid
             dtype = self._storage_dtype(stype)
             if type(key) is not str:
@@ -365,7 +370,7 @@ class CheckpointReader:
 
         def parse_pid(pid: Any) -> tuple[str, np.dtype, int, Any]:
             if type(pid) is not tuple or len(pid) != 6 or pid[0] != "storage":
-                raise CheckpointError(f"unexpected persistent id {short(str(pid)[:60])}")
+                raise CheckpointError(f"unexpected persistent id (a {short(pid)})")
             _, stype, key, _location, numel, view = pid
             if type(key) is not str:
                 raise CheckpointError("storage key is not a string")
@@ -524,9 +529,14 @@ class CheckpointReader:
             raise UnsafeCheckpointError("storage blob nested inside a storage blob is refused")
         if type(blob) is not bytes:
             raise CheckpointError(f"storage blob is a {short(blob)}, not bytes")
+        cached = self._blobs.get(id(blob))
+        if cached is not None and cached[0] is blob:  # the same memoized blob, called again
+            return cached[1]
         self._in_blob = True
         try:
-            return self._read_legacy(io.BytesIO(blob), blob, blob=True)
+            ref = self._read_legacy(io.BytesIO(blob), blob, blob=True)
+            self._blobs[id(blob)] = (blob, ref)
+            return ref
         except UnsafeCheckpointError as e:
             raise UnsafeCheckpointError(f"inside a storage blob: {e}") from None
         except CheckpointError as e:

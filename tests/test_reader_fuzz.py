@@ -1,0 +1,210 @@
+"""Fuzzing the checkpoint reader (hypothesis): truncations, byte flips, splices, insertions.
+
+For every readable fixture, each mutated file must give either a result made only of inert
+types (no stand-in or internal object leaks) or one of our own one-line `JaxeditError`s: no other
+exception, no case slower than `CASE_SECONDS`, no process-spawning / import / exec audit event,
+`/tmp/jaxedit_pwned` never created (malicious fixtures are spliced in as well), tensor bytes within
+the reader's budget, and Python-level peak memory (tracemalloc, which also sees numpy's buffers)
+within a small multiple of the file size. Derandomized, so CI sees the same cases every run.
+"""
+
+from __future__ import annotations
+
+import resource
+import signal
+import sys
+import tracemalloc
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from jaxedit.convert import torch_reader
+from jaxedit.convert.torch_reader import CheckpointReader, NamespaceRecord, PersistentObject
+from jaxedit.errors import JaxeditError
+from tests.conftest import FIXTURES, STYLEGAN2_FIXTURES
+
+TARGETS = {
+    "rosinality_small.pt": (STYLEGAN2_FIXTURES / "rosinality_small.pt", 400),
+    "psp_small.pt": (STYLEGAN2_FIXTURES / "psp_small.pt", 250),
+    "nvlabs_small.pkl": (STYLEGAN2_FIXTURES / "nvlabs_small.pkl", 400),
+    "nvlabs_small_clamp.pkl": (STYLEGAN2_FIXTURES / "nvlabs_small_clamp.pkl", 150),
+    "latent_classifier_small.pth": (FIXTURES / "latent_transformer" / "latent_classifier_small.pth",
+                                    300),
+    "tnet_small.pth.tar": (FIXTURES / "latent_transformer" / "tnet_small.pth.tar", 250),
+    "dtypes_zip.pt": (FIXTURES / "reader" / "dtypes_zip.pt", 400),
+    "dtypes_legacy.pt": (FIXTURES / "reader" / "dtypes_legacy.pt", 400),
+    "malicious_storage.pkl": (STYLEGAN2_FIXTURES / "malicious_storage.pkl", 150),
+    "malicious.pt": (STYLEGAN2_FIXTURES / "malicious.pt", 150),
+}
+DONORS = [p.read_bytes() for p in sorted(STYLEGAN2_FIXTURES.glob("malicious*"))] + [
+    (FIXTURES / "reader" / "dtypes_legacy.pt").read_bytes(),
+    (STYLEGAN2_FIXTURES / "rosinality_small.pt").read_bytes()[:16_384],
+]
+DATA = {name: path.read_bytes() for name, (path, _) in TARGETS.items()}
+CASE_SECONDS = 5.0
+PWNED = Path("/tmp/jaxedit_pwned")
+MEMORY_FACTOR = 6  # peak traced bytes <= MEMORY_FACTOR * file size + MEMORY_SLACK
+MEMORY_SLACK = 4 << 20
+FORBIDDEN_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
+                    "subprocess.Popen", "exec", "compile", "import", "pickle.find_class",
+                    "ctypes")
+INERT_LEAVES = (str, bytes, int, float, complex, bool, type(None), np.ndarray, np.generic, np.dtype)
+_ALLOWED_INTERNAL = (torch_reader._StorageRef,)  # a bare storage (not inside a tensor)
+
+_audit_active = False
+_audit_events: list[str] = []
+
+
+def _audit(event: str, args) -> None:
+    if _audit_active and event.startswith(FORBIDDEN_EVENTS):
+        _audit_events.append(f"{event}:{str(args)[:80]}")
+
+
+sys.addaudithook(_audit)
+
+
+class _CaseTimeout(BaseException):
+    """Raised by SIGALRM; a BaseException so the reader's own handlers cannot swallow it."""
+
+
+def _on_alarm(signum, frame):
+    raise _CaseTimeout()
+
+
+def _check_inert(obj, depth: int = 0, seen: set | None = None) -> None:
+    seen = set() if seen is None else seen
+    if id(obj) in seen or depth > 200:
+        return
+    seen.add(id(obj))
+    if isinstance(obj, INERT_LEAVES):
+        if isinstance(obj, np.ndarray):
+            assert obj.flags.c_contiguous and obj.flags.owndata
+        return
+    if isinstance(obj, PersistentObject):
+        assert isinstance(obj.class_name, str)
+        _check_inert(obj.state, depth + 1, seen)
+        return
+    if isinstance(obj, dict):
+        assert type(obj) in (dict, NamespaceRecord)
+        for k, v in obj.items():
+            _check_inert(k, depth + 1, seen)
+            _check_inert(v, depth + 1, seen)
+        return
+    if isinstance(obj, (list, tuple, set, frozenset)):
+        for v in obj:
+            _check_inert(v, depth + 1, seen)
+        return
+    assert isinstance(obj, _ALLOWED_INTERNAL), f"non-inert object in result: {type(obj)}"
+
+
+def _run_case(path: Path, data: bytes, *, trace_memory: bool) -> None:
+    global _audit_active
+    path.write_bytes(data)
+    reader = CheckpointReader(path)
+    _audit_events.clear()
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    if trace_memory:
+        tracemalloc.start()
+    signal.setitimer(signal.ITIMER_REAL, CASE_SECONDS)
+    _audit_active = True
+    result = error = None
+    try:
+        result = reader.read()
+    except JaxeditError as e:
+        error = e
+    except _CaseTimeout:
+        pytest.fail(f"reading a mutated {path.name} took longer than {CASE_SECONDS} s")
+    finally:
+        _audit_active = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        if trace_memory:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+    assert _audit_events == [], _audit_events
+    assert not PWNED.exists(), "a mutated checkpoint executed code"
+    assert reader.bytes_materialised <= reader.max_total_bytes
+    if trace_memory:
+        assert peak <= MEMORY_FACTOR * len(data) + MEMORY_SLACK, (peak, len(data))
+    if error is not None:
+        msg = str(error)
+        assert "\n" not in msg and msg.startswith(path.name + ":"), msg
+    else:
+        _check_inert(result)
+
+
+def _positions(n: int):
+    hot = min(n, 20_000)
+    return st.one_of(st.integers(0, n - 1), st.integers(0, hot - 1),
+                     st.integers(max(0, n - 4096), n - 1))
+
+
+@st.composite
+def mutations(draw, data: bytes) -> bytes:
+    n = len(data)
+    kind = draw(st.sampled_from(["truncate", "flip", "splice", "insert", "delete"]))
+    if kind == "truncate":
+        return data[:draw(st.integers(0, n - 1))]
+    out = bytearray(data)
+    if kind == "flip":
+        for _ in range(draw(st.integers(1, 8))):
+            out[draw(_positions(n))] ^= draw(st.integers(1, 255))
+        return bytes(out)
+    if kind == "delete":
+        start = draw(_positions(n))
+        return bytes(out[:start] + out[start + draw(st.integers(1, 64)):])
+    donor = draw(st.sampled_from(DONORS + [data]))
+    d_start = draw(st.integers(0, len(donor) - 1))
+    chunk = donor[d_start:d_start + draw(st.integers(1, 512))]
+    start = draw(_positions(n))
+    if kind == "insert":
+        return bytes(out[:start] + chunk + out[start:])
+    return bytes(out[:start] + chunk + out[start + len(chunk):])
+
+
+def _fuzz_settings(max_examples: int):
+    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
+                    suppress_health_check=list(HealthCheck))
+
+
+@pytest.fixture(autouse=True)
+def _no_pwned():
+    PWNED.unlink(missing_ok=True)
+    yield
+    assert not PWNED.exists()
+
+
+@pytest.mark.parametrize("name", list(TARGETS))
+def test_fuzz_fixture(name, tmp_path):
+    data = DATA[name]
+    path = tmp_path / f"fuzzed_{name}"
+
+    @_fuzz_settings(TARGETS[name][1])
+    @given(mutated=mutations(data))
+    def run(mutated):
+        _run_case(path, mutated, trace_memory=False)
+
+    run()
+
+
+@pytest.mark.parametrize("name", ["dtypes_zip.pt", "dtypes_legacy.pt", "rosinality_small.pt"])
+def test_fuzz_memory_bounded(name, tmp_path):
+    """Same mutations, with every allocation traced: peak stays within a few times the file."""
+    data = DATA[name]
+    path = tmp_path / f"traced_{name}"
+
+    @_fuzz_settings(60)
+    @given(mutated=mutations(data))
+    def run(mutated):
+        _run_case(path, mutated, trace_memory=True)
+
+    run()
+
+
+def test_fuzz_did_not_grow_the_process():
+    """Coarse whole-process check after the fuzz cases above: no giant allocation happened."""
+    max_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    assert max_rss_mib < 2048, max_rss_mib
