@@ -128,7 +128,75 @@ def _run_generate(args) -> int:
 
 
 def _add_edit(subparsers) -> None:
-    """`jaxedit edit GEN_DIR EDITORS_DIR ...` (owner: the editing work)."""
+    """`jaxedit edit GEN_DIR EDITORS_DIR (--seed N | --latent F) --attr NAME=ALPHA ... --out OUT.png` (owner: the editing work)."""
+    parser = subparsers.add_parser(
+        "edit",
+        help="edit a face: attributes changed one after another, or a progressive sweep",
+        description="Edit the face of a seed or a latent file with trained or converted editors. --attr steps run "
+        "in order, each on the previous result; OUT.png is a labelled strip (input, then one panel per step). "
+        "With --sweep, OUT.png is a grid whose rows are the sweep's values (after any --attr steps). "
+        "Attribute names are CelebA's, case-insensitive. Latent files: .npy W [w_dim] / [B, w_dim] or "
+        "W+ [num_ws, w_dim] / [B, num_ws, w_dim]; every row is edited.",
+    )
+    parser.add_argument("gen_dir", metavar="GEN_DIR", help="generator directory (jaxedit convert stylegan2)")
+    parser.add_argument("editors_dir", metavar="EDITORS_DIR", help="editors directory (training or jaxedit convert latent-transformer)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--seed", metavar="N", help="z = RandomState(N).randn(z_dim), as jaxedit generate")
+    source.add_argument("--latent", metavar="F.npy", help="W or W+ latents of this generator")
+    parser.add_argument("--attr", action="append", default=[], metavar="NAME=ALPHA",
+                        help="one edit step, e.g. Smiling=1.25 (repeat for a sequence; |ALPHA| > 3 warns)")
+    parser.add_argument("--sweep", metavar="NAME=START:STOP:COUNT", help="progressive edit, e.g. Smiling=-1.5:1.5:7")
+    parser.add_argument("--layers", metavar="RANGE", help="W+ layers that take the edits, e.g. 0-10 or 0,2,4-6 or all "
+                        "(default: the editors' preset: official 0-10, paper all)")
+    parser.add_argument("--truncation", default="1.0", metavar="PSI", help="truncation psi towards the average latent (default 1: none)")
+    parser.add_argument("--noise", choices=("const", "none"), default="const", help="noise maps: stored (const, default) or none")
+    parser.add_argument("--out", required=True, metavar="OUT.png", help="the strip or grid to write")
+    parser.add_argument("--save-latents", metavar="F.npy", help="also save every panel's W+ latents [panels, B, num_ws, w_dim]")
+    parser.set_defaults(handler=_run_edit)
+
+
+def _run_edit(args) -> int:
+    from jaxedit.edit import parse_layers
+    from jaxedit.edit_render import (
+        edit_strip, edit_sweep, load_latent_file, parse_edit_spec, parse_sweep_spec, save_latents, seed_latents,
+    )
+    from jaxedit.errors import ConfigError
+    from jaxedit.images import save_png
+    from jaxedit.latent import load_editors
+    from jaxedit.stylegan2 import load_generator
+
+    if not args.out.lower().endswith(".png"):
+        raise ConfigError(f"--out {args.out}: expected a .png path")
+    if args.save_latents is not None and not args.save_latents.lower().endswith(".npy"):
+        raise ConfigError(f"--save-latents {args.save_latents}: expected a .npy path")
+    steps = [parse_edit_spec(spec) for spec in args.attr]
+    sweep = parse_sweep_spec(args.sweep) if args.sweep is not None else None
+    if not steps and sweep is None:
+        raise ConfigError("nothing to edit: give at least one --attr NAME=ALPHA or a --sweep")
+    try:
+        seed = int(args.seed) if args.seed is not None else None
+        psi = float(args.truncation)
+    except ValueError:
+        raise ConfigError(f"--seed {args.seed!r} / --truncation {args.truncation!r}: expected an integer seed and a number") from None
+    if args.layers is not None:
+        parse_layers(args.layers)  # syntax check before loading anything
+    generator = load_generator(args.gen_dir)
+    editors = load_editors(args.editors_dir)
+    latents = seed_latents(generator, seed, psi) if seed is not None else load_latent_file(args.latent, generator, psi)
+    if sweep is None:
+        result = edit_strip(generator, editors, latents, steps, layers=args.layers, noise_mode=args.noise, seed=seed)
+    else:
+        result = edit_sweep(generator, editors, latents, sweep[0], sweep[1], steps=steps, layers=args.layers,
+                            noise_mode=args.noise, seed=seed)
+    for message in result.warnings:
+        print(f"jaxedit: warning: {message}", file=sys.stderr)
+    path = save_png(args.out, result.image)
+    what = f"{len(result.row_labels)} x {len(result.column_labels)} grid" if sweep is not None else f"strip of {len(result.column_labels)} panels"
+    print(f"wrote {path}: {what} at {generator.resolution}x{generator.resolution} ({', '.join(result.row_labels if sweep is not None else result.column_labels)})")
+    if args.save_latents is not None:
+        saved = save_latents(args.save_latents, result.latents)
+        print(f"wrote {saved}: latents {list(result.latents.shape)}")
+    return 0
 
 
 def _add_eval(subparsers) -> None:

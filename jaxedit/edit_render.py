@@ -1,0 +1,247 @@
+"""From edits to pictures: what `jaxedit edit` does, as library functions.
+
+- `parse_edit_spec("Smiling=1.25")`, `parse_sweep_spec("Smiling=-1.5:1.5:7")`: the flag values.
+- `seed_latents(generator, seed, psi)`, `load_latent_file(path, generator)`: the faces to edit.
+- `edit_strip(...)`: input + one panel per sequential step, as a labelled strip (one row per latent).
+- `edit_sweep(...)`: a progressive edit as a labelled grid (rows: sweep values, columns: latents).
+
+Latent files (`.npy`, float) hold W or W+ latents of the generator:
+
+    [w_dim]                  one W latent
+    [num_ws, w_dim]          one W+ latent
+    [B, w_dim]               B W latents
+    [B, num_ws, w_dim]       B W+ latents
+
+A 2-D array whose first axis is `num_ws` is read as one W+ latent. Every row is edited (one strip
+row, or one grid column, per latent). W latents given to W+ editors are repeated over the layers;
+W+ latents whose layers are all equal (what `mapping` returns) are given to W editors as W.
+
+Saved latents (`--save-latents`) are the generator's W+ latents of every panel,
+`[panels, B, num_ws, w_dim]` (panel 0 is the input in a strip); `np.load(F)[-1]` is again a valid
+latent file (and `jaxedit generate --ws` input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import jax.numpy as jnp
+import numpy as np
+
+from jaxedit import edit
+from jaxedit.errors import ConfigError, InputError
+
+
+@dataclasses.dataclass(frozen=True)
+class EditResult:
+    """A rendered edit: the picture, its panels' latents and labels, and any strength warnings."""
+
+    image: np.ndarray  # uint8 [H', W', 3], labels included
+    latents: np.ndarray  # float32 [panels, B, num_ws, w_dim]
+    column_labels: tuple[str, ...]
+    row_labels: tuple[str, ...] | None
+    warnings: tuple[str, ...]
+
+
+def _parse_number(text: str, flag: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{flag}: {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag}: {text.strip()!r} is not a finite number")
+    return value
+
+
+def parse_edit_spec(text: str) -> tuple[str, float]:
+    """'Smiling=1.25' -> ('Smiling', 1.25) (the name is checked later against the editors)."""
+    flag = f"--attr {text}"
+    name, sep, value = str(text).partition("=")
+    if not sep or not name.strip() or not value.strip():
+        raise ConfigError(f"{flag}: expected NAME=ALPHA, e.g. Smiling=1.25")
+    return name.strip(), _parse_number(value, flag)
+
+
+def parse_sweep_spec(text: str) -> tuple[str, np.ndarray]:
+    """'Smiling=-1.5:1.5:7' -> ('Smiling', 7 evenly spaced alphas from -1.5 to 1.5)."""
+    flag = f"--sweep {text}"
+    name, sep, spec = str(text).partition("=")
+    parts = spec.split(":")
+    if not sep or not name.strip() or len(parts) != 3:
+        raise ConfigError(f"{flag}: expected NAME=START:STOP:COUNT, e.g. Smiling=-1.5:1.5:7")
+    start, stop = _parse_number(parts[0], flag), _parse_number(parts[1], flag)
+    try:
+        count = int(parts[2])
+    except ValueError:
+        raise ConfigError(f"{flag}: COUNT {parts[2].strip()!r} is not an integer") from None
+    if count < 1:
+        raise ConfigError(f"{flag}: COUNT must be at least 1, got {count}")
+    if count > 1 and start == stop:
+        raise ConfigError(f"{flag}: START and STOP are equal, so the {count} values would all be the same")
+    return name.strip(), edit.sweep_values(start, stop, count)
+
+
+def seed_latents(generator: Any, seed: int, truncation_psi: float = 1.0) -> np.ndarray:
+    """W+ `[1, num_ws, w_dim]` of seed `seed` (z = RandomState(seed).randn(z_dim), as `jaxedit generate`)."""
+    if not 0 <= int(seed) < 2**32:
+        raise InputError(f"--seed {seed}: expected an integer 0..2**32-1")
+    z = np.random.RandomState(int(seed)).randn(1, generator.z_dim).astype(np.float32)
+    return np.asarray(generator.mapping(z, truncation_psi))
+
+
+def load_latent_file(path: str | os.PathLike, generator: Any, truncation_psi: float = 1.0) -> np.ndarray:
+    """Latents `[B, w_dim]` (W) or `[B, num_ws, w_dim]` (W+) from a `.npy` file (see module docstring)."""
+    flag = f"--latent {path}"
+    if Path(path).is_dir():
+        raise InputError(f"{flag}: is a directory, expected a .npy file")
+    try:
+        array = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{flag}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{flag}: permission denied") from None
+    except (OSError, ValueError, EOFError) as error:
+        raise InputError(f"{flag}: not a readable .npy array ({error})".splitlines()[0]) from error
+    if not isinstance(array, np.ndarray):
+        raise InputError(f"{flag}: expected a .npy array, got an .npz archive")
+    w_dim, num_ws = generator.w_dim, generator.num_ws
+    shape = list(array.shape)
+    if array.ndim == 1 and shape == [w_dim]:
+        array = array[None]
+    elif array.ndim == 2 and shape == [num_ws, w_dim]:
+        array = array[None]
+    elif not ((array.ndim == 2 and shape[1] == w_dim) or (array.ndim == 3 and shape[1:] == [num_ws, w_dim])):
+        raise InputError(
+            f"{flag}: expected W [{w_dim}] / [B, {w_dim}] or W+ [{num_ws}, {w_dim}] / [B, {num_ws}, {w_dim}] "
+            f"for this generator, got {shape}"
+        )
+    if array.shape[0] == 0:
+        raise InputError(f"{flag}: holds no latents (shape {shape})")
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"{flag}: expected floating-point values, got {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise InputError(f"{flag}: contains non-finite values")
+    array = array.astype(np.float32)
+    if truncation_psi != 1.0:
+        truncated = np.asarray(generator.truncate(array, truncation_psi))
+        array = truncated if array.ndim == 3 else truncated[:, 0]
+    return array
+
+
+def _alpha_label(attribute: str, alpha: float) -> str:
+    return f"+{attribute} {alpha:g}"
+
+
+def _render_panels(generator: Any, ws: np.ndarray, noise_mode: str, batch_size: int = 8) -> np.ndarray:
+    """uint8 `[N, H, W, 3]` from W+ `[N, num_ws, w_dim]`."""
+    from jaxedit.images import to_uint8
+
+    images = [np.asarray(generator.synthesis(jnp.asarray(ws[i:i + batch_size]), noise_mode))
+              for i in range(0, len(ws), batch_size)]
+    return to_uint8(np.concatenate(images, axis=0))
+
+
+def _run_sequence(editors: Any, generator: Any, latents: np.ndarray, steps: Sequence[tuple[str, float]],
+                  layers: Any) -> tuple[list[np.ndarray], list[str]]:
+    """Generator W+ latents of the input and of each step, and the step labels (canonical names)."""
+    num_ws = generator.num_ws
+    editor_latents = edit.to_editor_space(latents, editors.latent_shape)
+    space_is_w = len(tuple(editors.latent_shape)) == 1
+    layer_range = edit.parse_layers(layers, num_ws) if layers is not None else None
+    names = [tuple(editors.attributes)[edit.resolve_attribute(editors, name)] for name, _ in steps]
+    outputs = edit.apply_sequence(editors, editor_latents, steps, layers=None if space_is_w else layer_range) if steps else []
+    start = edit.to_generator_ws(editor_latents, num_ws)
+    panels = [start] + [edit.to_generator_ws(out, num_ws) for out in outputs]
+    if space_is_w and layer_range is not None:
+        panels = [start] + [edit.restrict_to_layers(start, panel, layer_range) for panel in panels[1:]]
+    labels = [_alpha_label(name, alpha) for name, (_, alpha) in zip(names, steps)]
+    return [np.asarray(p) for p in panels], labels
+
+
+def _row_labels(count: int, seed: int | None) -> list[str] | None:
+    if seed is not None:
+        return None
+    return [f"latent {i}" for i in range(count)] if count > 1 else None
+
+
+def edit_strip(generator: Any, editors: Any, latents: np.ndarray, steps: Sequence[tuple[str, float]],
+               layers: Any = None, noise_mode: str = "const", seed: int | None = None) -> EditResult:
+    """Input, then one panel per step (each step edits the previous result): a labelled strip.
+
+    `latents`: W `[B, w_dim]` or W+ `[B, num_ws, w_dim]` of `generator`; one strip row per latent.
+    `layers`: W+ layers that take each edit ("0-10"; None: the editors' preset default). For W
+    editors the chain runs in W and each panel keeps the input's values outside `layers`.
+    """
+    if not steps:
+        raise ConfigError("nothing to edit: give at least one --attr NAME=ALPHA (or --sweep)")
+    edit.check_compatible(editors, generator)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", edit.AlphaRangeWarning)
+        panels, labels = _run_sequence(editors, generator, latents, steps, layers)
+    stacked = np.stack(panels)  # [P, B, num_ws, w_dim]
+    count, batch = stacked.shape[:2]
+    images = _render_panels(generator, stacked.reshape((-1,) + stacked.shape[2:]), noise_mode)
+    images = images.reshape((count, batch) + images.shape[1:]).transpose(1, 0, 2, 3, 4)  # [B, P, H, W, 3]
+    from jaxedit.images import labelled_grid
+
+    column_labels = ["input"] + labels
+    row_labels = _row_labels(batch, seed)
+    picture = labelled_grid(images, column_labels=column_labels, row_labels=row_labels)
+    return EditResult(picture, stacked, tuple(column_labels), None if row_labels is None else tuple(row_labels),
+                      tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)))
+
+
+def edit_sweep(generator: Any, editors: Any, latents: np.ndarray, attribute: str, alphas: Sequence[float],
+               steps: Sequence[tuple[str, float]] = (), layers: Any = None, noise_mode: str = "const",
+               seed: int | None = None) -> EditResult:
+    """A progressive edit of `attribute` over `alphas`, applied after the `steps` (if any).
+
+    A labelled grid: one row per alpha ("Smiling -1.5", ...), one column per latent.
+    """
+    edit.check_compatible(editors, generator)
+    num_ws = generator.num_ws
+    alphas = np.asarray(alphas, np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", edit.AlphaRangeWarning)
+        panels, step_labels = _run_sequence(editors, generator, latents, steps, layers)
+        base = edit.to_editor_space(panels[-1] if steps else latents, editors.latent_shape)
+        space_is_w = len(tuple(editors.latent_shape)) == 1
+        layer_range = edit.parse_layers(layers, num_ws) if layers is not None else None
+        swept = edit.sweep(editors, base, attribute, alphas, layers=None if space_is_w else layer_range)  # [A, B, ...]
+        ws = np.stack([np.asarray(edit.to_generator_ws(row, num_ws)) for row in swept])  # [A, B, num_ws, w_dim]
+        if space_is_w and layer_range is not None:
+            start = np.asarray(edit.to_generator_ws(base, num_ws))
+            ws = np.stack([np.asarray(edit.restrict_to_layers(start, row, layer_range)) for row in ws])
+    name = tuple(editors.attributes)[edit.resolve_attribute(editors, attribute)]
+    count, batch = ws.shape[:2]
+    images = _render_panels(generator, ws.reshape((-1,) + ws.shape[2:]), noise_mode)
+    images = images.reshape((count, batch) + images.shape[1:])  # [A, B, H, W, 3]
+    from jaxedit.images import labelled_grid
+
+    row_labels = [f"{name} {a:g}" for a in alphas]
+    if seed is not None:
+        column_labels = [f"seed {seed}"]
+    else:
+        column_labels = [f"latent {i}" for i in range(batch)]
+    if steps:
+        column_labels = [f"{c} " + " ".join(step_labels) for c in column_labels]
+    picture = labelled_grid(images, column_labels=column_labels, row_labels=row_labels)
+    return EditResult(picture, ws.astype(np.float32), tuple(column_labels), tuple(row_labels),
+                      tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)))
+
+
+def save_latents(path: str | os.PathLike, latents: np.ndarray) -> Path:
+    """Write float32 latents to a `.npy` file atomically (temporary name, then rename)."""
+    path = Path(path)
+    if path.suffix.lower() != ".npy":
+        raise ConfigError(f"--save-latents {path}: expected a .npy path")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial.npy")
+    np.save(partial, np.asarray(latents, np.float32))
+    os.replace(partial, path)
+    return path
