@@ -73,9 +73,13 @@ def official_class_loss(logits_j: jax.Array, target: jax.Array) -> jax.Array:
     is 1, B/#negatives if 0 (counts of the batch's targets, + 1e-8), then the mean over B."""
     batch = target.shape[0]
     positives = jnp.sum(target)
+    # Counted separately and selected with `where`: XLA folds `batch - positives + 1e-8` into
+    # `batch - positives` (16 + 1e-8 == 16 in float32), and an all-positive batch then gave
+    # inf * 0 = NaN under jit. Same values as the official weights otherwise.
+    negatives = jnp.sum(1.0 - target)
     weight_pos = batch / (positives + 1e-8)
-    weight_neg = batch / (batch - positives + 1e-8)
-    weights = weight_pos * target + weight_neg * (1.0 - target)
+    weight_neg = batch / (negatives + 1e-8)
+    weights = jnp.where(target > 0.5, weight_pos, weight_neg)
     return jnp.mean(weights * bce_with_logits(logits_j, target))
 
 
