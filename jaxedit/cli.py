@@ -99,6 +99,8 @@ def _add_generate(subparsers) -> None:
     parser.add_argument("--truncation-cutoff", type=int, default=None, metavar="N", help="truncate only the first N W+ layers")
     parser.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise maps: stored (const, default), random, none")
     parser.add_argument("--noise-seed", type=int, default=0, help="seed of the random noise (with --noise random)")
+    parser.add_argument("--noise-maps", metavar="F.npz", default=None,
+                        help="explicit noise maps noise_0 .. noise_{L-1}, each [R, R] (overrides --noise)")
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per device batch (default 8)")
     parser.add_argument("--precision", choices=("highest", "default", "bfloat16"), default="highest",
                         help="float32 'highest' (default), 'default' (TF32 on GPUs) or 'bfloat16'")
@@ -118,9 +120,10 @@ def _run_generate(args) -> int:
     else:
         kind = "z" if args.z else "w" if args.w else "ws"
         latents = render.load_latents(getattr(args, kind), kind, generator)
+    noise = render.load_noise_maps(args.noise_maps, generator) if args.noise_maps else None
     images = render.render(
         generator, latents, kind, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff,
-        noise_mode=args.noise, noise_seed=args.noise_seed, batch_size=args.batch_size, progress=True,
+        noise_mode=args.noise, noise_seed=args.noise_seed, batch_size=args.batch_size, progress=True, noise=noise,
     )
     path = render.save_images(args.out, images, columns=args.columns)
     print(f"wrote {len(images)} images ({generator.resolution}x{generator.resolution}) to {path}")

@@ -144,13 +144,18 @@ def check_layout(tensors: Mapping[str, Any], expected: Mapping[str, tuple], what
     if not problems:
         for key in expected:
             value = tensors[key]
-            if not np.issubdtype(value.dtype, np.floating):
+            if not _is_float(value.dtype):
                 problems.append(f"{key}: expected a floating-point tensor, got {value.dtype}")
-            elif not np.all(np.isfinite(value)):
+            elif not np.all(np.isfinite(value.astype(np.float32))):
                 problems.append(f"{key}: contains non-finite values")
     if problems:
         more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
         raise CheckpointError(f"{what}: {problems[0]}{more}")
+
+
+def _is_float(dtype: np.dtype) -> bool:
+    """float16/32/64 and bfloat16 (which the reader returns as ml_dtypes.bfloat16, kind 'V')."""
+    return np.issubdtype(dtype, np.floating) or np.dtype(dtype).name == "bfloat16"
 
 
 def _check_fir(tensors: Mapping[str, np.ndarray], keys: list[str], gain: float, what: str) -> None:
@@ -479,10 +484,8 @@ def _convert_nvlabs(obj: Any, what: str, notes: list[str], state_dict_of: Callab
         obj = obj["G_ema"]
     if _is_persistent(obj):
         class_name = str(obj.class_name)
-        if "stylegan3" in class_name:
-            raise CheckpointError(f"{what}: G_ema is {class_name} (StyleGAN3, alias-free); only StyleGAN2 generators are supported")
-        if not class_name.endswith(".Generator"):
-            raise CheckpointError(f"{what}: G_ema is {class_name}; expected a StyleGAN2 Generator (training.networks*.Generator)")
+        if class_name.rsplit(".", 1)[-1] != "Generator":
+            raise CheckpointError(f"{what}: G_ema is a {class_name!r} network; expected an NVlabs StyleGAN2 'Generator'")
         sd = state_dict_of(obj)
         kwargs = init_kwargs_of(obj)
         config = nvlabs_config_from_kwargs(kwargs, what) if kwargs else infer_nvlabs_config(sd, what)
@@ -493,6 +496,9 @@ def _convert_nvlabs(obj: Any, what: str, notes: list[str], state_dict_of: Callab
     else:
         raise CheckpointError(f"{what}: G_ema is a {type(obj).__name__}, expected an NVlabs persistent network object")
     sd = {str(k): v for k, v in sd.items()}
+    if any(k.startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", k) for k in sd):
+        raise CheckpointError(f"{what}: this is a StyleGAN3 (alias-free) generator (synthesis.input / synthesis.L* layers); "
+                              "only StyleGAN2 generators are supported")
     check_layout(sd, nvlabs_layout(config), what)
     filters = [k for k in sd if k.endswith("resample_filter")]
     _check_fir(sd, filters, 1.0, what)

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -50,17 +51,7 @@ class LoadedGenerator:
         self.precision = ops.Precision.from_name(self.precision).name
         self.mapping_module = MappingNetwork(self.config, self.precision)
         self.synthesis_module = SynthesisNetwork(self.config, self.precision)
-        mapping_module, synthesis_module, num_ws = self.mapping_module, self.synthesis_module, self.config.num_ws
-
-        def map_fn(mapping_params, w_avg, z, psi, cutoff):
-            ws = broadcast_w(mapping_module.apply({"params": mapping_params}, z), num_ws)
-            return truncate(ws, w_avg, psi, cutoff)
-
-        def synth_fn(synthesis_params, ws, rng, noise, noise_mode):
-            return synthesis_module.apply({"params": synthesis_params}, ws, noise_mode, rng, noise)
-
-        self._map_jit = jax.jit(map_fn, static_argnames=("cutoff",))
-        self._synth_jit = jax.jit(synth_fn, static_argnames=("noise_mode",))
+        self._map_jit, self._synth_jit = _jitted_entry_points(self.config, self.precision)
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
@@ -155,6 +146,23 @@ class LoadedGenerator:
                  noise_mode: str = "const", rng: jax.Array | None = None) -> jax.Array:
         """z [B, z_dim] -> images [B, H, W, C_img]."""
         return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode, rng)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_entry_points(config: GeneratorConfig, precision: str):
+    """(mapping, synthesis) jitted functions of (params, ...), shared by every generator of the same
+    architecture and precision, so loading a second directory does not compile again."""
+    mapping_module = MappingNetwork(config, precision)
+    synthesis_module = SynthesisNetwork(config, precision)
+
+    def map_fn(mapping_params, w_avg, z, psi, cutoff):
+        ws = broadcast_w(mapping_module.apply({"params": mapping_params}, z), config.num_ws)
+        return truncate(ws, w_avg, psi, cutoff)
+
+    def synth_fn(synthesis_params, ws, rng, noise, noise_mode):
+        return synthesis_module.apply({"params": synthesis_params}, ws, noise_mode, rng, noise)
+
+    return jax.jit(map_fn, static_argnames=("cutoff",)), jax.jit(synth_fn, static_argnames=("noise_mode",))
 
 
 def _check_cutoff(cutoff: int | None, num_ws: int) -> int | None:

@@ -74,6 +74,32 @@ def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator)
     return array.astype(np.float32)
 
 
+def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list[np.ndarray]:
+    """An .npz with `noise_0 .. noise_{L-1}` (L = conv layers), each [R, R] up to size-1 axes
+    (so [1, 1, R, R] as saved from PyTorch works) -> list of [R, R] float32 maps."""
+    flag = f"--noise-maps {path}"
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise InputError(f"{flag}: no such file") from None
+    except (OSError, ValueError) as error:
+        raise InputError(f"{flag}: not a readable .npz archive ({error})".splitlines()[0]) from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise InputError(f"{flag}: expected an .npz archive with noise_0 .. noise_{generator.config.num_noise_layers - 1}")
+    maps = []
+    with archive:
+        for j, res in enumerate(generator.config.noise_resolutions()):
+            key = f"noise_{j}"
+            if key not in archive.files:
+                raise InputError(f"{flag}: missing {key} (expected [{res}, {res}])")
+            value = np.asarray(archive[key])
+            squeezed = value.reshape([d for d in value.shape if d != 1] or [1])
+            if squeezed.shape != (res, res):
+                raise InputError(f"{flag}: {key}: expected [{res}, {res}], got {list(value.shape)}")
+            maps.append(squeezed.astype(np.float32))
+    return maps
+
+
 def render(
     generator: LoadedGenerator,
     latents: np.ndarray,
@@ -84,24 +110,30 @@ def render(
     noise_seed: int = 0,
     batch_size: int = 8,
     progress: bool = False,
+    noise: list[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Latents of `kind` -> images [B, H, W, C] float32 (numpy), computed `batch_size` at a time.
 
     z runs the mapping; w is broadcast to every W+ layer; truncation (psi, cutoff) is applied in
     every case. With noise_mode 'random', chunk i draws its noise from fold_in(PRNGKey(noise_seed), i).
+    `noise` (one [R, R] map per conv layer, shared by all images) overrides noise_mode.
     """
     if kind not in LATENT_KINDS:
         raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)}")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: expected a positive integer")
     chunks = []
-    for index, chunk in _chunks(latents, batch_size, progress):
+    chunk_size = min(batch_size, len(latents))
+    for index, chunk in _chunks(latents, chunk_size, progress):
+        count = len(chunk)
+        if count < chunk_size:  # pad the last chunk so every call has one shape (one compilation)
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], chunk_size - count, axis=0)])
         if kind == "z":
             ws = generator.mapping(chunk, truncation_psi, truncation_cutoff)
         else:
             ws = generator.truncate(chunk, truncation_psi, truncation_cutoff)
         rng = jax.random.fold_in(jax.random.PRNGKey(noise_seed), index) if noise_mode == "random" else None
-        chunks.append(np.asarray(generator.synthesis(ws, noise_mode, rng)))
+        chunks.append(np.asarray(generator.synthesis(ws, noise_mode, rng, noise))[:count])
     return np.concatenate(chunks, axis=0)
 
 
