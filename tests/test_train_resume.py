@@ -1,0 +1,232 @@
+"""Training stopped and continued ends exactly where an uninterrupted run ends (issue 3 and 7).
+
+In process: a stop request after a few chunks (what SIGTERM does), a damaged newest checkpoint,
+a NaN injected into one attribute's params. The real-signal subprocess checks are in
+test_train_signals.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxedit.errors import ConfigError, TrainingError
+from jaxedit.latent.editors import load_editors, save_editors
+from jaxedit.latent.loop import TrainingInterrupted
+from jaxedit.latent.modules import init_classifier_params
+from jaxedit.latent.steps import ClassifierTrainer, TransformerTrainer
+from jaxedit.training_state import COMMIT_FILE, PreemptionGuard, TrainCheckpointer
+from tests.train_tiny import tiny_config, tiny_data
+from train.classifier import classifier_schedule, train_classifier
+from train.transformers import train_transformers
+
+ATTRS = ["Smiling", "Eyeglasses", "Young"]
+QUIET = lambda message: None  # noqa: E731
+
+
+@pytest.fixture(scope="module")
+def setup():
+    config = tiny_config()
+    data = tiny_data()
+    transformer_trainer = TransformerTrainer.create(config.method)
+    classifier_trainer = ClassifierTrainer.create(config.method, classifier_schedule(config, data.num_train).steps_per_epoch)
+    classifier_params = init_classifier_params(transformer_trainer.classifier, jax.random.PRNGKey(5))
+    return config, data, transformer_trainer, classifier_trainer, classifier_params
+
+
+@pytest.fixture(scope="module")
+def reference(setup, tmp_path_factory):
+    """The uninterrupted transformer run (2 epochs x 22 steps, chunks of 4, checkpoints every 8)."""
+    config, data, trainer, _, classifier_params = setup
+    workdir = tmp_path_factory.mktemp("reference")
+    run = train_transformers(config, data, classifier_params, ATTRS, workdir, trainer=trainer, log=QUIET)
+    return run, workdir
+
+
+def _stopping_advance(trainer, data, classifier_params, attributes, guard, stop_after_calls):
+    """The default chunk function, plus a stop request (what a signal does) after some calls."""
+    from jaxedit.latent.losses import correlation_matrix
+
+    latents = jnp.asarray(data.train_latents)
+    correlation = correlation_matrix(jnp.asarray(data.labels))
+    ids = jnp.asarray(attributes, jnp.int32)
+    calls = {"n": 0}
+
+    def advance(state, indices):
+        result = trainer.scan_indexed(state, classifier_params, correlation, ids, latents, jnp.asarray(indices))
+        calls["n"] += 1
+        if calls["n"] == stop_after_calls:
+            guard.request("SIGTERM")
+        return result
+
+    return advance
+
+
+def _leaves(tree):
+    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+
+
+def _metric_lines(workdir, stage):
+    lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+    return [line for line in lines if line["stage"] == stage]
+
+
+def test_transformers_stopped_and_resumed_match_uninterrupted_bitwise(setup, reference, tmp_path):
+    config, data, trainer, _, classifier_params = setup
+    run, reference_dir = reference
+    assert run.steps == 2 * (360 // 16)  # 2 epochs x 22 drop-last batches
+
+    guard = PreemptionGuard()
+    advance = _stopping_advance(trainer, data, classifier_params, [31, 15, 39], guard, stop_after_calls=3)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard,
+                           advance=advance, log=QUIET)
+    assert stopped.value.step == 12 and stopped.value.exit_status == 75
+    with TrainCheckpointer(tmp_path / "checkpoints" / "transformers") as checkpointer:
+        assert checkpointer.complete_steps() == [8, 12]
+    assert not (tmp_path / "editors").exists()
+
+    resumed = train_transformers(config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer, log=QUIET)
+    assert resumed.steps == run.steps
+    for got, want in zip(_leaves(resumed.params), _leaves(run.params)):
+        np.testing.assert_array_equal(got, want)
+    # The editors on disk are the same, and the metric log shows every chunk once, with the same values.
+    for got, want in zip(_leaves(load_editors(tmp_path / "editors").transformer_params),
+                         _leaves(load_editors(reference_dir / "editors").transformer_params)):
+        np.testing.assert_array_equal(got, want)
+    assert _metric_lines(tmp_path, "transformers") == _metric_lines(reference_dir, "transformers")
+    assert (tmp_path / "transformer_losses.png").stat().st_size > 1000
+
+
+def test_resume_skips_a_damaged_newest_checkpoint_and_still_matches(setup, reference, tmp_path):
+    config, data, trainer, _, classifier_params = setup
+    run, _ = reference
+    guard = PreemptionGuard()
+    advance = _stopping_advance(trainer, data, classifier_params, [31, 15, 39], guard, stop_after_calls=5)
+    with pytest.raises(TrainingInterrupted):
+        train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard,
+                           advance=advance, log=QUIET)
+    directory = tmp_path / "checkpoints" / "transformers"
+    assert sorted(p.name for p in directory.iterdir()) == ["16", "20"]
+    # What a kill during the save of step 20 can leave: no commit marker (orbax writes it last,
+    # then renames); and a tmp directory of a later save.
+    (directory / "20" / COMMIT_FILE).unlink()
+    shutil.copytree(directory / "16", directory / "24.orbax-checkpoint-tmp-1700000000")
+    (directory / "24.orbax-checkpoint-tmp-1700000000" / COMMIT_FILE).unlink()
+
+    warnings = []
+    resumed = train_transformers(config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer,
+                                 log=warnings.append)
+    assert any("incomplete checkpoint 20" in w for w in warnings)
+    assert any("24.orbax-checkpoint-tmp" in w for w in warnings)
+    assert any("resuming at step 16/44" in w for w in warnings)
+    for got, want in zip(_leaves(resumed.params), _leaves(run.params)):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_classifier_stopped_across_the_lr_decay_resumes_exactly(setup, tmp_path):
+    config, data, _, trainer, _ = setup
+    reference = train_classifier(config, data, tmp_path / "a", trainer=trainer, log=QUIET)
+    assert reference.steps == 2 * 9 and reference.heldout_accuracy is not None
+
+    latents, labels = jnp.asarray(data.train_latents), jnp.asarray(data.train_labels)
+    guard = PreemptionGuard()
+    calls = {"n": 0}
+
+    def advance(state, indices):
+        calls["n"] += 1
+        if calls["n"] == 4:  # chunks [0,4) [4,8) [8,9) [9,13): stops past the epoch-1 lr decay at step 9
+            guard.request("SIGINT")
+        return trainer.scan_indexed(state, latents, labels, jnp.asarray(indices))
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_classifier(config, data, tmp_path / "b", trainer=trainer, guard=guard, advance=advance, log=QUIET)
+    assert stopped.value.step == 13
+    resumed = train_classifier(config, data, tmp_path / "b", resume=True, trainer=trainer, log=QUIET)
+    for got, want in zip(_leaves(resumed.params), _leaves(reference.params)):
+        np.testing.assert_array_equal(got, want)
+    assert load_editors(tmp_path / "b" / "classifier").attributes == ()
+
+
+def test_resume_refuses_a_different_setup_and_fresh_runs_refuse_old_checkpoints(setup, reference, tmp_path):
+    config, data, trainer, _, classifier_params = setup
+    _, reference_dir = reference
+    workdir = tmp_path / "w"
+    shutil.copytree(reference_dir / "checkpoints", workdir / "checkpoints")
+    with pytest.raises(ConfigError, match="already holds checkpoints.*--resume"):
+        train_transformers(config, data, classifier_params, ATTRS, workdir, trainer=trainer, log=QUIET)
+    other_lr = dataclasses.replace(config, method=config.method.replace(lr=config.method.lr * 2))
+    with pytest.raises(ConfigError, match="lr="):
+        train_transformers(other_lr, data, classifier_params, ATTRS, workdir, resume=True,
+                           trainer=TransformerTrainer.create(other_lr.method), log=QUIET)
+    with pytest.raises(ConfigError, match="different training setup"):
+        train_transformers(config, data, classifier_params, ["Smiling"], workdir, resume=True, trainer=trainer, log=QUIET)
+
+
+def test_an_attribute_trained_alone_matches_its_slot_in_a_group(setup, reference, tmp_path):
+    config, data, trainer, _, classifier_params = setup
+    run, _ = reference
+    alone = train_transformers(dataclasses.replace(config, max_steps=44), data, classifier_params, ["Eyeglasses"],
+                               tmp_path, trainer=trainer, log=QUIET)
+    for got, want in zip(_leaves(alone.params), _leaves(run.params)):
+        np.testing.assert_allclose(got[0], want[1], rtol=1e-5, atol=1e-6)
+
+
+def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_checkpoint(setup, tmp_path):
+    config, data, trainer, _, classifier_params = setup
+    from jaxedit.latent.losses import correlation_matrix
+
+    latents = jnp.asarray(data.train_latents)
+    correlation = correlation_matrix(jnp.asarray(data.labels))
+    ids = jnp.asarray([31, 15, 39], jnp.int32)
+    calls = {"n": 0}
+
+    def poisoned_advance(state, indices):
+        calls["n"] += 1
+        if calls["n"] == 5:  # poison Eyeglasses (slot 1) before the chunk of steps 17..20
+            params = jax.tree.map(lambda leaf: leaf.at[1].set(jnp.nan), state.params)
+            state = state._replace(params=params)
+        return trainer.scan_indexed(state, classifier_params, correlation, ids, latents, jnp.asarray(indices))
+
+    with pytest.raises(TrainingError, match=r"non-finite \w+ for attribute Eyeglasses at step 17"):
+        train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=trainer,
+                           advance=poisoned_advance, log=QUIET)
+    with TrainCheckpointer(tmp_path / "checkpoints" / "transformers") as checkpointer:
+        assert checkpointer.complete_steps() == [8, 16]
+        step, state, _ = checkpointer.restore_latest(jax.tree.map(np.asarray, trainer.init(jax.random.PRNGKey(0), 3)))
+    assert step == 16 and all(np.isfinite(leaf).all() for leaf in _leaves(state))
+    assert not (tmp_path / "editors").exists()
+
+
+def test_an_absurd_learning_rate_fails_with_a_one_line_error(setup, tmp_path, capsys):
+    from tests.train_tiny import TINY_CLI, write_tiny_npz
+    from train.transformers import main
+
+    _, _, trainer, _, classifier_params = setup
+    config = tiny_config()
+    save_editors(tmp_path / "classifier", config.method, classifier_params, None, [])
+    data_file = write_tiny_npz(tmp_path / "data.npz")
+    status = main(["--config", "official", *TINY_CLI, "--latents", str(data_file), "--lr", "1e38",
+                   "--attributes", "Smiling,Young", "--workdir", str(tmp_path)])
+    error = capsys.readouterr().err.strip().splitlines()
+    assert status == 1
+    assert len(error) == 1 and "non-finite" in error[0] and "attribute Smiling" in error[0] and "step" in error[0]
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_official_class_loss_is_finite_under_jit_for_one_sided_batches():
+    """Regression: XLA folded `B - positives + 1e-8` to `B - positives`, so a batch whose flipped
+    targets were all 1 (common for rare attributes) gave inf * 0 = NaN inside the jitted step."""
+    from jaxedit.latent.losses import bce_with_logits, official_class_loss
+
+    logits = jnp.linspace(-2.0, 2.0, 16)
+    for target in (jnp.ones(16), jnp.zeros(16)):
+        value = jax.jit(official_class_loss)(logits, target)
+        np.testing.assert_allclose(value, np.mean(np.asarray(bce_with_logits(logits, target))), rtol=1e-6)
+        assert np.isfinite(np.asarray(jax.jit(jax.grad(official_class_loss))(logits, target))).all()
