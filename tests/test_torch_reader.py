@@ -448,3 +448,18 @@ def test_repeated_blob_is_parsed_once(tmp_path):
     out = read_checkpoint(tmp_path / "many.pkl")
     assert time.perf_counter() - start < 2.0
     np.testing.assert_array_equal(out, np.arange(4, dtype=np.float32))
+
+
+def test_memory_map_views_equal_copies():
+    path = READER_FIXTURES / "dtypes_zip.pt"
+    copied = read_checkpoint(path)
+    mapped = read_checkpoint(path, memory_map=True)
+    ref = REFERENCE["reader/dtypes_zip.pt"]["tensors"]
+    views = 0
+    for key, a in copied.items():
+        if isinstance(a, np.ndarray):
+            b = mapped[key]
+            assert _entry(b) == ref[key] and a.dtype == b.dtype
+            views += not b.flags.writeable  # contiguous tensors come back as read-only views
+    assert views >= 10
+    assert mapped["transposed"].flags.writeable  # strided: copied as usual

@@ -90,6 +90,7 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
     "ComplexDoubleStorage": np.dtype("<c16"),
     "UntypedStorage": np.dtype("u1"),
 }
+_STORAGE_QUALNAMES = frozenset(f"torch.{name}" for name in _STORAGE_DTYPES)
 _SIMPLE_DTYPE = re.compile(r"^[<>|=]?(b1|\?|i1|i2|i4|i8|u1|u2|u4|u8|f2|f4|f8|c8|c16)$")
 
 
@@ -133,10 +134,11 @@ class NamespaceRecord(dict):
 class _StorageRef:
     """Elements of one storage: `numel` items of `dtype` at byte `offset` of `buf` (or pending)."""
 
-    __slots__ = ("key", "dtype", "numel", "buf", "offset", "big_endian")
+    __slots__ = ("key", "dtype", "numel", "buf", "offset", "big_endian", "file")
 
     def __init__(self, key: str, dtype: np.dtype, numel: int, buf=None, offset: int = 0,
-                 big_endian: bool = False):
+                 big_endian: bool = False, file=None):
+        self.file = file  # the open checkpoint (zip format): contiguous tensors are read from it
         self.key = key
         self.dtype = dtype
         self.numel = numel
@@ -155,6 +157,15 @@ class _Pending:
 
 
 _PENDING = _Pending()
+
+
+def _c_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    expected = 1
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n != 1 and s != expected:
+            return False
+        expected *= n
+    return True
 
 
 def _as_int(value: Any, what: str) -> int:
@@ -185,8 +196,10 @@ class CheckpointReader:
     `max_total_bytes` before each allocation).
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_total_bytes: int | None = None):
+    def __init__(self, path: str | os.PathLike, *, max_total_bytes: int | None = None,
+                 memory_map: bool = False):
         self.path = Path(path)
+        self.memory_map = memory_map
         self.name = self.path.name
         self.max_total_bytes = max_total_bytes
         self.bytes_materialised = 0
@@ -196,6 +209,7 @@ class CheckpointReader:
                               and k.endswith("Storage")}
         self._in_blob = False
         self._blobs: dict[int, tuple[bytes, _StorageRef]] = {}
+        self._legacy_headers: dict[bytes, bool] = {}  # validated header bytes -> big-endian
 
     # -- public ---------------------------------------------------------------------------------
     def read(self) -> Any:
@@ -243,7 +257,8 @@ class CheckpointReader:
                     return self._read_zip(f, mm)
                 finally:
                     try:
-                        mm.close()
+                        if not self.memory_map:  # else returned views keep the map alive
+                            mm.close()
                     except BufferError:  # a view still referenced by a traceback; GC closes it
                         pass
             if head[:1] != b"\x80":
@@ -303,7 +318,7 @@ class CheckpointReader:
                 raise CheckpointError(
                     f"storage {short(key)} claims {numel} x {dtype.itemsize} bytes but the archive "
                     f"holds {length}")
-            ref = _StorageRef(key, dtype, numel, mm, start, big)
+            ref = _StorageRef(key, dtype, numel, mm, start, big, file=f)
             storages[key] = ref
             return ref
 
@@ -312,7 +327,7 @@ class CheckpointReader:
             return self._unpickle(io.BytesIO(pickle_bytes), self._globals, persistent_load)
         finally:
             for ref in storages.values():
-                ref.buf = None
+                ref.buf = ref.file = None
 
     def _zip_span(self, mm: mmap.mmap, info: zipfile.ZipInfo) -> tuple[int, int]:
         """Byte offset and length of a stored (uncompressed) member's data inside the file."""
@@ -352,16 +367,26 @@ class CheckpointReader:
     def _read_legacy(self, stream: io.BytesIO, data: bytes, *, blob: bool) -> Any:
         """Parse a legacy `torch.save` stream from `stream`'s position; `data` is its buffer."""
         no_globals: dict[str, StandIn] = {}
-        magic = self._unpickle(stream, no_globals, None, what="legacy magic number")
-        if type(magic) is not int or magic != _LEGACY_MAGIC:
-            raise CheckpointError("legacy stream lacks the torch magic number")
-        protocol = self._unpickle(stream, no_globals, None, what="legacy protocol")
-        if type(protocol) is not int or protocol != _LEGACY_PROTOCOL:
-            raise CheckpointError(f"legacy protocol version is {short(str(protocol))}, not 1001")
-        sys_info = self._unpickle(stream, no_globals, None, what="legacy sys info")
-        if type(sys_info) is not dict:
-            raise CheckpointError("legacy sys info is not a dict")
-        big = sys_info.get("little_endian", True) is False
+        header_start = stream.tell()
+        for header, header_big in self._legacy_headers.items():
+            # Byte-identical to a header already parsed and checked: same result, skip the work.
+            if data.startswith(header, header_start):
+                stream.seek(header_start + len(header))
+                big = header_big
+                break
+        else:
+            magic = self._unpickle(stream, no_globals, None, what="legacy magic number")
+            if type(magic) is not int or magic != _LEGACY_MAGIC:
+                raise CheckpointError("legacy stream lacks the torch magic number")
+            protocol = self._unpickle(stream, no_globals, None, what="legacy protocol")
+            if type(protocol) is not int or protocol != _LEGACY_PROTOCOL:
+                raise CheckpointError(f"legacy protocol version is {short(protocol)}, not 1001")
+            sys_info = self._unpickle(stream, no_globals, None, what="legacy sys info")
+            if type(sys_info) is not dict:
+                raise CheckpointError("legacy sys info is not a dict")
+            big = sys_info.get("little_endian", True) is False
+            if len(self._legacy_headers) < 8:
+                self._legacy_headers[bytes(data[header_start:stream.tell()])] = big
 
         globals_table = self._blob_globals if blob else self._globals
         object_start = stream.tell()
@@ -477,7 +502,7 @@ class CheckpointReader:
         return False
 
     def _storage_dtype(self, stype: Any) -> np.dtype:
-        if type(stype) is not StandIn or not isinstance(stype.value, np.dtype):
+        if type(stype) is not StandIn or stype.qualname not in _STORAGE_QUALNAMES:
             raise CheckpointError(f"storage type is a {short(stype)}, not a torch storage type")
         return stype.value
 
@@ -502,9 +527,20 @@ class CheckpointReader:
                 f"tensor of size {shape}, stride {strides}, offset {offset} needs {extent} "
                 f"elements but its storage {short(storage.key)} holds {storage.numel}")
         dtype = storage.dtype
+        contiguous = numel > 0 and _c_contiguous(shape, strides)
+        start = storage.offset + offset * dtype.itemsize
+        if contiguous and self.memory_map and storage.file is not None and not storage.big_endian:
+            # zero-copy: a read-only view into the memory-mapped file
+            return np.frombuffer(storage.buf, dtype=dtype, count=numel, offset=start).reshape(shape)
         self._charge(numel * dtype.itemsize)
         out = np.empty(shape, dtype=dtype)
-        if numel:
+        if contiguous and storage.file is not None:
+            # read straight into the result: no page of the map is touched
+            storage.file.seek(start)
+            got = storage.file.readinto(out.reshape(-1).view(np.uint8))
+            if got != numel * dtype.itemsize:
+                raise CheckpointError(f"storage {short(storage.key)} is truncated")
+        elif numel:
             base = np.frombuffer(storage.buf, dtype=dtype, count=extent - offset,
                                  offset=storage.offset + offset * dtype.itemsize)
             view = np.lib.stride_tricks.as_strided(
@@ -512,10 +548,10 @@ class CheckpointReader:
                 writeable=False)
             np.copyto(out, view)
             del base, view
-            if storage.big_endian and dtype.itemsize > 1:
-                swap = (np.dtype(f"<f{dtype.itemsize // 2}") if dtype.kind == "c"
-                        else np.dtype(f"<u{dtype.itemsize}"))
-                out.view(swap).byteswap(inplace=True)
+        if numel and storage.big_endian and dtype.itemsize > 1:
+            swap = (np.dtype(f"<f{dtype.itemsize // 2}") if dtype.kind == "c"
+                    else np.dtype(f"<u{dtype.itemsize}"))
+            out.view(swap).byteswap(inplace=True)
         return out
 
     def _rebuild_parameter(self, data: Any, requires_grad: Any = False, hooks: Any = None,
@@ -670,13 +706,17 @@ def _persistent_obj(*args: Any) -> PersistentObject:
 # ------------------------------------------------------------------------------------------------
 # Public functions
 # ------------------------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = None) -> Any:
+def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = None,
+                    memory_map: bool = False) -> Any:
     """Read a torch checkpoint or NVlabs network pickle safely (nothing from the file executes).
 
     Args:
       path: a `torch.save` zip (torch >= 1.6), a legacy `torch.save` file, or a plain pickle.
       max_total_bytes: budget for all tensor data materialised; default
         `DEFAULT_BUDGET_FACTOR * file size + DEFAULT_BUDGET_SLACK`.
+      memory_map: zip format only: return contiguous little-endian tensors as read-only views
+        into a memory map of the file (nothing copied, nothing charged to the budget; the map
+        lives as long as the arrays). Other tensors are copied as usual.
 
     Returns:
       The pickled object with tensors as C-contiguous numpy arrays (see the module docstring for
@@ -687,7 +727,7 @@ def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = No
         opcode / state-setting step (message: file name and what was refused).
       CheckpointError: unreadable, truncated, corrupt, not a checkpoint, or over the byte budget.
     """
-    return CheckpointReader(path, max_total_bytes=max_total_bytes).read()
+    return CheckpointReader(path, max_total_bytes=max_total_bytes, memory_map=memory_map).read()
 
 
 def _module_state(module: Any, where: str) -> dict:
