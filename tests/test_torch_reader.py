@@ -383,9 +383,16 @@ def test_not_checkpoints(tmp_path):
     with zipfile.ZipFile(zbuf, "w") as zf:
         zf.writestr("readme.txt", "hello")
     cases["other.zip"] = zbuf.getvalue()
+    zbuf = io.BytesIO()
+    with zipfile.ZipFile(zbuf, "w") as zf:  # the layout of a torch.jit.save archive
+        zf.writestr("model/data.pkl", _dict_pickle({}))
+        zf.writestr("model/code/__torch__.py", "def forward(self): ...")
+        zf.writestr("model/constants.pkl", b"\x80\x02).")
+    cases["torchscript.pt"] = zbuf.getvalue()
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-        _one_line_error(CheckpointError, tmp_path / name)
+        _one_line_error(CheckpointError, tmp_path / name,
+                        contains="TorchScript" if name == "torchscript.pt" else "")
     _one_line_error(CheckpointError, tmp_path / "missing.pt", contains="cannot open")
     _one_line_error(CheckpointError, tmp_path, contains="not a regular file")  # a directory
     _one_line_error(CheckpointError, Path("/dev/zero"), contains="not a regular file")

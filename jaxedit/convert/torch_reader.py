@@ -283,6 +283,9 @@ class CheckpointReader:
         top = infos[0].filename.split("/", 1)[0]
         entries = {info.filename: info for info in infos}
         pkl = entries.get(f"{top}/data.pkl")
+        if f"{top}/constants.pkl" in entries or any(n.startswith(f"{top}/code/") for n in entries):
+            raise CheckpointError("a TorchScript archive (torch.jit.save), not a torch.save "
+                                  "checkpoint; TorchScript code is never loaded")
         if pkl is None:
             raise CheckpointError(
                 f"zip archive has no {short(top)}/data.pkl: not a PyTorch checkpoint")
