@@ -98,13 +98,13 @@ class LoadedGenerator:
         z = jnp.asarray(z, jnp.float32)
         if z.ndim != 2 or z.shape[1] != self.z_dim:
             raise InputError(f"z: expected [B, {self.z_dim}], got {list(z.shape)}")
-        cutoff = _check_cutoff(truncation_cutoff, self.num_ws)
+        cutoff = check_truncation_cutoff(truncation_cutoff, self.num_ws)
         return self._map_jit(self.params["mapping"], self.w_avg, z, jnp.float32(truncation_psi), cutoff=cutoff)
 
     def truncate(self, w_or_ws: Any, truncation_psi: float = 1.0, truncation_cutoff: int | None = None) -> jax.Array:
         """Truncate W [B, w_dim] or W+ [B, num_ws, w_dim] latents towards this generator's w_avg."""
         ws = self.as_ws(w_or_ws)
-        return truncate(ws, self.w_avg, truncation_psi, _check_cutoff(truncation_cutoff, self.num_ws))
+        return truncate(ws, self.w_avg, truncation_psi, check_truncation_cutoff(truncation_cutoff, self.num_ws))
 
     def as_ws(self, w_or_ws: Any) -> jax.Array:
         """W [B, w_dim] (broadcast to every layer) or W+ [B, num_ws, w_dim] -> [B, num_ws, w_dim]."""
@@ -165,7 +165,7 @@ def _jitted_entry_points(config: GeneratorConfig, precision: str):
     return jax.jit(map_fn, static_argnames=("cutoff",)), jax.jit(synth_fn, static_argnames=("noise_mode",))
 
 
-def _check_cutoff(cutoff: int | None, num_ws: int) -> int | None:
+def check_truncation_cutoff(cutoff: int | None, num_ws: int) -> int | None:
     if cutoff is None:
         return None
     if int(cutoff) != cutoff or not 0 <= int(cutoff) <= num_ws:

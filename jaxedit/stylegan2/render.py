@@ -18,7 +18,7 @@ import jax
 import numpy as np
 
 from jaxedit.errors import InputError
-from jaxedit.stylegan2.loading import LoadedGenerator
+from jaxedit.stylegan2.loading import LoadedGenerator, check_truncation_cutoff
 
 LATENT_KINDS = ("z", "w", "ws")
 
@@ -122,6 +122,7 @@ def render(
         raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)}")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: expected a positive integer")
+    check_truncation_cutoff(truncation_cutoff, generator.num_ws)  # fail before any work
     chunks = []
     chunk_size = min(batch_size, len(latents))
     for index, chunk in _chunks(latents, chunk_size, progress):
