@@ -195,3 +195,11 @@ def test_loss_terms_use_the_classifier_decision_for_alpha_and_target():
     np.testing.assert_allclose(float(terms["class"]), np.mean(weights * _bce(_sigmoid(logits[:, 7]), target)), rtol=1e-5)
     assert float(terms["recon"]) == 0.0 and float(terms["attribute"]) == 0.0
     assert float(terms["flip_rate"]) == 0.0  # an identity edit flips nothing
+
+
+def test_official_class_loss_is_finite_for_one_sided_batches_under_jit():
+    logits = jnp.linspace(-2.0, 2.0, 16)
+    for target in (jnp.ones(16), jnp.zeros(16)):
+        loss = jax.jit(L.official_class_loss)(logits, target)
+        expected = np.mean(_bce(_sigmoid(np.linspace(-2.0, 2.0, 16)), np.asarray(target, np.float64)))  # weight B/B = 1
+        np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
