@@ -151,7 +151,8 @@ class WorldConfig:
     seed: one integer seeds the mapping network (when random), the projections and the identity.
     z_dim, w_dim, mapping_layers: the random mapping network (ignored with a given mapping).
     num_ws: W+ depth (18 for 1024 px). w_plus_jitter: per-layer N(0, jitter * std_W) added in W+.
-    subspace_dim: P, principal components of W that the attributes read (the rest carry identity).
+    subspace_dim: P, principal components of W that the attributes read (the rest carry identity);
+      0 (default) picks min(64, w_dim // 4), at least 11 (7 factors + a 4-d own term).
     sharpness: logits = sharpness * standardised score (how confident the stand-in annotator is).
     identity_dim: length of the identity embedding (random Fourier features).
     calibration_samples: latents used for PCA, standardisation and the frequency biases.
@@ -163,19 +164,24 @@ class WorldConfig:
     mapping_layers: int = 8
     num_ws: int = 18
     w_plus_jitter: float = 0.0
-    subspace_dim: int = 64
+    subspace_dim: int = 0
     sharpness: float = 4.0
     identity_dim: int = 128
     calibration_samples: int = 20000
 
     def __post_init__(self) -> None:
-        for name in ("z_dim", "w_dim", "mapping_layers", "num_ws", "subspace_dim", "identity_dim", "calibration_samples"):
+        for name in ("z_dim", "w_dim", "mapping_layers", "num_ws", "identity_dim", "calibration_samples"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"synthetic world: {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.subspace_dim, int) or self.subspace_dim < 0:
+            raise ConfigError(f"synthetic world: subspace_dim must be a non-negative integer, got {self.subspace_dim!r}")
+        if self.subspace_dim == 0:
+            object.__setattr__(self, "subspace_dim", max(len(FACTORS) + _OWN_DIM, min(64, self.w_dim // 4)))
         if self.subspace_dim < len(FACTORS) + _OWN_DIM or self.subspace_dim >= self.w_dim:
             raise ConfigError(
-                f"synthetic world: subspace_dim {self.subspace_dim} must be in [{len(FACTORS) + _OWN_DIM}, w_dim={self.w_dim})"
+                f"synthetic world: subspace_dim {self.subspace_dim} must be in [{len(FACTORS) + _OWN_DIM}, w_dim={self.w_dim}) "
+                f"(w_dim must be at least {len(FACTORS) + _OWN_DIM + 1})"
             )
         if not self.sharpness > 0 or self.w_plus_jitter < 0:
             raise ConfigError("synthetic world: sharpness must be > 0 and w_plus_jitter >= 0")
@@ -515,10 +521,8 @@ def world_from_generator(generator, config: WorldConfig | None = None) -> Synthe
     `jaxedit.data.labelling` to label rendered images with a real classifier instead.
     """
     base = config or WorldConfig()
-    w_dim = int(generator.w_dim)
-    subspace = min(base.subspace_dim, max(len(FACTORS) + _OWN_DIM, w_dim // 4))
-    if subspace >= w_dim:
-        raise ConfigError(f"generator w_dim {w_dim} is too small for the synthetic world (needs > {subspace})")
-    config = dataclasses.replace(base, z_dim=int(generator.z_dim), w_dim=w_dim, num_ws=int(generator.num_ws), subspace_dim=subspace)
+    config = dataclasses.replace(
+        base, z_dim=int(generator.z_dim), w_dim=int(generator.w_dim), num_ws=int(generator.num_ws), subspace_dim=0
+    )
     mapping = lambda z: generator.mapping(z)[:, 0]
     return build_world(config, mapping=mapping, source=f"mapping network of the converted generator ({getattr(generator, 'source', 'given')})")

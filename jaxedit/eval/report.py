@@ -1,0 +1,103 @@
+"""Reports of an `Evaluation`: the JSON report, the Markdown table, and the alpha-sweep plots.
+
+JSON (`report_dict`), values in [0, 1]::
+
+    {"attributes": {"<Name>": {"<method>": {"accuracy", "attribute_preservation",
+                                            "identity_preservation"}, ...}, ...},
+     "average": {"<method>": {...}},          # mean over every evaluated attribute
+     "settings": {...}}                       # what produced the numbers (free-form, JSON)
+
+The Markdown table (`markdown_table`) shows chosen attributes and the average, in percent, one
+column group per metric with the methods side by side (as in the seed's Table 1).
+Plots (`write_plots`): target probability, attribute preservation and identity preservation
+against edit strength (a fraction of each method's table strength), one panel per attribute and
+one for the average.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from jaxedit.eval.protocol import Evaluation
+
+METRICS = ("accuracy", "attribute_preservation", "identity_preservation")
+METRIC_TITLES = {"accuracy": "accuracy", "attribute_preservation": "attributes kept", "identity_preservation": "identity kept"}
+CURVES = ("target_probability", "attribute_preservation", "identity_preservation")
+
+
+def report_dict(evaluation: Evaluation, settings: dict) -> dict:
+    """The JSON report of `evaluation` (format in the module docstring)."""
+    attributes = {
+        name: {method: {metric: float(values[metric]) for metric in METRICS} for method, values in per_method.items()}
+        for name, per_method in evaluation.table.items()
+    }
+    average = {
+        method: {metric: float(np.mean([attributes[name][method][metric] for name in attributes])) for metric in METRICS}
+        for method in evaluation.methods
+    }
+    settings = dict(settings)
+    settings.setdefault("identity_threshold", evaluation.threshold)
+    settings.setdefault("latents_per_attribute", evaluation.count)
+    return {"attributes": attributes, "average": average, "settings": settings}
+
+
+def write_json(report: dict, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def markdown_table(report: dict, attributes: Sequence[str] | None = None, title: str = "") -> str:
+    """Rows: `attributes` (default all) and the average; cells: percent, methods separated by ' / '."""
+    methods = list(report["average"])
+    rows = list(report["attributes"]) if attributes is None else [a for a in attributes if a in report["attributes"]]
+    methods_label = " / ".join(methods)
+    header = "| attribute | " + " | ".join(f"{METRIC_TITLES[m]} ({methods_label})" for m in METRICS) + " |"
+    lines = ([f"**{title}**", ""] if title else []) + [header, "|" + "---|" * (len(METRICS) + 1)]
+
+    def cells(per_method: dict) -> str:
+        return " | ".join(" / ".join(f"{100 * per_method[method][metric]:.2f}" for method in methods) for metric in METRICS)
+
+    for name in rows:
+        lines.append(f"| {name} | {cells(report['attributes'][name])} |")
+    lines.append(f"| average ({len(report['attributes'])} attributes) | {cells(report['average'])} |")
+    return "\n".join(lines)
+
+
+def write_plots(evaluation: Evaluation, directory: str | os.PathLike, attributes: Sequence[str] | None = None) -> list[Path]:
+    """PNG plots of the sweeps: one file per curve, panels per attribute plus the average."""
+    from jaxedit.plots import small_multiples
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    swept = [name for name, per in evaluation.sweeps.items() if per]
+    if not swept:
+        return []
+    shown = swept if attributes is None else [a for a in attributes if a in swept]
+    written = []
+    for curve in CURVES:
+        panels = {}
+        for name in shown:
+            panels[name] = {m: (c["fraction"], c[curve]) for m, c in evaluation.sweeps[name].items()}
+        average = {}
+        for method in evaluation.methods:
+            ys = [evaluation.sweeps[name][method][curve] for name in swept if method in evaluation.sweeps[name]]
+            if ys:
+                xs = evaluation.sweeps[swept[0]][method]["fraction"]
+                average[method] = (xs, list(np.mean(np.asarray(ys), axis=0)))
+        panels[f"average ({len(swept)})"] = average
+        written.append(
+            small_multiples(
+                panels,
+                directory / f"{curve}.png",
+                xlabel="strength / table strength (ours alpha 1.25, IFG 3)",
+                ylabel=curve.replace("_", " "),
+                title=f"{curve.replace('_', ' ')} against edit strength (edits signed to reverse the attribute)",
+            )
+        )
+    return written

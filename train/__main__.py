@@ -1,0 +1,351 @@
+"""`python -m train`: the whole method end to end on the embedded synthetic world, with the seed's Table 1.
+
+Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
+
+1. build the SYNTHETIC attribute world (`jaxedit.data.synthetic`: a stand-in for "render, then
+   annotate with an attribute classifier and a face recogniser"; latents from a seeded random
+   StyleGAN2 mapping network, or from a converted generator's mapping with `--generator DIR`);
+2. sample and label latents in the preset's space (`paper`: W, the default; `official`: W+);
+3. train the latent classifier C (`train.classifier.train_classifier`);
+4. train all 40 transformers at once (one vmapped program) -> `RUN_DIR/editors/`;
+5. fit the baselines on the same labelled latents: InterFaceGAN (plain and conditional) and
+   GANSpace (`jaxedit.eval.baselines`);
+6. run the seed's protocol (`jaxedit.eval.protocol`) on fresh latents -> `report.json`,
+   `report.md`, `plots/*.png`, and print the table for Young, Eyeglasses, Male, Smiling and the
+   average over all evaluated attributes.
+
+`--quick` shrinks the sample counts and epochs (under 3 minutes on 2 CPU cores); the defaults take
+under 10. `run_pipeline(PipelineSettings(...))` is the same as a library call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxedit.attributes import ATTRIBUTES, parse_attributes
+from jaxedit.errors import ConfigError, JaxeditError
+
+TABLE_ATTRIBUTES = ("Young", "Eyeglasses", "Male", "Smiling")
+"""The seed's four attributes (Age, Eyeglasses, Gender, Smiling)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSettings:
+    """Everything `run_pipeline` does, as one frozen value (saved in report.json under "settings").
+
+    preset: "paper" (W) or "official" (W+). generator: converted generator directory whose
+      mapping network replaces the random one ("" for the random mapping of the world config).
+    samples: labelled latents for the classifier (90/10 split) and the baselines' fits.
+    transformer_samples: latents the transformers train on (the seed: 10K), epochs: their epochs.
+    classifier_epochs: epochs of C. eval_count: latents per attribute in the protocol (the seed: 1000).
+    identity_samples / identity_pairs: latents and random pairs for the 0.1%-FAR threshold.
+    w_dim, z_dim, mapping_layers, num_ws: the random mapping network (W+ depth for `official`).
+    attributes: the attributes to train and evaluate ("all" or names/indices).
+    alpha: our table strength; distance: InterFaceGAN's and GANSpace's.
+    """
+
+    preset: str = "paper"
+    out: str = ""
+    generator: str = ""
+    seed: int = 0
+    quick: bool = False
+    samples: int = 50_000
+    transformer_samples: int = 10_000
+    epochs: int = 10
+    classifier_epochs: int = 20
+    eval_count: int = 1000
+    identity_samples: int = 4000
+    identity_pairs: int = 200_000
+    w_dim: int = 512
+    z_dim: int = 512
+    mapping_layers: int = 8
+    num_ws: int = 18
+    attributes: str = "all"
+    alpha: float = 1.25
+    distance: float = 3.0
+    method_overrides: tuple[tuple[str, str], ...] = ()
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.preset not in ("paper", "official"):
+            raise ConfigError(f"--preset: expected paper or official, got {self.preset!r}")
+        for name in ("samples", "transformer_samples", "epochs", "classifier_epochs", "eval_count", "identity_samples",
+                     "identity_pairs", "w_dim", "z_dim", "mapping_layers", "num_ws"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+        if self.transformer_samples > self.samples:
+            raise ConfigError(f"--transformer-samples {self.transformer_samples} exceeds --samples {self.samples}")
+        if not self.alpha > 0 or not self.distance > 0:
+            raise ConfigError("--alpha and --distance must be > 0")
+
+
+QUICK = dict(samples=20_000, transformer_samples=4000, epochs=3, classifier_epochs=10, eval_count=500, identity_pairs=100_000)
+"""What `--quick` changes (flags given explicitly still win)."""
+
+
+def _log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _log):
+    """The synthetic world of the settings, and the generator when `--generator` is given."""
+    from jaxedit.data import synthetic
+
+    if settings.generator:
+        from jaxedit.stylegan2 import load_generator
+
+        generator = load_generator(settings.generator)
+        world = synthetic.world_from_generator(generator, synthetic.WorldConfig(seed=settings.seed))
+        return world, generator
+    config = synthetic.WorldConfig(
+        seed=settings.seed, z_dim=settings.z_dim, w_dim=settings.w_dim, mapping_layers=settings.mapping_layers, num_ws=settings.num_ws
+    )
+    return synthetic.build_world(config), None
+
+
+def method_preset_for(settings: PipelineSettings, world):
+    """The method preset sized to the world's latents (paper: W [w_dim]; official: W+ [num_ws, w_dim])."""
+    from jaxedit.latent.presets import get_preset
+
+    preset = get_preset(settings.preset)
+    changes = {"w_dim": world.w_dim, "epochs": settings.epochs, "classifier_epochs": settings.classifier_epochs,
+               "classifier_decay_epochs": max(1, settings.classifier_epochs // 2)}
+    if preset.space == "w+":
+        num_ws = world.config.num_ws
+        first, stop = preset.edit_layers or (0, num_ws)
+        changes.update(num_ws=num_ws, edit_layers=(first, min(stop, num_ws)))
+    if settings.preset == "paper" and world.w_dim != preset.w_dim:
+        changes["transformer_hidden"] = world.w_dim
+    preset = preset.replace(**changes)
+    if settings.method_overrides:
+        from train.configs import TrainConfig, apply_overrides
+
+        config = apply_overrides(TrainConfig(name="pipeline", method=preset), dict(settings.method_overrides))
+        preset = config.method
+    return preset
+
+
+def train_transformers_vmapped(preset, classifier_params, latents, labels, attributes: Sequence[int], seed: int,
+                               progress: bool = True, steps_per_call: int = 50):
+    """All K transformers in one vmapped program (the method core's `TransformerTrainer`).
+
+    latents [N, *latent_shape], labels [N, 40] (for the correlation matrix); returns stacked params [K, ...].
+    """
+    from jaxedit.latent.loop import BatchOrder, Schedule
+    from jaxedit.latent.losses import correlation_matrix
+    from jaxedit.latent.steps import TransformerTrainer
+
+    trainer = TransformerTrainer.create(preset, donate_state=True)
+    state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(seed), 1), len(attributes))
+    correlation = correlation_matrix(jnp.asarray(labels))
+    schedule = Schedule(int(latents.shape[0]), preset.batch_size, preset.epochs)
+    order = BatchOrder(schedule, seed)
+    device_latents = jnp.asarray(latents, jnp.float32)
+    attribute_array = jnp.asarray(attributes, jnp.int32)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=schedule.total_steps, desc=f"transformers x{len(attributes)}", unit="step", file=sys.stderr, dynamic_ncols=True)
+    step, flip = 0, None
+    while step < schedule.total_steps:
+        end = schedule.chunk_end(step, steps_per_call)
+        state, metrics = trainer.scan_indexed(state, classifier_params, correlation, attribute_array, device_latents,
+                                              jnp.asarray(order.indices(step, end - step)))
+        flip = np.asarray(metrics["flip_rate"])[-1]
+        if not np.all(np.isfinite(np.asarray(metrics["total"]))):
+            from jaxedit.errors import TrainingError
+
+            raise TrainingError(f"transformer training: non-finite loss at step {end}")
+        if bar is not None:
+            bar.update(end - step)
+            bar.set_postfix_str(f"flip rate {float(np.mean(flip)):.3f}")
+        step = end
+    if bar is not None:
+        bar.close()
+    return jax.tree.map(np.asarray, state.params), schedule.total_steps
+
+
+def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) -> dict:
+    """Run everything (module docstring) and return the report dict (also written to RUN_DIR)."""
+    from jaxedit.data import synthetic
+    from jaxedit.eval import baselines, identity, protocol, report
+    from jaxedit.latent.editors import editors_from_params, save_editors
+    from jaxedit.latent.losses import correlation_matrix
+    from train.classifier import train_classifier
+    from train.configs import TrainConfig
+    from train.data import from_arrays
+
+    started = time.perf_counter()
+    timings = {}
+    out = Path(settings.out or f"runs/{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
+    if (out / "report.json").exists():
+        raise ConfigError(f"{out} already holds a report.json; choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    attribute_indices = parse_attributes(settings.attributes)
+    names = [ATTRIBUTES[i] for i in attribute_indices]
+
+    tick = time.perf_counter()
+    world, generator = build_world_for(settings, log)
+    preset = method_preset_for(settings, world)
+    log(world.describe())
+    key = jax.random.PRNGKey(settings.seed)
+    key_data, key_eval, key_identity, key_pairs, key_svm = jax.random.split(jax.random.fold_in(key, 11), 5)
+    latents = np.asarray(synthetic.sample_latents(world, key_data, settings.samples, space=preset.space))
+    label_fn = synthetic.labeller(world)
+    probabilities = np.concatenate([np.asarray(label_fn(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])
+    labels = (probabilities > 0.5).astype(np.float32)
+    timings["world_and_labels"] = time.perf_counter() - tick
+    log(f"labelled {len(latents)} latents {list(latents.shape[1:])} in {timings['world_and_labels']:.1f} s (preset {preset.name}, space {preset.space})")
+
+    tick = time.perf_counter()
+    config = TrainConfig(name=f"pipeline-{preset.name}", method=preset, data="files", seed=settings.seed,
+                         checkpoint_every=0, progress=settings.progress, steps_per_call=100)
+    data = from_arrays(latents, labels, preset.train_fraction, source=f"synthetic world seed {settings.seed}")
+    classifier = train_classifier(config, data, out / "work", log=log)
+    timings["classifier"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    transformer_params, transformer_steps = train_transformers_vmapped(
+        preset, classifier.params, data.train_latents[: settings.transformer_samples], labels, attribute_indices,
+        settings.seed, progress=settings.progress,
+    )
+    timings["transformers"] = time.perf_counter() - tick
+    log(f"trained {len(names)} transformers at once: {transformer_steps} steps in {timings['transformers']:.1f} s")
+    training = {"data": data.source, "samples": settings.samples, "transformer_samples": settings.transformer_samples,
+                "transformer_steps": transformer_steps, "classifier_heldout_accuracy": classifier.heldout_accuracy}
+    save_editors(out / "editors", preset, classifier.params, transformer_params, names, training=training, overwrite=True)
+    editors = editors_from_params(preset, classifier.params, transformer_params, names, training=training)
+
+    tick = time.perf_counter()
+    boundaries = baselines.fit_interfacegan(latents, probabilities, key_svm)
+    correlation = np.asarray(correlation_matrix(jnp.asarray(labels)))
+    conditions = baselines.most_correlated(correlation, 2)
+    conditional = baselines.conditional_normals(boundaries.normals, conditions)
+    components = baselines.fit_ganspace(latents, num_components=20)
+    choice = baselines.choose_components(components, latents, probabilities)
+    timings["baselines"] = time.perf_counter() - tick
+
+    tick = time.perf_counter()
+    embed_fn = synthetic.identity_embedder(world)
+    identity_latents = synthetic.sample_latents(world, key_identity, settings.identity_samples, space=preset.space)
+    threshold = identity.far_threshold(embed_fn, identity_latents, key_pairs, num_pairs=settings.identity_pairs, far=1e-3)
+    eval_latents = synthetic.sample_latents(world, key_eval, settings.eval_count, space=preset.space)
+    methods = [
+        protocol.transformer_method(editors, settings.alpha),
+        protocol.interfacegan_method(boundaries, ATTRIBUTES, settings.distance),
+        protocol.interfacegan_method(boundaries, ATTRIBUTES, settings.distance, name="interfacegan_cond", normals=conditional),
+        protocol.ganspace_method(components, choice, ATTRIBUTES, settings.distance),
+    ]
+    evaluation = protocol.evaluate(methods, label_fn, embed_fn, eval_latents, names, threshold,
+                                   sweep_attributes=names)
+    timings["evaluation"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - started
+    settings_dict = {
+        **dataclasses.asdict(settings),
+        "out": str(out),
+        "world": world.describe(),
+        "world_config": world.config.to_dict(),
+        "method": preset.to_dict(),
+        "labeller": "SYNTHETIC stand-in for render + CelebA attribute classifier (jaxedit.data.synthetic)",
+        "identity": "SYNTHETIC stand-in for a face recogniser: RBF random features of the non-attribute part of w",
+        "identity_far": 1e-3,
+        "methods": {
+            "ours": f"latent transformer T(w, alpha), alpha = +-{settings.alpha} signed to reverse the attribute",
+            "interfacegan": f"w + t n, linear SVM normal (top/bottom 2%, 70/30), t = +-{settings.distance}",
+            "interfacegan_cond": "the same, normal projected orthogonal to the normals of the 2 most correlated attributes",
+            "ganspace": f"the PCA component (of 20) most correlated with the attribute, +-{settings.distance} on all layers",
+        },
+        "interfacegan_val_accuracy": {n: float(boundaries.val_accuracy[i]) for n, i in zip(names, attribute_indices)},
+        "classifier_heldout_accuracy": float(np.mean(classifier.heldout_accuracy)) if classifier.heldout_accuracy else None,
+        "successes": {n: {m: per[m]["successes"] for m in per} for n, per in evaluation.table.items()},
+        "seconds": timings,
+        "jax_backend": jax.default_backend(),
+    }
+    result = report.report_dict(evaluation, settings_dict)
+    report.write_json(result, out / "report.json")
+    shown = [a for a in TABLE_ATTRIBUTES if a in names]
+    table = report.markdown_table(result, shown, title="Synthetic world (stand-in for render + annotate), the seed's protocol")
+    full = report.markdown_table(result, None, title="All attributes")
+    (out / "report.md").write_text(
+        f"# jaxedit run: {preset.name} preset\n\n{world.describe()}\n\n{table}\n\n"
+        f"Identity threshold (0.1% FAR on {settings.identity_pairs} random pairs): {threshold:.4f}. "
+        f"{settings.eval_count} latents per attribute. Total {timings['total']:.0f} s.\n\n{full}\n"
+    )
+    report.write_plots(evaluation, out / "plots", attributes=shown)
+    print(table)
+    print(f"\nwritten to {out}/ (report.json, report.md, plots/, editors/) in {timings['total']:.0f} s")
+    return result
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser.add_argument("--preset", choices=("paper", "official"), default="paper", help="paper: W (default); official: W+")
+    parser.add_argument("--out", default="", help="run directory (default runs/<UTC timestamp>)")
+    parser.add_argument("--generator", default="", help="converted generator directory: use its mapping network for the latents")
+    parser.add_argument("--quick", action="store_true", help="smaller samples and epochs (under 3 minutes on 2 CPU cores)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--attributes", default="all", help="attributes to train and evaluate (names or indices, comma-separated)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    defaults = PipelineSettings()
+    for name in ("samples", "transformer_samples", "epochs", "classifier_epochs", "eval_count", "identity_samples",
+                 "identity_pairs", "w_dim", "z_dim", "mapping_layers", "num_ws"):
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"default {getattr(defaults, name)}" + (f", --quick {QUICK[name]}" if name in QUICK else ""))
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="override a method preset field, e.g. --set recon_weight=1 --set lr=1e-3 (repeatable)")
+    parser.add_argument("--alpha", type=float, default=1.25, help="our edit strength for the table (default 1.25)")
+    parser.add_argument("--distance", type=float, default=3.0, help="InterFaceGAN/GANSpace distance (default 3)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
+    values = {"preset": args.preset, "out": args.out, "generator": args.generator, "quick": args.quick, "seed": args.seed,
+              "attributes": args.attributes, "alpha": args.alpha, "distance": args.distance, "progress": not args.no_progress}
+    overrides = []
+    for item in args.set:
+        field, sep, value = item.partition("=")
+        if not sep or not field.strip():
+            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE")
+        overrides.append((field.strip(), value.strip()))
+    values["method_overrides"] = tuple(overrides)
+    if args.quick:
+        values.update(QUICK)
+    for name in ("samples", "transformer_samples", "epochs", "classifier_epochs", "eval_count", "identity_samples",
+                 "identity_pairs", "w_dim", "z_dim", "mapping_layers", "num_ws"):
+        if getattr(args, name) is not None:
+            values[name] = getattr(args, name)
+    if values.get("transformer_samples", PipelineSettings.transformer_samples) > values.get("samples", PipelineSettings.samples):
+        values["transformer_samples"] = values.get("samples", PipelineSettings.samples)
+    return PipelineSettings(**values)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run_pipeline(settings_from_args(args))
+    except JaxeditError as error:
+        if args.debug:
+            raise
+        print(f"python -m train: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("python -m train: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
