@@ -1,0 +1,161 @@
+"""Configs, overrides, CLI error messages, data order, metric log, plots and checkpointer details."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jaxedit.errors import ConfigError, InputError
+from jaxedit.latent.loop import BatchOrder, MetricsLog, Schedule, epoch_permutation
+from jaxedit.plots import PALETTE, line_plot, small_multiples
+from jaxedit.training_state import PreemptionGuard, TrainCheckpointer
+from tests.train_tiny import TINY_CLI, write_tiny_npz
+from train.configs import CONFIGS, TrainConfig, apply_overrides, get_config, parse_override_args
+
+
+def test_named_configs_carry_the_reference_presets():
+    official, paper, synthetic = get_config("official"), get_config("paper"), get_config("synthetic")
+    assert official.method.latent_shape == (18, 512) and official.method.classifier_widths == (9216, 2048, 512, 40)
+    assert (official.method.batch_size, official.method.lr, official.method.weight_decay, official.method.epochs) == (32, 1e-3, 5e-4, 10)
+    assert (official.method.classifier_batch_size, official.method.classifier_epochs, official.method.classifier_lr) == (256, 20, 1e-4)
+    assert paper.method.latent_shape == (512,) and (paper.method.batch_size, paper.method.lr) == (16, 1e-4)
+    assert synthetic.data == "synthetic" and synthetic.synthetic_samples > 0
+    for config in CONFIGS.values():
+        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_overrides_parse_types_and_reach_run_and_method_fields():
+    config = apply_overrides(get_config("official"), {
+        "lr": "3e-4", "epochs": "2", "classifier_hidden": "64,32", "edit_layers": "none", "progress": "false",
+        "method.batch_size": "8", "steps-per-call": "7", "seed": 5,
+    })
+    assert config.method.lr == 3e-4 and config.method.epochs == 2 and config.method.classifier_hidden == (64, 32)
+    assert config.method.edit_layers is None and config.method.batch_size == 8
+    assert config.progress is False and config.steps_per_call == 7 and config.seed == 5
+    swapped = apply_overrides(get_config("official"), {"lr": "0.5", "preset": "paper"})
+    assert swapped.method.space == "w" and swapped.method.lr == 0.5  # preset first, then the method fields
+    assert parse_override_args(["--lr", "1", "--epochs=3"]) == {"lr": "1", "epochs": "3"}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"lrr": "1"}, "unknown config field --lrr; did you mean --lr"),
+    ({"epochs": "two"}, "--epochs: expected an integer, got 'two'"),
+    ({"lr": "nan"}, "--lr: expected a finite number"),
+    ({"edit_layers": "1,2,3"}, "--edit_layers: expected 2 comma-separated values"),
+    ({"progress": "maybe"}, "--progress: expected true or false"),
+    ({"preset": "mine"}, "--preset: expected one of paper, official"),
+    ({"data": "web"}, "data must be one of files, synthetic"),
+    ({"steps_per_call": "0"}, "steps_per_call must be >= 1"),
+    ({"batch_size": "0"}, "batch_size must be a positive integer"),
+])
+def test_bad_overrides_fail_with_one_line(overrides, message):
+    with pytest.raises(ConfigError) as error:
+        apply_overrides(get_config("official"), overrides)
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def _run(main, argv, capsys):
+    status = main(argv)
+    err = capsys.readouterr().err.strip()
+    return status, err
+
+
+def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
+    from train.classifier import main as classifier_main
+    from train.transformers import main as transformers_main
+
+    data = write_tiny_npz(tmp_path / "data.npz")
+    cases = [
+        (classifier_main, ["--workdir", str(tmp_path / "a"), "--bogus", "1"], "unknown config field --bogus"),
+        (classifier_main, ["--workdir", str(tmp_path / "a"), "--config", "nope"], "unknown config 'nope'"),
+        (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path / "missing.npy")], "no such file"),
+        (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path)], "is a directory"),
+        (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(data)], "latents of shape [400, 2, 16]"),
+        (classifier_main, ["--workdir", str(tmp_path / "a"), *TINY_CLI, "--latents", str(data), "--epochs"], "--epochs: missing value"),
+        (transformers_main, ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data), "--attributes", "Smilling"],
+         "did you mean Smiling"),
+        (transformers_main, ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data)], "no classifier here"),
+        (transformers_main, ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data), "--classifier", str(data)],
+         "not a directory"),
+    ]
+    for main, argv, expected in cases:
+        status, err = _run(main, argv, capsys)
+        assert status == 2, (argv, err)
+        assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err, (argv, err)
+    with pytest.raises(ConfigError):
+        classifier_main(["--workdir", str(tmp_path / "a"), "--bogus", "1", "--debug"])
+
+
+def test_data_order_is_a_function_of_seed_and_epoch_and_chunks_restart_each_epoch():
+    schedule = Schedule(num_train=50, batch_size=8, epochs=3, max_steps=0)
+    assert (schedule.steps_per_epoch, schedule.total_steps) == (6, 18)
+    order = BatchOrder(schedule, seed=3)
+    rows = order.indices(0, 18)
+    for epoch in range(3):
+        seen = rows[epoch * 6 : (epoch + 1) * 6].reshape(-1)
+        assert len(set(seen.tolist())) == 48 and seen.max() < 50  # drop-last, no repeats within an epoch
+        np.testing.assert_array_equal(seen, epoch_permutation(3, epoch, 50)[:48])
+    assert not np.array_equal(rows[:6], rows[6:12])
+    np.testing.assert_array_equal(BatchOrder(schedule, seed=3).indices(7, 5), rows[7:12])  # any start, same rows
+    assert not np.array_equal(BatchOrder(schedule, seed=4).indices(0, 6), rows[:6])
+    ends = []
+    step = 0
+    while step < schedule.total_steps:
+        step = schedule.chunk_end(step, 4)
+        ends.append(step)
+    assert ends == [4, 6, 10, 12, 16, 18]
+    assert Schedule(50, 8, 3, max_steps=5).total_steps == 5
+    with pytest.raises(ConfigError, match="fewer than one batch"):
+        Schedule(5, 8, 1)
+
+
+def test_metrics_log_truncates_one_stage_and_tolerates_a_torn_line(tmp_path):
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    log.append([{"stage": "classifier", "step": s, "metrics": {"loss": 1.0}} for s in (4, 8)])
+    log.append([{"stage": "transformers", "step": s, "attribute": "Smiling", "metrics": {}} for s in (4, 8, 12)])
+    with open(log.path, "a") as handle:
+        handle.write('{"stage": "transf')  # a kill mid-write
+    assert len(log.read()) == 5
+    log.truncate("transformers", 4)
+    assert [(r["stage"], r["step"]) for r in log.read()] == [("classifier", 4), ("classifier", 8), ("transformers", 4)]
+
+
+def test_plots_draw_every_series_in_its_colour(tmp_path):
+    xs = np.arange(50)
+    path = line_plot({"class": (xs, np.exp(-xs / 10)), "recon": (xs, np.where(xs == 20, np.nan, xs / 50))},
+                     "Smiling", "step", "loss", tmp_path / "one.png")
+    image = np.asarray(Image.open(path).convert("RGB"))
+    assert image.shape == (420, 640, 3)
+    for colour in PALETTE[:2]:
+        assert (np.abs(image.astype(int) - colour).sum(axis=-1) < 30).sum() > 100
+    grid = small_multiples({f"a{i}": {"loss": (xs, xs * i)} for i in range(5)}, tmp_path / "grid.png", panel_size=(200, 150))
+    assert Image.open(grid).size == (3 * 200, 2 * 150)
+    with pytest.raises(InputError, match="xs has 50 points, ys has 3"):
+        line_plot({"bad": (xs, [1, 2, 3])}, "t", "x", "y", tmp_path / "bad.png")
+
+
+def test_checkpointer_refuses_another_layout_without_touching_the_checkpoint(tmp_path):
+    state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "count": np.int64(4)}
+    with TrainCheckpointer(tmp_path) as checkpointer:
+        assert checkpointer.save(4, state, {"epoch": 0}) is True
+        assert checkpointer.save(4, state, {"epoch": 0}) is False  # already complete
+        with pytest.raises(ConfigError, match=r"saved \['w'\] \(2, 3\) float32, expected \['w'\] \(3, 3\)"):
+            checkpointer.restore_latest({"w": np.zeros((3, 3), np.float32), "count": np.int64(0)})
+        assert checkpointer.complete_steps() == [4]
+        step, restored, record = checkpointer.restore_latest(state)
+    assert step == 4 and record["epoch"] == 0
+    np.testing.assert_array_equal(restored["w"], state["w"])
+
+
+def test_guard_restores_the_previous_handlers():
+    before = signal.getsignal(signal.SIGTERM)
+    with PreemptionGuard() as guard:
+        assert signal.getsignal(signal.SIGTERM) != before
+        assert not guard.requested
+        signal.raise_signal(signal.SIGTERM)
+        assert guard.requested and guard.signal_name == "SIGTERM"
+    assert signal.getsignal(signal.SIGTERM) == before
