@@ -5,7 +5,8 @@ The public API, imported lazily so that `import jaxedit` stays cheap:
 - `load_generator(dir)`: a converted StyleGAN2 (`jaxedit.stylegan2`).
 - `load_editors(dir)`: a trained or converted latent classifier + 40 transformers (`jaxedit.latent`).
 - `ATTRIBUTES`, `attribute_index`: the 40 CelebA attribute names.
-- `jaxedit.edit`: single, sequential, progressive and layer-range edits.
+- `jaxedit.edit`: single, sequential, progressive and layer-range edits (`Editor`, `get_editor`,
+  `apply_edit`, `apply_sequence`, `sweep`, `restrict_to_layers` are re-exported here).
 """
 
 from jaxedit.attributes import ATTRIBUTES, attribute_index, attribute_name
@@ -16,10 +17,20 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_generator": "jaxedit.stylegan2",
     "load_editors": "jaxedit.latent",
+    "Editor": "jaxedit.edit",
+    "get_editor": "jaxedit.edit",
+    "apply_edit": "jaxedit.edit",
+    "apply_sequence": "jaxedit.edit",
+    "sweep": "jaxedit.edit",
+    "restrict_to_layers": "jaxedit.edit",
 }
 
 
 def __getattr__(name):
+    if name == "edit":  # the editing module, as `jaxedit.edit` after a bare `import jaxedit`
+        import importlib
+
+        return importlib.import_module("jaxedit.edit")
     if name in _LAZY:
         import importlib
 
@@ -27,4 +38,5 @@ def __getattr__(name):
     raise AttributeError(f"module 'jaxedit' has no attribute {name!r}")
 
 
-__all__ = ["ATTRIBUTES", "attribute_index", "attribute_name", "JaxeditError", "load_generator", "load_editors", "__version__"]
+__all__ = ["ATTRIBUTES", "attribute_index", "attribute_name", "JaxeditError", "load_generator", "load_editors",
+           "Editor", "get_editor", "apply_edit", "apply_sequence", "sweep", "restrict_to_layers", "__version__"]
