@@ -258,11 +258,16 @@ def _repad_on_mesh(tree: Any, num_attributes: int, mesh: Mesh) -> Any:
 
 
 def _place(leaf: Any, sharding: NamedSharding) -> jax.Array:
-    """A global array from a value every process holds in full (same value on every process)."""
-    leaf = np.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
-    if jax.process_count() == 1:
-        return jax.device_put(leaf, sharding)
+    """A global array from a value every process holds in full (same value on every process).
+
+    Already placed arrays are left alone; anything else goes through host memory once (cheaper
+    than resharding a one-device array, which compiles a slicing program per shape).
+    """
+    if isinstance(leaf, jax.Array) and leaf.sharding == sharding:
+        return leaf
     host = np.asarray(leaf)
+    if jax.process_count() == 1:
+        return jax.device_put(host, sharding)
     return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])
 
 
@@ -276,7 +281,7 @@ def shard_transformer_state(state: Any, mesh: Mesh) -> Any:
     if num is None:
         raise InputError("shard_transformer_state: the state has no array with a leading attribute axis")
     _check_leading(state, num, "shard_transformer_state")
-    padded = pad_attributes(state, padded_num_attributes(num, mesh))
+    padded = pad_attributes(gather_to_host(state), padded_num_attributes(num, mesh))
     shardings = transformer_state_sharding(padded, mesh)
     return jax.tree_util.tree_map(_place, padded, shardings)
 
@@ -390,6 +395,63 @@ def jit_sharded(
         donate_argnums=tuple(donate_argnums),
         static_argnums=tuple(static_argnums),
     )
+
+
+def sharded_transformer_step(trainer: Any, mesh: Mesh, *, donate_state: bool = False) -> Callable:
+    """`trainer.step` (a `jaxedit.latent.TransformerTrainer`) partitioned over `mesh`.
+
+    ``step(state [K_pad, ...] attr-split, classifier_params replicated, correlation [A, A]
+    replicated, attributes int32 [K_pad] attr-split, batch [B, *latent] data-split)
+    -> (state attr-split, metrics {name: [K_pad]} attr-split)``. K_pad =
+    `padded_num_attributes(K, mesh)`; build the inputs with `shard_transformer_state`,
+    `shard_per_attribute`, `replicate` and `shard_batch` / `host_local_batch_to_global`.
+    """
+    attr, data, repl = attribute_sharding(mesh), data_sharding(mesh), replicated_sharding(mesh)
+    return jit_sharded(
+        trainer.step,
+        (attr, repl, repl, attr, data),
+        (attr, attr),
+        donate_argnums=(0,) if donate_state else (),
+    )
+
+
+def sharded_transformer_scan(trainer: Any, mesh: Mesh, *, donate_state: bool = False) -> Callable:
+    """`trainer.scan_steps` over `mesh`: batches [S, B, *latent] split over "data" on axis 1,
+    metrics {name: [S, K_pad]} split over "attr" on axis 1."""
+    attr, repl = attribute_sharding(mesh), replicated_sharding(mesh)
+    steps_data = NamedSharding(mesh, P(None, DATA_AXIS))
+    steps_attr = NamedSharding(mesh, P(None, ATTR_AXIS))
+    return jit_sharded(
+        trainer.scan_steps,
+        (attr, repl, repl, attr, steps_data),
+        (attr, steps_attr),
+        donate_argnums=(0,) if donate_state else (),
+    )
+
+
+def sharded_transformer_scan_indexed(trainer: Any, mesh: Mesh, *, donate_state: bool = False) -> Callable:
+    """`trainer.scan_indexed` over `mesh`: latents [N, *latent] replicated (every device gathers
+    its own rows), indices int32 [S, B] split over "data" on axis 1, metrics [S, K_pad] over "attr"."""
+    attr, repl = attribute_sharding(mesh), replicated_sharding(mesh)
+    steps_data = NamedSharding(mesh, P(None, DATA_AXIS))
+    steps_attr = NamedSharding(mesh, P(None, ATTR_AXIS))
+    return jit_sharded(
+        trainer.scan_indexed,
+        (attr, repl, repl, attr, repl, steps_data),
+        (attr, steps_attr),
+        donate_argnums=(0,) if donate_state else (),
+    )
+
+
+def sharded_classifier_step(trainer: Any, mesh: Mesh, *, donate_state: bool = False) -> Callable:
+    """`trainer.step` (a `jaxedit.latent.ClassifierTrainer`) data-parallel over every mesh device.
+
+    ``step(state replicated, latents [B, *latent], labels [B, A]) -> (state, {"loss", "accuracy"})``
+    with the batch split over "data" (use a mesh with attr=1 to put every device on the data axis:
+    ``make_mesh(1, None)``); XLA sums the gradients across "data".
+    """
+    data, repl = data_sharding(mesh), replicated_sharding(mesh)
+    return jit_sharded(trainer.step, (repl, data, data), (repl, repl), donate_argnums=(0,) if donate_state else ())
 
 
 # ----------------------------------------------------------------------------------------------
@@ -531,6 +593,10 @@ __all__ = [
     "gather_to_host",
     "gather_transformer_state",
     "jit_sharded",
+    "sharded_transformer_step",
+    "sharded_transformer_scan",
+    "sharded_transformer_scan_indexed",
+    "sharded_classifier_step",
     "save_sharded_checkpoint",
     "checkpoint_steps",
     "read_checkpoint_layout",
