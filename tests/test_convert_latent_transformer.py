@@ -159,3 +159,48 @@ def test_classifier_only_conversion(tmp_path):
     assert editors.latent_shape == (2, 512)
     with pytest.raises(ConfigError, match="already exists"):
         convert_latent_transformer(CLASSIFIER, out)
+
+
+def test_full_size_official_tnets_written_without_torch(tmp_path):
+    """18-layer tnets in the official layout (keys and shapes from official_manifest.json), one of
+    them wrapped as {'state_dict': {'module.<key>': ...}}; a classifier 9216-16-8-40."""
+    from tests.torch_checkpoint_writers import Tensor, write_torch_zip
+
+    manifest = json.loads((LATENT_FIXTURES / "official_manifest.json").read_text())
+    rng = np.random.default_rng(0)
+    tnets = tmp_path / "tnets"
+    tnets.mkdir()
+    states = {}
+    for index in (20, 15):
+        states[index] = {key: rng.normal(size=shape).astype(np.float32) for key, shape in manifest["tnet"].items()}
+    write_torch_zip(tnets / "tnet_20.pth.tar", {key: Tensor(value) for key, value in states[20].items()})
+    write_torch_zip(tnets / "tnet_15.pth.tar", {"state_dict": {f"module.{key}": Tensor(value) for key, value in states[15].items()}})
+    widths = (9216, 16, 8, 40)
+    classifier = {}
+    for i in range(3):
+        classifier[f"fcs.{i}.weight"] = (rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i])).astype(np.float32)
+        classifier[f"fcs.{i}.bias"] = rng.normal(size=widths[i + 1]).astype(np.float32)
+    write_torch_zip(tmp_path / "latent_classifier_epoch_20.pth", {key: Tensor(value) for key, value in classifier.items()})
+
+    out = convert_latent_transformer(tmp_path / "latent_classifier_epoch_20.pth", tmp_path / "editors", tnets=tnets)
+    editors = jaxedit.load_editors(out)
+    assert editors.attributes == ("Eyeglasses", "Male")
+    assert editors.latent_shape == (18, 512) and editors.preset == PRESETS["official"].replace(classifier_hidden=(16, 8))
+
+    w = rng.normal(size=(3, 18, 512)).astype(np.float32)
+    alpha = np.array([-1.0, 0.5, 1.5], np.float32)
+    for name, index in (("Male", 20), ("Eyeglasses", 15)):
+        state = states[index]
+        direction = np.stack([w[:, l] @ state[f"dense.{l}.weight"].T.astype(np.float64) / np.sqrt(512) + state[f"dense.{l}.bias"] for l in range(18)], axis=1)
+        np.testing.assert_allclose(np.asarray(editors.transform(w, name, alpha)), w + alpha[:, None, None] * direction, atol=1e-4)
+    x = w.reshape(3, -1).astype(np.float64)
+    for i in range(3):
+        x = x @ classifier[f"fcs.{i}.weight"].T + classifier[f"fcs.{i}.bias"]
+        x = np.where(x > 0, x, 0.2 * x) if i < 2 else x
+    np.testing.assert_allclose(np.asarray(editors.classify(w)), x, atol=1e-4)
+
+    # a tnet with 17 layers next to 18-layer ones is refused, naming the file
+    write_torch_zip(tnets / "tnet_3.pth.tar", {key: Tensor(value) for key, value in states[20].items() if not key.startswith("dense.17.")})
+    with pytest.raises(CheckpointError, match=r"tnet_(3|15)\.pth\.tar: .*layers of 512, but tnet_.*has"):
+        convert_latent_transformer(tmp_path / "latent_classifier_epoch_20.pth", tmp_path / "editors2", tnets=tnets)
+    assert not (tmp_path / "editors2").exists()
