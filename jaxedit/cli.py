@@ -158,6 +158,29 @@ def _add_edit(subparsers) -> None:
     parser.set_defaults(handler=_run_edit)
 
 
+def _parse_int(text: str, flag: str) -> int:
+    from jaxedit.errors import ConfigError
+
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected an integer") from None
+
+
+def _parse_float(text: str, flag: str) -> float:
+    import math
+
+    from jaxedit.errors import ConfigError
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{flag} {text!r}: expected a number") from None
+    if not math.isfinite(value):
+        raise ConfigError(f"{flag} {text!r}: expected a finite number")
+    return value
+
+
 def _run_edit(args) -> int:
     from jaxedit.edit import parse_layers
     from jaxedit.edit_render import (
@@ -176,11 +199,8 @@ def _run_edit(args) -> int:
     sweep = parse_sweep_spec(args.sweep) if args.sweep is not None else None
     if not steps and sweep is None:
         raise ConfigError("nothing to edit: give at least one --attr NAME=ALPHA or a --sweep")
-    try:
-        seed = int(args.seed) if args.seed is not None else None
-        psi = float(args.truncation)
-    except ValueError:
-        raise ConfigError(f"--seed {args.seed!r} / --truncation {args.truncation!r}: expected an integer seed and a number") from None
+    seed = _parse_int(args.seed, "--seed") if args.seed is not None else None
+    psi = _parse_float(args.truncation, "--truncation")
     if args.layers is not None:
         parse_layers(args.layers)  # syntax check before loading anything
     generator = load_generator(args.gen_dir)
@@ -227,6 +247,13 @@ def _run_info(args) -> int:
     described = describe(args.directory)
     print(json.dumps(described, indent=1, sort_keys=True) if args.json else format_info(described))
     return 0
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """Usage errors (a missing flag, `--truncation abc`) in one line too, like every other error."""
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
