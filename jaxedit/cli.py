@@ -257,7 +257,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxedit", description=__doc__.splitlines()[0])
+    parser = _OneLineErrorParser(prog="jaxedit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (_add_convert, _add_generate, _add_edit, _add_eval, _add_info):
