@@ -78,8 +78,8 @@ def fit_interfacegan(
     keep_fraction: float = 0.02,
     train_fraction: float = 0.7,
     steps: int = 500,
-    lr: float = 0.01,
-    l2: float = 1e-3,
+    lr: float = 0.05,
+    l2: float = 1e-2,
 ) -> InterFaceGANBoundaries:
     """Fit one linear SVM per column of `scores` [N, A] on `latents` [N, *latent_shape].
 

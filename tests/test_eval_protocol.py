@@ -1,0 +1,119 @@
+"""The protocol with a labeller and an identity embedder that are NOT the synthetic world's (a toy
+latent space with known answers), the JSON/Markdown/PNG reports, and our method's adapter."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from jaxedit.errors import AttributeNameError, InputError
+from jaxedit.eval import identity, protocol, report
+
+NAMES = ("Smiling", "Male", "Young")
+
+
+def toy_labeller(x):
+    """Attribute j is present when x_j > 0 (a latent -> probability labeller, not the synthetic world)."""
+    return jax.nn.sigmoid(10.0 * jnp.asarray(x)[:, :3])
+
+
+def toy_embedder(x):
+    """Identity: the last three coordinates."""
+    return jnp.asarray(x)[:, 3:]
+
+
+def oracle_edit(x, attribute, strength):
+    j = NAMES.index(attribute)
+    x = jnp.asarray(x)
+    return x.at[:, j].add(strength * (jnp.abs(x[:, j]) + 1.0))
+
+
+def leaky_edit(x, attribute, strength):
+    j = NAMES.index(attribute)
+    x = oracle_edit(x, attribute, strength)
+    x = x.at[:, (j + 1) % 3].multiply(-1.0)  # flips one of the two other attributes
+    return x.at[:, 3:].multiply(-1.0)  # and destroys identity (cosine -1)
+
+
+def idle_edit(x, attribute, strength):
+    return jnp.asarray(x)
+
+
+@pytest.fixture(scope="module")
+def evaluation():
+    latents = jax.random.normal(jax.random.PRNGKey(0), (400, 6))
+    threshold = identity.far_threshold(toy_embedder, jax.random.normal(jax.random.PRNGKey(1), (2000, 6)),
+                                       jax.random.PRNGKey(2), num_pairs=20000)
+    methods = [protocol.EditMethod("oracle", oracle_edit, 1.0), protocol.EditMethod("leaky", leaky_edit, 1.0),
+               protocol.EditMethod("idle", idle_edit, 1.0)]
+    return protocol.evaluate(methods, toy_labeller, toy_embedder, latents, ["smiling", "Male", 2], threshold,
+                             labeller_attributes=NAMES, sweep=(0.0, 0.5, 1.0), batch_size=128)
+
+
+def test_known_answers_with_a_different_labeller(evaluation):
+    for name in NAMES:
+        assert evaluation.table[name]["oracle"] == {"accuracy": 1.0, "attribute_preservation": 1.0,
+                                                    "identity_preservation": 1.0, "successes": 400}
+        leaky = evaluation.table[name]["leaky"]
+        assert leaky["accuracy"] == 1.0 and leaky["attribute_preservation"] == 0.5 and leaky["identity_preservation"] == 0.0
+        assert evaluation.table[name]["idle"] == {"accuracy": 0.0, "attribute_preservation": 0.0,
+                                                  "identity_preservation": 0.0, "successes": 0}
+    assert 0.5 < evaluation.threshold < 1.0  # 3-d identities: impostor cosines are spread widely
+
+
+def test_sweeps_start_unedited_and_end_at_the_table(evaluation):
+    curve = evaluation.sweeps["Male"]["oracle"]
+    assert curve["fraction"] == [0.0, 0.5, 1.0]
+    assert curve["target_probability"][0] < 0.3 and curve["target_probability"][-1] > 0.99
+    assert curve["attribute_preservation"] == [1.0, 1.0, 1.0]
+    assert evaluation.sweeps["Male"]["leaky"]["attribute_preservation"][-1] == 0.5
+
+
+def test_json_markdown_and_plots(evaluation, tmp_path):
+    result = report.report_dict(evaluation, {"note": "toy"})
+    assert set(result) == {"attributes", "average", "settings"}
+    assert set(result["attributes"]) == set(NAMES)
+    for per_method in [*result["attributes"].values(), result["average"]]:
+        for values in per_method.values():
+            assert set(values) == {"accuracy", "attribute_preservation", "identity_preservation"}
+            assert all(0.0 <= v <= 1.0 for v in values.values())
+    assert result["average"]["leaky"]["attribute_preservation"] == 0.5
+    report.write_json(result, tmp_path / "report.json")
+    assert json.loads((tmp_path / "report.json").read_text()) == result
+    table = report.markdown_table(result, ["Male", "Young"])
+    assert "| Male | 100.00 / 100.00 / 0.00 |" in table and "average (3 attributes)" in table and "Smiling |" not in table
+    paths = report.write_plots(evaluation, tmp_path / "plots", attributes=["Male"])
+    assert [p.name for p in paths] == ["target_probability.png", "attribute_preservation.png", "identity_preservation.png"]
+    assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
+
+
+def test_bad_labeller_and_unknown_attribute():
+    latents = jnp.zeros((4, 6))
+    method = protocol.EditMethod("idle", idle_edit, 1.0, attributes=("Male",))
+    with pytest.raises(InputError, match="labeller returned shape"):
+        protocol.evaluate([method], lambda x: jnp.zeros((4, 2)), toy_embedder, latents, ["Male"], 0.5, labeller_attributes=NAMES)
+    with pytest.raises(AttributeNameError):
+        protocol.evaluate([method], toy_labeller, toy_embedder, latents, ["Bald"], 0.5, labeller_attributes=NAMES)
+    with pytest.raises(AttributeNameError, match="cannot edit Young"):
+        protocol.evaluate([method], toy_labeller, toy_embedder, latents, ["Young"], 0.5, labeller_attributes=NAMES)
+
+
+def test_transformer_method_applies_the_attribute_transformer():
+    from jaxedit.latent.editors import editors_from_params
+    from jaxedit.latent.modules import classifier_from_preset, init_classifier_params, init_transformer_params, transformer_from_preset
+    from jaxedit.latent.presets import get_preset
+    from jaxedit.latent.steps import stack_slots
+
+    preset = get_preset("paper").replace(w_dim=8, transformer_hidden=8, classifier_hidden=(8,))
+    c_params = init_classifier_params(classifier_from_preset(preset), jax.random.PRNGKey(0))
+    t_module = transformer_from_preset(preset)
+    t_params = stack_slots([init_transformer_params(t_module, jax.random.PRNGKey(i)) for i in range(2)])
+    editors = editors_from_params(preset, c_params, t_params, ["Male", "Young"])
+    method = protocol.transformer_method(editors, alpha=1.25)
+    latents = jax.random.normal(jax.random.PRNGKey(3), (5, 8))
+    strength = jnp.array([1.25, -1.25, 1.25, 0.0, -1.25])
+    expected = editors.transform(latents, "Young", strength)
+    np.testing.assert_allclose(np.asarray(method.edit(latents, "Young", strength)), np.asarray(expected), atol=1e-6)
+    assert method.strength == 1.25 and method.attributes == ("Male", "Young")
