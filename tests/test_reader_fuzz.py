@@ -124,7 +124,7 @@ def _run_case(path: Path, data: bytes, *, trace_memory: bool) -> None:
         if trace_memory:
             _, peak = tracemalloc.get_traced_memory()
             tracemalloc.stop()
-    assert _audit_events == [], _audit_events
+    assert _audit_events == [], list(_audit_events)
     assert not PWNED.exists(), "a mutated checkpoint executed code"
     assert reader.bytes_materialised <= reader.max_total_bytes
     if trace_memory:
@@ -165,6 +165,50 @@ def mutations(draw, data: bytes) -> bytes:
     return bytes(out[:start] + chunk + out[start + len(chunk):])
 
 
+_GLOBAL_NAMES = [
+    ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
+    ("torch", "FloatStorage"), ("torch", "BFloat16Storage"), ("torch.storage", "_load_from_bytes"),
+    ("collections", "OrderedDict"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+    ("dnnlib.util", "EasyDict"), ("argparse", "Namespace"), ("_codecs", "encode"),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"), ("torch", "Size"),
+    ("posix", "system"), ("builtins", "getattr"), ("copyreg", "_reconstructor"),
+]
+
+
+def _short_str(text: str) -> bytes:
+    raw = text.encode()
+    return b"\x8c" + bytes([len(raw)]) + raw
+
+
+@st.composite
+def _token(draw) -> bytes:
+    simple = [b"(", b"]", b"}", b")", b"\x8f", b"N", b"\x88", b"\x89", b"a", b"e", b"s", b"u",
+              b"\x90", b"\x91", b"t", b"\x85", b"\x86", b"\x87", b"l", b"d", b"0", b"1", b"2",
+              b"\x94", b"R", b"b", b"\x81", b"\x93", b"Q", b"i", b"\x82\x01", b"c", b"."]
+    kind = draw(st.integers(0, 9))
+    if kind <= 3:
+        return draw(st.sampled_from(simple))
+    if kind == 4:
+        return b"K" + bytes([draw(st.integers(0, 255))])
+    if kind == 5:
+        return b"\x8a\x08" + draw(st.binary(min_size=8, max_size=8))
+    if kind == 6:
+        return _short_str(draw(st.sampled_from(["storage", "cpu", "0", "f4", "latin1", "<",
+                                                "class", "state", "class_name", "type"])))
+    if kind == 7:
+        return draw(st.sampled_from([b"h", b"q"])) + bytes([draw(st.integers(0, 6))])
+    if kind == 8:
+        module, name = draw(st.sampled_from(_GLOBAL_NAMES))
+        return b"c" + module.encode() + b"\n" + name.encode() + b"\n"
+    return b"C" + bytes([4]) + draw(st.binary(min_size=4, max_size=4))
+
+
+@st.composite
+def random_pickles(draw) -> bytes:
+    body = b"".join(draw(st.lists(_token(), min_size=1, max_size=40)))
+    return b"\x80\x02" + body + b"."
+
+
 def _fuzz_settings(max_examples: int):
     return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
@@ -186,6 +230,18 @@ def test_fuzz_fixture(name, tmp_path):
     @given(mutated=mutations(data))
     def run(mutated):
         _run_case(path, mutated, trace_memory=False)
+
+    run()
+
+
+def test_fuzz_random_pickles(tmp_path):
+    """Random opcode sequences over the allowed and refused opcodes and globals (the machine)."""
+    path = tmp_path / "random.pkl"
+
+    @_fuzz_settings(800)
+    @given(pickled=random_pickles())
+    def run(pickled):
+        _run_case(path, pickled, trace_memory=False)
 
     run()
 

@@ -21,6 +21,11 @@ prefixes it.
 
 from __future__ import annotations
 
+# Codecs the pickle opcodes decode with, imported now rather than lazily mid-read.
+import encodings.ascii  # noqa: F401
+import encodings.latin_1  # noqa: F401
+import encodings.raw_unicode_escape  # noqa: F401
+import encodings.utf_8  # noqa: F401
 import io
 import pickle
 from collections.abc import Callable

@@ -159,6 +159,37 @@ class _Pending:
 _PENDING = _Pending()
 
 
+def _check_no_internals(root: Any) -> None:
+    """Refuse a result that still holds a loader-internal object (a bare allowed global, a bare
+    storage): everything returned must be plain data. Iterative, linear, cycle-safe."""
+    stack, seen = [root], set()
+    while stack:
+        obj = stack.pop()
+        t = type(obj)
+        if t in _SCALAR_TYPES or isinstance(obj, (np.ndarray, np.generic, np.dtype)):
+            continue
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if t is dict or t is NamespaceRecord:
+            stack.extend(obj.keys())
+            stack.extend(obj.values())
+        elif t in (list, tuple, set, frozenset):
+            stack.extend(obj)
+        elif t is PersistentObject:
+            stack.append(obj.state)
+        elif t is StandIn:
+            raise CheckpointError(f"the data holds a bare reference to {obj.qualname}")
+        elif t is _StorageRef:
+            raise CheckpointError("the data holds a bare storage outside any tensor "
+                                  "(not supported)")
+        else:
+            raise CheckpointError(f"the data holds an unexpected {short(obj)}")
+
+
+_SCALAR_TYPES = frozenset({str, bytes, int, float, complex, bool, type(None)})
+
+
 def _c_contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
     expected = 1
     for n, s in zip(reversed(shape), reversed(strides)):
@@ -214,7 +245,9 @@ class CheckpointReader:
     # -- public ---------------------------------------------------------------------------------
     def read(self) -> Any:
         try:
-            return self._read()
+            result = self._read()
+            _check_no_internals(result)
+            return result
         except JaxeditError as e:
             raise type(e)(f"{self.name}: {_one_line(str(e))}") from None
         except RecursionError:
@@ -483,7 +516,9 @@ class CheckpointReader:
             raise
         except CheckpointError as e:
             raise CheckpointError(f"{what}: {e}" if what != "pickle" else str(e)) from None
-        except (EOFError, struct.error, IndexError) as e:
+        except IndexError:
+            raise CheckpointError(f"{what}: corrupt pickle (its stack underflows)") from None
+        except (EOFError, struct.error) as e:
             raise CheckpointError(f"{what}: corrupt or truncated pickle ({type(e).__name__})"
                                   ) from None
 
