@@ -1,0 +1,111 @@
+"""Sequential edits on the SYNTHETIC world: ours against InterFaceGAN, four attributes in a row.
+
+    python -m train --out RUN_DIR                 # (or --quick) trains the editors
+    python bench/sequential_edits.py --run RUN_DIR [--sequence Young,Eyeglasses,Male,Smiling]
+
+Rebuilds the run's synthetic world (a stand-in for "render, then annotate"; see
+`jaxedit.data.synthetic`) from the editors' training record, fits InterFaceGAN (and its conditional
+variant) on freshly labelled latents of that world, estimates the identity threshold at 0.1% false
+acceptance, and edits `--count` fresh latents with each method, step by step, each step reversing
+its attribute (ours: alpha 1.25, InterFaceGAN: distance 3; `jaxedit.eval.sequential`). Prints a
+Markdown table and writes `RUN_DIR/sequential_edits.json`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+def build_world(training: dict):
+    """The synthetic world the editors were trained in, from their training record."""
+    from jaxedit.data import synthetic
+    from jaxedit.errors import ConfigError
+
+    world_config = training.get("world_config")
+    if not isinstance(world_config, dict):
+        raise ConfigError("these editors carry no 'world_config' in their training record: train them with `python -m train`")
+    config = synthetic.WorldConfig(**world_config)
+    generator = training.get("generator") or ""
+    if generator:
+        from jaxedit.stylegan2 import load_generator
+
+        return synthetic.world_from_generator(load_generator(generator), config)
+    return synthetic.build_world(config)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from jaxedit.data import synthetic
+    from jaxedit.eval import baselines, identity, protocol
+    from jaxedit.eval.sequential import format_sequential_report, sequential_edit_report
+    from jaxedit.latent import load_editors
+    from jaxedit.latent.losses import correlation_matrix
+    from jaxedit.attributes import ATTRIBUTES
+
+    started = time.perf_counter()
+    run_dir = Path(args.run)
+    editors = load_editors(run_dir / "editors")
+    world = build_world(editors.training)
+    space = editors.preset.space
+    print(world.describe(), file=sys.stderr)
+    label = synthetic.labeller(world)
+    embed = synthetic.identity_embedder(world)
+    key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 77)
+    key_fit, key_svm, key_id, key_pairs, key_eval = jax.random.split(key, 5)
+
+    fit_latents = np.asarray(synthetic.sample_latents(world, key_fit, args.baseline_samples, space=space))
+    probabilities = np.concatenate([np.asarray(label(fit_latents[i:i + 8192])) for i in range(0, len(fit_latents), 8192)])
+    boundaries = baselines.fit_interfacegan(fit_latents, probabilities, key_svm)
+    conditions = baselines.most_correlated(np.asarray(correlation_matrix((probabilities > 0.5).astype(np.float32))), 2)
+    methods = [
+        protocol.transformer_method(editors, args.alpha),
+        protocol.interfacegan_method(boundaries, ATTRIBUTES, args.distance),
+        protocol.interfacegan_method(boundaries, ATTRIBUTES, args.distance, name="interfacegan_cond",
+                                     normals=baselines.conditional_normals(boundaries.normals, conditions)),
+    ]
+    threshold = identity.far_threshold(embed, synthetic.sample_latents(world, key_id, args.identity_samples, space=space),
+                                       key_pairs, num_pairs=args.identity_pairs)
+    latents = synthetic.sample_latents(world, key_eval, args.count, space=space)
+    report = sequential_edit_report(methods, label, embed, latents, args.sequence.split(","), threshold)
+    report["settings"] = {"run": str(run_dir), "alpha": args.alpha, "distance": args.distance, "seed": args.seed,
+                          "baseline_samples": args.baseline_samples, "identity_pairs": args.identity_pairs,
+                          "preset": editors.preset.name, "world": world.describe(),
+                          "seconds": round(time.perf_counter() - started, 1)}
+    print(format_sequential_report(report))
+    out = Path(args.json) if args.json else run_dir / "sequential_edits.json"
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"\nwritten to {out} in {report['settings']['seconds']:.0f} s", file=sys.stderr)
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", required=True, help="RUN_DIR of `python -m train` (its editors/ and synthetic world)")
+    parser.add_argument("--sequence", default="Young,Eyeglasses,Male,Smiling", help="attributes, edited in this order")
+    parser.add_argument("--count", type=int, default=1000, help="latents edited (default 1000)")
+    parser.add_argument("--alpha", type=float, default=1.25, help="our strength (default 1.25)")
+    parser.add_argument("--distance", type=float, default=3.0, help="InterFaceGAN distance (default 3)")
+    parser.add_argument("--baseline-samples", type=int, default=20_000, help="labelled latents InterFaceGAN is fitted on")
+    parser.add_argument("--identity-samples", type=int, default=4000)
+    parser.add_argument("--identity-pairs", type=int, default=100_000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default="", help="where to write the JSON (default RUN_DIR/sequential_edits.json)")
+    args = parser.parse_args(argv)
+    from jaxedit.errors import JaxeditError
+
+    try:
+        run(args)
+    except JaxeditError as error:
+        print(f"sequential_edits: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
