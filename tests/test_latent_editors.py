@@ -12,17 +12,23 @@ import pytest
 import jaxedit
 from jaxedit.errors import AttributeNameError, ConfigError
 from jaxedit.latent import PRESETS, editors_from_params, save_editors
-from jaxedit.latent.modules import classifier_from_preset, init_classifier_params, init_transformer_params, transformer_from_preset
-from jaxedit.latent.steps import slot, stack_slots
+from jaxedit.latent.editors import expected_classifier_shapes, expected_transformer_shapes
+from jaxedit.latent.modules import classifier_from_preset, transformer_from_preset
+from jaxedit.latent.steps import slot
 
 OFFICIAL = PRESETS["official"].replace(num_ws=3, w_dim=16, classifier_hidden=(20, 10))
 PAPER = PRESETS["paper"].replace(w_dim=16, transformer_hidden=8, classifier_hidden=(12, 10))
 
 
+def _random_like(shapes, rng, leading=()):
+    return jax.tree.map(lambda leaf: rng.normal(size=leading + tuple(leaf.shape)).astype(np.float32), shapes)
+
+
 def _trained(preset, attributes):
-    classifier_params = init_classifier_params(classifier_from_preset(preset), jax.random.key(0))
-    module = transformer_from_preset(preset)
-    stacked = stack_slots([init_transformer_params(module, key) for key in jax.random.split(jax.random.key(1), len(attributes))])
+    """Random params with the module's layout (values don't matter to the format)."""
+    rng = np.random.default_rng(0)
+    classifier_params = _random_like(expected_classifier_shapes(classifier_from_preset(preset)), rng)
+    stacked = _random_like(expected_transformer_shapes(transformer_from_preset(preset)), rng, (len(attributes),))
     return classifier_params, stacked
 
 
