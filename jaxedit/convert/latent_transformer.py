@@ -195,6 +195,8 @@ def convert_latent_transformer(
         paths = [Path(tnets)] if isinstance(tnets, (str, os.PathLike)) else [Path(p) for p in tnets]
         files = []
         for path in paths:
+            if not path.exists():
+                raise ConfigError(f"{path}: no such file or directory (expected tnet_<k>.pth.tar files or their folder)")
             match = TNET_FILE.match(path.name)
             if not match:
                 raise ConfigError(f"{path}: expected a file named tnet_<attribute index>.pth.tar")
