@@ -187,25 +187,65 @@ def load_generator(directory: str | Path, precision: str = "highest") -> LoadedG
 
 
 def init_params(config: GeneratorConfig, key: jax.Array) -> dict:
-    """Random params in our layout: {"mapping": ..., "synthesis": ...} (linen initialisers)."""
-    k_map, k_syn = jax.random.split(key)
-    z = jnp.zeros((1, config.z_dim), jnp.float32)
-    ws = jnp.zeros((1, config.num_ws, config.w_dim), jnp.float32)
-    mapping = MappingNetwork(config).init(k_map, z)["params"]
-    synthesis = SynthesisNetwork(config).init(k_syn, ws, "none")["params"]
-    return {"mapping": mapping, "synthesis": synthesis}
+    """Random params in our layout, {"mapping": ..., "synthesis": ...}, drawn like the modules'
+    initialisers: weights N(0, 1) (mapping kernels N(0, 1) / lr_multiplier, as stored), affine
+    biases 1, other biases and noise strengths 0, stored noise maps and const N(0, 1).
+
+    The structure comes from `jax.eval_shape` of the modules' `init`; the values from ONE normal
+    draw, because compiling a separate threefry draw per parameter takes minutes on a CPU.
+    """
+    return _jitted_init(config)(key)
+
+
+def param_shapes(config: GeneratorConfig) -> dict:
+    """The params pytree structure as `jax.ShapeDtypeStruct` leaves (nothing computed)."""
+    z = jax.ShapeDtypeStruct((1, config.z_dim), jnp.float32)
+    ws = jax.ShapeDtypeStruct((1, config.num_ws, config.w_dim), jnp.float32)
+    key = jax.random.PRNGKey(0)
+    return {
+        "mapping": jax.eval_shape(lambda k, z: MappingNetwork(config).init(k, z)["params"], key, z),
+        "synthesis": jax.eval_shape(lambda k, ws: SynthesisNetwork(config).init(k, ws, "none")["params"], key, ws),
+    }
+
+
+@functools.lru_cache(maxsize=8)
+def _jitted_init(config: GeneratorConfig):
+    shapes = param_shapes(config)
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+    sizes = [int(np.prod(leaf.shape)) for _, leaf in leaves]
+
+    def init(key):
+        flat = jax.random.normal(key, (sum(sizes),), jnp.float32)
+        values, offset = [], 0
+        for (path, leaf), size in zip(leaves, sizes):
+            names = [getattr(p, "key", str(p)) for p in path]
+            normal = flat[offset:offset + size].reshape(leaf.shape)
+            offset += size
+            if names[-1] == "bias":
+                value = jnp.ones(leaf.shape) if names[-2] == "affine" else jnp.zeros(leaf.shape)
+            elif names[-1] == "noise_strength":
+                value = jnp.zeros(leaf.shape)
+            elif names[0] == "mapping":
+                value = normal / config.lr_multiplier
+            else:
+                value = normal
+            values.append(value.astype(jnp.float32))
+        return jax.tree_util.tree_unflatten(treedef, values)
+
+    return jax.jit(init)
 
 
 def random_generator(config: GeneratorConfig, key: jax.Array, precision: str = "highest") -> LoadedGenerator:
     """A generator with random params (for benchmarks and tests); w_avg = mean of 1000 mapped z."""
     params = init_params(config, key)
+    mapping = MappingNetwork(config)
     z = jax.random.normal(jax.random.fold_in(key, 1), (1000, config.z_dim))
-    w_avg = jnp.mean(MappingNetwork(config).apply({"params": params["mapping"]}, z), axis=0)
+    w_avg = jax.jit(lambda p, z: jnp.mean(mapping.apply({"params": p}, z), axis=0))(params["mapping"], z)
     return LoadedGenerator.from_params(config, params, w_avg, precision)
 
 
 def _check_tree_shapes(config: GeneratorConfig, tree: dict, directory) -> None:
-    expected = jax.eval_shape(lambda: init_params(config, jax.random.PRNGKey(0)))
+    expected = param_shapes(config)
     expected = {"mapping": expected["mapping"], "synthesis": expected["synthesis"]}
     got = {"mapping": tree["mapping"], "synthesis": tree["synthesis"]}
     flat_expected = {jax.tree_util.keystr(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(expected)}
