@@ -330,8 +330,9 @@ def test_legacy_big_endian_and_truncation(tmp_path):
 
 
 def test_nested_blob_refused(tmp_path):
-    inner = _write_legacy(tmp_path / "inner", b"\x80\x02" + _global("torch.storage", "_load_from_bytes")
-                          + b"C\x01x\x85R.", {}).read_bytes()
+    inner_object = (b"\x80\x02" + _global("torch.storage", "_load_from_bytes")
+                    + b"C\x01x\x85R.")
+    inner = _write_legacy(tmp_path / "inner", inner_object, {}).read_bytes()
     pkl = (b"\x80\x02}" + _str("w") + _global("torch.storage", "_load_from_bytes")
            + b"B" + struct.pack("<I", len(inner)) + inner + b"\x85R" + b"s.")
     (tmp_path / "nested_blob.pkl").write_bytes(pkl)

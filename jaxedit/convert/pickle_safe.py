@@ -182,7 +182,8 @@ class RestrictedUnpickler(_BASE):
         stand_in = self._globals_table.get(f"{module}.{name}")
         if stand_in is None:
             raise UnsafeCheckpointError(
-                f"refused global {short(module)}.{short(name)} (not in the safe loader's allow-list)")
+                f"refused global {short(module)}.{short(name)} "
+                "(not in the safe loader's allow-list)")
         return stand_in
 
     def persistent_load(self, pid: Any) -> Any:

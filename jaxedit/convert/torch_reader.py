@@ -348,7 +348,8 @@ class CheckpointReader:
                 return cached
             info = entries.get(f"{top}/data/{key}")
             if info is None:
-                raise CheckpointError(f"zip archive lacks the storage {short(top)}/data/{short(key)}")
+                raise CheckpointError(
+                    f"zip archive lacks the storage {short(top)}/data/{short(key)}")
             start, length = self._zip_span(mm, info)
             if numel * dtype.itemsize > length:
                 raise CheckpointError(
@@ -661,7 +662,9 @@ def _torch_size(*args: Any) -> tuple:
 def _torch_device(*args: Any) -> str:
     if not 1 <= len(args) <= 2 or type(args[0]) is not str:
         raise CheckpointError("malformed torch.device")
-    return args[0] if len(args) == 1 or args[1] is None else f"{args[0]}:{_as_int(args[1], 'device')}"
+    if len(args) == 1 or args[1] is None:
+        return args[0]
+    return f"{args[0]}:{_as_int(args[1], 'device index')}"
 
 
 def _ordered_dict(*args: Any) -> dict:
