@@ -223,7 +223,81 @@ def _run_edit(args) -> int:
 
 
 def _add_eval(subparsers) -> None:
-    """`jaxedit eval ...` (owner: the evaluation work)."""
+    """`jaxedit eval EDITORS_DIR [--out DIR] ...` (owner: the evaluation work)."""
+    parser = subparsers.add_parser(
+        "eval",
+        help="the seed's Table 1: our editors against InterFaceGAN and GANSpace",
+        description="Edit N latents per attribute to reverse it (ours at alpha 1.25, InterFaceGAN/GANSpace at "
+        "distance 3) and measure classification accuracy, attribute preservation and identity preservation "
+        "(0.1%% false-acceptance cosine threshold). Labeller and identity: the SYNTHETIC world's stand-ins by default "
+        "(rebuilt from the editors' training info), or a generator plus your JAX image classifier and face recogniser.",
+    )
+    parser.add_argument("editors", metavar="EDITORS_DIR", help="trained or converted editors directory")
+    parser.add_argument("--out", default="", help="report directory (default EDITORS_DIR/../eval)")
+    parser.add_argument("--attributes", default="all", help="names or indices, comma-separated (default: all the editors cover)")
+    parser.add_argument("--count", type=int, default=1000, help="latents per attribute (default 1000)")
+    parser.add_argument("--alpha", type=float, default=1.25, help="our edit strength (default 1.25)")
+    parser.add_argument("--distance", type=float, default=3.0, help="InterFaceGAN/GANSpace distance (default 3)")
+    parser.add_argument("--baselines", default="interfacegan,interfacegan_cond,ganspace", help="comma-separated, or 'none'")
+    parser.add_argument("--baseline-samples", type=int, default=20000, help="labelled latents the baselines are fitted on")
+    parser.add_argument("--identity-samples", type=int, default=4000)
+    parser.add_argument("--identity-pairs", type=int, default=200000, help="random pairs for the 0.1%% FAR threshold")
+    parser.add_argument("--seed", type=int, default=0, help="sampling seed of the evaluation")
+    parser.add_argument("--world-seed", type=int, default=None, help="synthetic world seed (default: the one the editors were trained in)")
+    parser.add_argument("--generator", default="", help="converted generator directory: latents from its mapping network")
+    parser.add_argument("--image-classifier", default="", metavar="MODULE:CALLABLE",
+                        help="with --generator: images [B,H,W,3] -> probabilities [B,40] (CelebA order); replaces the synthetic labeller")
+    parser.add_argument("--face-embedder", default="", metavar="MODULE:CALLABLE",
+                        help="with --generator: images -> identity embeddings [B,D]; replaces the synthetic identity")
+    parser.add_argument("--batch-size", type=int, default=16, help="rendering batch with --image-classifier")
+    parser.set_defaults(handler=_run_eval)
+
+
+def _run_eval(args) -> int:
+    from pathlib import Path
+
+    from jaxedit.attributes import ATTRIBUTES, parse_attributes
+    from jaxedit.data import synthetic
+    from jaxedit.errors import ConfigError
+    from jaxedit.eval import protocol
+    from jaxedit.eval.suite import SuiteSettings, import_callable, run_suite, synthetic_world_for
+    from jaxedit.latent.editors import load_editors
+
+    editors = load_editors(args.editors)
+    names = [ATTRIBUTES[i] for i in parse_attributes(args.attributes)] if args.attributes != "all" else list(editors.attributes)
+    if (args.image_classifier or args.face_embedder) and not args.generator:
+        raise ConfigError("--image-classifier and --face-embedder need --generator GEN_DIR to render the latents")
+    if bool(args.image_classifier) != bool(args.face_embedder):
+        raise ConfigError("give both --image-classifier and --face-embedder (real weights), or neither (synthetic world)")
+    generator = None
+    if args.generator:
+        from jaxedit.stylegan2 import load_generator
+
+        generator = load_generator(args.generator)
+    world = synthetic_world_for(editors, args.world_seed, generator)
+    space = "w+" if len(editors.latent_shape) == 2 else "w"
+    sampler = lambda key, n: synthetic.sample_latents(world, key, n, space=space)
+    if args.image_classifier:
+        labeller = protocol.image_labeller(generator, import_callable(args.image_classifier), batch_size=args.batch_size)
+        embedder = protocol.image_embedder(generator, import_callable(args.face_embedder), batch_size=args.batch_size)
+        where = f"generator {args.generator}, labeller {args.image_classifier}, identity {args.face_embedder}"
+    else:
+        labeller, embedder = synthetic.labeller(world), synthetic.identity_embedder(world)
+        where = world.describe()
+    chosen = tuple(b.strip() for b in args.baselines.split(",") if b.strip() and args.baselines.strip().lower() != "none")
+    settings = SuiteSettings(count=args.count, alpha=args.alpha, distance=args.distance, baseline_samples=args.baseline_samples,
+                             identity_samples=args.identity_samples, identity_pairs=args.identity_pairs, baselines=chosen, seed=args.seed)
+    for name in ("count", "baseline_samples", "identity_samples", "identity_pairs"):
+        if getattr(settings, name) < 2:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 2")
+    out = Path(args.out) if args.out else Path(args.editors).resolve().parent / "eval"
+    print(where, file=sys.stderr)
+    _, table = run_suite(editors, labeller, embedder, sampler, out, settings, attributes=names,
+                         extra_settings={"labeller": where, "editors_dir": str(args.editors)}, title=where,
+                         log=lambda message: print(message, file=sys.stderr))
+    print(table)
+    print(f"\nwritten to {out}/ (report.json, report.md, plots/)")
+    return 0
 
 
 def _add_info(subparsers) -> None:

@@ -36,8 +36,6 @@ import numpy as np
 from jaxedit.attributes import ATTRIBUTES, parse_attributes
 from jaxedit.errors import ConfigError, JaxeditError
 
-TABLE_ATTRIBUTES = ("Young", "Eyeglasses", "Male", "Smiling")
-"""The seed's four attributes (Age, Eyeglasses, Gender, Smiling)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -180,9 +178,9 @@ def train_transformers_vmapped(preset, classifier_params, latents, labels, attri
 def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) -> dict:
     """Run everything (module docstring) and return the report dict (also written to RUN_DIR)."""
     from jaxedit.data import synthetic
-    from jaxedit.eval import baselines, identity, protocol, report
+    from jaxedit.eval import report
+    from jaxedit.eval.suite import SuiteSettings, run_suite
     from jaxedit.latent.editors import editors_from_params, save_editors
-    from jaxedit.latent.losses import correlation_matrix
     from train.classifier import train_classifier
     from train.configs import TrainConfig
     from train.data import from_arrays
@@ -201,7 +199,7 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     preset = method_preset_for(settings, world)
     log(world.describe())
     key = jax.random.PRNGKey(settings.seed)
-    key_data, key_eval, key_identity, key_pairs, key_svm = jax.random.split(jax.random.fold_in(key, 11), 5)
+    key_data = jax.random.fold_in(key, 11)
     latents = np.asarray(synthetic.sample_latents(world, key_data, settings.samples, space=preset.space))
     label_fn = synthetic.labeller(world)
     probabilities = np.concatenate([np.asarray(label_fn(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])
@@ -224,66 +222,35 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     timings["transformers"] = time.perf_counter() - tick
     log(f"trained {len(names)} transformers at once: {transformer_steps} steps in {timings['transformers']:.1f} s")
     training = {"data": data.source, "samples": settings.samples, "transformer_samples": settings.transformer_samples,
-                "transformer_steps": transformer_steps, "classifier_heldout_accuracy": classifier.heldout_accuracy}
+                "transformer_steps": transformer_steps, "classifier_heldout_accuracy": classifier.heldout_accuracy,
+                "world_config": world.config.to_dict(), "world_source": world.source, "generator": settings.generator}
     save_editors(out / "editors", preset, classifier.params, transformer_params, names, training=training, overwrite=True)
     editors = editors_from_params(preset, classifier.params, transformer_params, names, training=training)
 
     tick = time.perf_counter()
-    boundaries = baselines.fit_interfacegan(latents, probabilities, key_svm)
-    correlation = np.asarray(correlation_matrix(jnp.asarray(labels)))
-    conditions = baselines.most_correlated(correlation, 2)
-    conditional = baselines.conditional_normals(boundaries.normals, conditions)
-    components = baselines.fit_ganspace(latents, num_components=20)
-    choice = baselines.choose_components(components, latents, probabilities)
-    timings["baselines"] = time.perf_counter() - tick
-
-    tick = time.perf_counter()
-    embed_fn = synthetic.identity_embedder(world)
-    identity_latents = synthetic.sample_latents(world, key_identity, settings.identity_samples, space=preset.space)
-    threshold = identity.far_threshold(embed_fn, identity_latents, key_pairs, num_pairs=settings.identity_pairs, far=1e-3)
-    eval_latents = synthetic.sample_latents(world, key_eval, settings.eval_count, space=preset.space)
-    methods = [
-        protocol.transformer_method(editors, settings.alpha),
-        protocol.interfacegan_method(boundaries, ATTRIBUTES, settings.distance),
-        protocol.interfacegan_method(boundaries, ATTRIBUTES, settings.distance, name="interfacegan_cond", normals=conditional),
-        protocol.ganspace_method(components, choice, ATTRIBUTES, settings.distance),
-    ]
-    evaluation = protocol.evaluate(methods, label_fn, embed_fn, eval_latents, names, threshold,
-                                   sweep_attributes=names)
-    timings["evaluation"] = time.perf_counter() - tick
-    timings["total"] = time.perf_counter() - started
-    settings_dict = {
-        **dataclasses.asdict(settings),
-        "out": str(out),
+    suite_settings = SuiteSettings(count=settings.eval_count, alpha=settings.alpha, distance=settings.distance,
+                                   identity_samples=settings.identity_samples, identity_pairs=settings.identity_pairs,
+                                   seed=settings.seed)
+    sampler = lambda key, n: synthetic.sample_latents(world, key, n, space=preset.space)
+    extra = {
+        "pipeline": {**dataclasses.asdict(settings), "out": str(out)},
         "world": world.describe(),
         "world_config": world.config.to_dict(),
         "method": preset.to_dict(),
         "labeller": "SYNTHETIC stand-in for render + CelebA attribute classifier (jaxedit.data.synthetic)",
         "identity": "SYNTHETIC stand-in for a face recogniser: RBF random features of the non-attribute part of w",
-        "identity_far": 1e-3,
-        "methods": {
-            "ours": f"latent transformer T(w, alpha), alpha = +-{settings.alpha} signed to reverse the attribute",
-            "interfacegan": f"w + t n, linear SVM normal (top/bottom 2%, 70/30), t = +-{settings.distance}",
-            "interfacegan_cond": "the same, normal projected orthogonal to the normals of the 2 most correlated attributes",
-            "ganspace": f"the PCA component (of 20) most correlated with the attribute, +-{settings.distance} on all layers",
-        },
-        "interfacegan_val_accuracy": {n: float(boundaries.val_accuracy[i]) for n, i in zip(names, attribute_indices)},
         "classifier_heldout_accuracy": float(np.mean(classifier.heldout_accuracy)) if classifier.heldout_accuracy else None,
-        "successes": {n: {m: per[m]["successes"] for m in per} for n, per in evaluation.table.items()},
-        "seconds": timings,
         "jax_backend": jax.default_backend(),
     }
-    result = report.report_dict(evaluation, settings_dict)
-    report.write_json(result, out / "report.json")
-    shown = [a for a in TABLE_ATTRIBUTES if a in names]
-    table = report.markdown_table(result, shown, title="Synthetic world (stand-in for render + annotate), the seed's protocol")
-    full = report.markdown_table(result, None, title="All attributes")
-    (out / "report.md").write_text(
-        f"# jaxedit run: {preset.name} preset\n\n{world.describe()}\n\n{table}\n\n"
-        f"Identity threshold (0.1% FAR on {settings.identity_pairs} random pairs): {threshold:.4f}. "
-        f"{settings.eval_count} latents per attribute. Total {timings['total']:.0f} s.\n\n{full}\n"
+    result, table = run_suite(
+        editors, label_fn, synthetic.identity_embedder(world), sampler, out, suite_settings, attributes=names,
+        extra_settings=extra, title="Synthetic world (stand-in for render + annotate), the seed's protocol",
+        baseline_latents=latents, baseline_probabilities=probabilities, log=log,
     )
-    report.write_plots(evaluation, out / "plots", attributes=shown)
+    timings["evaluation"] = time.perf_counter() - tick
+    timings["total"] = time.perf_counter() - started
+    result["settings"]["seconds"] = timings
+    report.write_json(result, out / "report.json")
     print(table)
     print(f"\nwritten to {out}/ (report.json, report.md, plots/, editors/) in {timings['total']:.0f} s")
     return result
