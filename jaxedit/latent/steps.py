@@ -16,6 +16,7 @@ All functions are pure: no state is kept in the trainer objects besides static c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any, Callable, NamedTuple
 
@@ -139,9 +140,11 @@ class TransformerTrainer:
     scan_indexed: Callable
 
     @classmethod
-    def create(cls, preset: MethodPreset, donate_state: bool = False) -> "TransformerTrainer":
+    def create(cls, preset: MethodPreset, donate_state: bool = False, matmul_precision: str | None = None) -> "TransformerTrainer":
         """Build the trainer; `donate_state=True` lets XLA reuse the input state's buffers
-        (the caller must not use a state after passing it in)."""
+        (the caller must not use a state after passing it in). `matmul_precision` ("highest",
+        "tensorfloat32", "bfloat16", ...; None: JAX's default, which is full float32 on CPU and
+        may be TF32 on recent GPUs) is applied to every matmul of the step."""
         classifier = classifier_from_preset(preset)
         transformer = transformer_from_preset(preset)
         optimizer = transformer_optimizer(preset)
@@ -164,10 +167,11 @@ class TransformerTrainer:
 
         def step_fn(state, classifier_params, correlation, attributes, batch):
             batch = jnp.asarray(batch, jnp.float32)
-            logits0 = classifier.apply({"params": classifier_params}, batch)
-            params, opt_state, terms = update_slots(
-                state.params, state.opt_state, jnp.asarray(attributes, jnp.int32), classifier_params, correlation, batch, logits0
-            )
+            with _precision(matmul_precision):
+                logits0 = classifier.apply({"params": classifier_params}, batch)
+                params, opt_state, terms = update_slots(
+                    state.params, state.opt_state, jnp.asarray(attributes, jnp.int32), classifier_params, correlation, batch, logits0
+                )
             return TransformerState(params, opt_state), terms
 
         def scan_steps_fn(state, classifier_params, correlation, attributes, batches):
@@ -196,6 +200,11 @@ class TransformerTrainer:
 
     def loss_terms(self, transformer_params, classifier_params, correlation, attribute, w) -> dict[str, jax.Array]:
         return transformer_loss_terms(self.preset, self.classifier, self.transformer, transformer_params, classifier_params, correlation, attribute, w)
+
+
+def _precision(name: str | None):
+    """A context setting the default matmul precision while tracing (a no-op for None)."""
+    return jax.default_matmul_precision(name) if name is not None else contextlib.nullcontext()
 
 
 def stack_slots(trees: list[Any]) -> Any:
@@ -237,7 +246,10 @@ class ClassifierTrainer:
     evaluate: Callable
 
     @classmethod
-    def create(cls, preset: MethodPreset, steps_per_epoch: int, donate_state: bool = False) -> "ClassifierTrainer":
+    def create(
+        cls, preset: MethodPreset, steps_per_epoch: int, donate_state: bool = False, matmul_precision: str | None = None
+    ) -> "ClassifierTrainer":
+        """Build the trainer (`donate_state`, `matmul_precision`: as `TransformerTrainer.create`)."""
         classifier = classifier_from_preset(preset)
         optimizer = classifier_optimizer(preset, steps_per_epoch)
 
@@ -252,7 +264,8 @@ class ClassifierTrainer:
                 logits = classifier.apply({"params": params}, latents)
                 return L.classifier_loss(logits, labels), logits
 
-            (loss, logits), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
+            with _precision(matmul_precision):
+                (loss, logits), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             accuracy = jnp.mean(((logits > 0).astype(jnp.float32) == labels).astype(jnp.float32))
             return ClassifierState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, "accuracy": accuracy}
