@@ -37,11 +37,19 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
-from jaxedit.errors import CheckpointError, ConfigError, InputError
+from jaxedit.errors import CheckpointError, ConfigError, InputError, TrainingError
+from jaxedit.training_state import (
+    RECORD_ITEM,
+    STATE_ITEM,
+    TrainCheckpointer,
+    _first_difference,
+    all_finite_per_row,
+    is_complete_step_dir,
+    state_layout,
+)
 
 ATTR_AXIS = "attr"
 DATA_AXIS = "data"
-STATE_ITEM = "state"
 LAYOUT_ITEM = "layout"
 
 
@@ -524,6 +532,33 @@ def read_checkpoint_layout(directory: str | Path, step: int | None = None) -> tu
     return step, layout
 
 
+def restore_target(template: Any, mesh: Mesh, saved_rows: int) -> tuple[Any, bool]:
+    """Abstract arrays (`jax.ShapeDtypeStruct` with shardings) to read a saved padded state into.
+
+    Returns (target, direct): ``direct`` when the saved ``saved_rows`` divide over the mesh's attr
+    axis (each process then reads only its own shards); otherwise the target is replicated and the
+    caller re-pads (`_repad_on_mesh`).
+    """
+    direct = saved_rows % int(mesh.shape[ATTR_AXIS]) == 0
+    read_sharding = attribute_sharding(mesh) if direct else replicated_sharding(mesh)
+
+    def abstract(leaf):
+        shape = tuple(np.shape(leaf))
+        dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+        if len(shape) == 0:
+            return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated_sharding(mesh))
+        return jax.ShapeDtypeStruct((saved_rows,) + shape[1:], dtype, sharding=read_sharding)
+
+    return jax.tree_util.tree_map(abstract, template), direct
+
+
+def fit_restored_state(state: Any, num_attributes: int, saved_rows: int, direct: bool, mesh: Mesh) -> Any:
+    """A state read by `restore_target`'s target, padded and attr-sharded for ``mesh``."""
+    if direct and saved_rows == padded_num_attributes(num_attributes, mesh):
+        return state
+    return _repad_on_mesh(state, num_attributes, mesh)
+
+
 def restore_sharded_checkpoint(
     directory: str | Path,
     template: Any,
@@ -544,26 +579,116 @@ def restore_sharded_checkpoint(
     step, layout = read_checkpoint_layout(directory, step)
     num_attributes = int(layout["num_attributes"])
     saved_rows = int(layout["padded_attributes"])
-    attr_size = int(mesh.shape[ATTR_AXIS])
-    read_sharding = attribute_sharding(mesh) if saved_rows % attr_size == 0 else replicated_sharding(mesh)
-
-    def abstract(leaf):
-        shape, dtype = tuple(np.shape(leaf)), getattr(leaf, "dtype", np.asarray(leaf).dtype)
-        if len(shape) == 0:
-            return jax.ShapeDtypeStruct(shape, dtype, sharding=replicated_sharding(mesh))
-        return jax.ShapeDtypeStruct((saved_rows,) + shape[1:], dtype, sharding=read_sharding)
-
-    target = jax.tree_util.tree_map(abstract, template)
+    target, direct = restore_target(template, mesh, saved_rows)
     with _manager(directory, read_only=True) as manager:
         try:
             restored = manager.restore(step, args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(target)}))
         except (ValueError, KeyError, TypeError, FileNotFoundError) as error:
             message = str(error).splitlines()[0] if str(error) else type(error).__name__
             raise CheckpointError(f"{directory}/{step}: cannot restore onto this template ({message})") from error
-    state = restored[STATE_ITEM]
-    if saved_rows != padded_num_attributes(num_attributes, mesh) or read_sharding != attribute_sharding(mesh):
-        state = _repad_on_mesh(state, num_attributes, mesh)
-    return step, state, num_attributes
+    return step, fit_restored_state(restored[STATE_ITEM], num_attributes, saved_rows, direct, mesh), num_attributes
+
+
+# ----------------------------------------------------------------------------------------------
+# The training loop (train.transformers) on a mesh
+
+
+class ShardedTrainCheckpointer(TrainCheckpointer):
+    """`jaxedit.training_state.TrainCheckpointer` for a padded, attr-sharded transformer state.
+
+    Same directory layout, commit checks and fallbacks; the differences: the state is saved as the
+    sharded arrays it is (every process writes its own shards, nothing is gathered), the record
+    also holds ``num_attributes``, ``padded_attributes`` and the mesh, the layout check compares the
+    unpadded ``[K, ...]`` shapes (so a run may resume on another mesh or device count), and
+    `restore(step, template)` reads into ``template``'s mesh (``template``: the padded sharded state
+    from `shard_transformer_state`), re-padding when the attr axis size changed.
+    """
+
+    def __init__(self, directory: str | Path, mesh: Mesh, num_attributes: int, max_to_keep: int = 2):
+        self.mesh = mesh
+        self.num_attributes = int(num_attributes)
+        super().__init__(directory, max_to_keep=max_to_keep)
+
+    def _unpadded_layout(self, state: Any) -> list:
+        return state_layout(jax.eval_shape(lambda tree: unpad_attributes(tree, self.num_attributes), state))
+
+    def save(self, step: int, state: Any, record: dict) -> bool:
+        import orbax.checkpoint as ocp
+
+        if is_complete_step_dir(self.directory / str(step)):
+            return False
+        record = {
+            **record,
+            "step": int(step),
+            "layout": self._unpadded_layout(state),
+            "num_attributes": self.num_attributes,
+            "padded_attributes": int(_leading_size(state) or self.num_attributes),
+            "mesh": mesh_shape(self.mesh),
+        }
+        args = ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(state), RECORD_ITEM: ocp.args.JsonSave(record)})
+        self._manager.save(int(step), args=args, force=True)
+        self._manager.wait_until_finished()
+        return True
+
+    def restore(self, step: int, template: Any) -> tuple[Any, dict]:
+        import orbax.checkpoint as ocp
+
+        path = self.directory / str(step)
+        if not is_complete_step_dir(path):
+            raise TrainingError(f"{path}: not a complete checkpoint")
+        record = json.loads((path / RECORD_ITEM / "metadata").read_text())
+        wanted = self._unpadded_layout(template)
+        if record.get("layout") != wanted or record.get("num_attributes") != self.num_attributes:
+            raise ConfigError(
+                f"{path}: checkpoint of a different training setup ({_first_difference(record.get('layout'), wanted)}); "
+                "resume with the same config, overrides and attributes as the interrupted run"
+            )
+        saved_rows = int(record.get("padded_attributes", self.num_attributes))
+        target, direct = restore_target(template, self.mesh, saved_rows)
+        try:
+            restored = self._manager.restore(int(step), args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(target)}))
+        except Exception as error:  # orbax raises many types for damaged or mismatched directories
+            raise TrainingError(f"{path}: cannot restore ({type(error).__name__}: {error})".splitlines()[0]) from error
+        state = fit_restored_state(restored[STATE_ITEM], self.num_attributes, saved_rows, direct, self.mesh)
+        return state, record
+
+
+def sharded_scan_advance(
+    trainer: Any,
+    mesh: Mesh,
+    classifier_params: Any,
+    correlation: Any,
+    attributes: Sequence[int],
+    latents: np.ndarray,
+) -> Callable[[Any, np.ndarray], tuple[Any, dict]]:
+    """The ``advance(state, indices int32 [S, B]) -> (state, {metric: numpy [S, K]})`` of the
+    training loop (`jaxedit.latent.loop.run_steps`) on ``mesh``.
+
+    The state is the padded attr-sharded state; latents [N, *latent], the classifier params and the
+    correlation are put on every device once; each call's indices are split over "data" (every
+    process holding all indices feeds the rows of its devices). The metrics come back gathered to
+    every process and stripped of the dummy attributes.
+    """
+    num = len(attributes)
+    scan = sharded_transformer_scan_indexed(trainer, mesh)
+    placed_classifier = replicate(classifier_params, mesh)
+    placed_correlation = replicate(np.asarray(correlation, np.float32), mesh)
+    placed_attributes = shard_per_attribute(np.asarray(attributes, np.int32), mesh)
+    placed_latents = replicate(np.asarray(latents, np.float32), mesh)
+    steps_data = NamedSharding(mesh, P(None, DATA_AXIS))
+
+    def advance(state, indices):
+        indices = np.asarray(indices, np.int32)
+        _check_batch_size(indices.shape[1], mesh)
+        state, metrics = scan(state, placed_classifier, placed_correlation, placed_attributes, placed_latents, _place(indices, steps_data))
+        return state, {name: value[:, :num] for name, value in gather_to_host(metrics).items()}
+
+    return advance
+
+
+def finite_rows_on_host(state: Any, num_attributes: int) -> np.ndarray:
+    """bool [K]: which attributes' params are all finite (gathered from every process)."""
+    return gather_to_host(all_finite_per_row(state.params))[:num_attributes]
 
 
 __all__ = [
@@ -600,5 +725,10 @@ __all__ = [
     "save_sharded_checkpoint",
     "checkpoint_steps",
     "read_checkpoint_layout",
+    "restore_target",
+    "fit_restored_state",
     "restore_sharded_checkpoint",
+    "ShardedTrainCheckpointer",
+    "sharded_scan_advance",
+    "finite_rows_on_host",
 ]

@@ -143,7 +143,44 @@ def mode_meshes(out: Path, directory: Path) -> None:
         "metrics_max_abs_diff": max_abs_diff({k: np.asarray(v)[:, :NUM_ATTRIBUTES] for k, v in metrics.items()}, ref_metrics),
     }
     result["checkpoint"] = checkpoint_round_trip(directory, *kept_4x2)
+    result["train_transformers"] = train_transformers_on_meshes(directory.parent / "runs", official)
     out.write_text(json.dumps(result, indent=1))
+
+
+def train_transformers_on_meshes(root: Path, problem_) -> dict:
+    """`train.transformers.train_transformers` (the real loop, checkpoints, editors) run three ways:
+    one device uninterrupted; on an 8x1 mesh stopped half way (max_steps); resumed on a 6x1 mesh
+    (40 attributes padded to 42, the checkpoint re-padded from 40 rows)."""
+    import dataclasses
+
+    from jaxedit import sharding as S
+    from train.configs import get_config
+    from train.data import TrainingData
+    from train.transformers import train_transformers
+
+    trainer, classifier_params, correlation, attributes, batches, state0 = problem_
+    preset = trainer.preset.replace(batch_size=16, epochs=1)
+    rng = np.random.default_rng(11)
+    latents = rng.normal(size=(80,) + preset.latent_shape).astype(np.float32)
+    labels = (rng.random((80, preset.num_attributes)) < 0.4).astype(np.float32)
+    data = TrainingData(latents, labels, num_train=64, source="worker")  # 4 steps of 16
+    config = dataclasses.replace(get_config("synthetic"), method=preset, steps_per_call=2, checkpoint_every=2, progress=False)
+    quiet = lambda message: None
+    single = train_transformers(config, data, classifier_params, "all", root / "single", log=quiet)
+    half = train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "sharded",
+                              log=quiet, mesh=S.make_mesh(8, 1))
+    resumed = train_transformers(config, data, classifier_params, "all", root / "sharded", resume=True, log=quiet,
+                                 mesh=S.make_mesh(6, 1, devices=jax.devices()[:6]))
+    from jaxedit.latent import load_editors
+
+    editors = load_editors(root / "sharded" / "editors")
+    return {
+        "steps": [single.steps, half.steps, resumed.steps],
+        "attributes": len(resumed.attributes),
+        "params_max_abs_diff": max_abs_diff(resumed.params, single.params),
+        "editors_dir_max_abs_diff": max_abs_diff(editors.transformer_params, single.params),
+        "checkpoint_steps": sorted(int(p.name) for p in (root / "sharded" / "checkpoints" / "transformers").iterdir() if p.name.isdigit()),
+    }
 
 
 def checkpoint_round_trip(directory: Path, mesh, state, problem_) -> dict:

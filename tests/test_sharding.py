@@ -110,6 +110,15 @@ def test_checkpoint_from_4x2_restores_on_8x1_and_one_device(equivalence):
     assert result["8x1"]["continued_step_max_abs_diff"] <= 1e-6
 
 
+def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equivalence):
+    """The real training loop (train.transformers) on meshes: stopped half way on 8x1 (sharded
+    checkpoint), resumed on 6x1 (40 attributes padded to 42), the editors equal the one-device run."""
+    result = equivalence["train_transformers"]
+    assert result["steps"] == [4, 2, 4] and result["attributes"] == 40 and result["checkpoint_steps"] == [2, 4]
+    assert result["params_max_abs_diff"] <= 1e-6, result
+    assert result["editors_dir_max_abs_diff"] <= 1e-6, result
+
+
 def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
     """Must show: two jax.distributed processes on 127.0.0.1 (4 CPU devices each) train the 40
     transformers (attr over all 8 devices) and the classifier (data over all 8, each process

@@ -40,7 +40,8 @@ EXIT_TRAINING_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 # Fields that do not change what a run computes: a resume may change them.
-RESUME_FREE_FIELDS = ("progress", "checkpoint_every", "keep_checkpoints", "max_steps", "classifier", "latents", "labels")
+RESUME_FREE_FIELDS = ("progress", "checkpoint_every", "keep_checkpoints", "max_steps", "classifier", "latents", "labels",
+                      "mesh_attributes", "mesh_data", "distributed", "coordinator_address", "num_processes", "process_id")
 
 
 def checkpoint_dir(workdir: Path, stage: str) -> Path:
@@ -77,10 +78,12 @@ def check_resume_fingerprint(saved: dict | None, current: dict, where: Path) -> 
             )
 
 
-def open_checkpointer(workdir: Path, stage: str, config: TrainConfig, resume: bool) -> TrainCheckpointer:
-    """The stage's checkpointer; refuses to start afresh over existing checkpoints without --resume."""
+def open_checkpointer(workdir: Path, stage: str, config: TrainConfig, resume: bool,
+                      make: Callable[..., TrainCheckpointer] = TrainCheckpointer) -> TrainCheckpointer:
+    """The stage's checkpointer; refuses to start afresh over existing checkpoints without --resume.
+    `make(directory, max_to_keep=...)` builds it (e.g. a `jaxedit.sharding.ShardedTrainCheckpointer`)."""
     directory = checkpoint_dir(workdir, stage)
-    checkpointer = TrainCheckpointer(directory, max_to_keep=config.keep_checkpoints)
+    checkpointer = make(directory, max_to_keep=config.keep_checkpoints)
     if not resume and checkpointer.complete_steps():
         checkpointer.close()
         raise ConfigError(
@@ -88,6 +91,39 @@ def open_checkpointer(workdir: Path, stage: str, config: TrainConfig, resume: bo
             "that run, or use another --workdir"
         )
     return checkpointer
+
+
+def start_distributed(config: TrainConfig) -> None:
+    """Join the multi-process run when `config.distributed` (before anything touches a device)."""
+    if config.distributed:
+        from jaxedit.sharding import initialize_distributed
+
+        initialize_distributed(
+            config.coordinator_address or None,
+            config.num_processes or None,
+            config.process_id if config.process_id >= 0 else None,
+        )
+
+
+def training_mesh(config: TrainConfig):
+    """The `jaxedit.sharding` mesh of `config.mesh_attributes` x `config.mesh_data`, or None when
+    there is one device in all (the plain one-device program then runs, unchanged)."""
+    import jax
+
+    if jax.device_count() == 1 and config.mesh_attributes in (0, 1) and config.mesh_data in (0, 1):
+        return None
+    from jaxedit.sharding import make_mesh
+
+    return make_mesh(config.mesh_attributes, config.mesh_data)
+
+
+def output_dir(workdir: Path) -> Path:
+    """Where this process writes metrics, plots and results: WORKDIR on process 0, and
+    WORKDIR/.process-<i> on the others of a multi-process run (checkpoints stay shared)."""
+    import jax
+
+    index = jax.process_index()
+    return Path(workdir) if index == 0 else Path(workdir) / f".process-{index}"
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -164,6 +200,7 @@ def run_cli(prog: str, module: str, argv: Sequence[str] | None, build: Callable[
     known, extra = parser.parse_known_args(argv)
     try:
         config = parse_config(known, extra, parser)
+        start_distributed(config)
         started = time.perf_counter()
         work(known, config)
         print(f"{prog}: done in {time.perf_counter() - started:.1f} s; results in {known.workdir}", file=sys.stderr)

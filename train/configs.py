@@ -47,6 +47,12 @@ class TrainConfig:
     attributes: transformers to train: comma-separated names or indices, or "all".
     classifier: directory of a trained classifier (transformer training; empty: `WORKDIR/classifier`).
     progress: show tqdm bars.
+    mesh_attributes, mesh_data: the device mesh (`jaxedit.sharding.make_mesh`): transformers split
+      over `mesh_attributes` devices (0: all devices left over), batches over `mesh_data`. With one
+      device in all, training runs the plain one-device program.
+    distributed: join a multi-process run first (`jax.distributed.initialize`): with
+      `coordinator_address` ("host:port" of process 0), `num_processes` and `process_id`, or with
+      those left empty (0 / -1) on clusters JAX detects (TPU pod slices, SLURM, Open MPI).
     """
 
     name: str
@@ -64,6 +70,12 @@ class TrainConfig:
     attributes: str = "all"
     classifier: str = ""
     progress: bool = True
+    mesh_attributes: int = 0
+    mesh_data: int = 1
+    distributed: bool = False
+    coordinator_address: str = ""
+    num_processes: int = 0
+    process_id: int = -1
 
     def __post_init__(self) -> None:
         if self.data not in DATA_SOURCES:
@@ -71,7 +83,7 @@ class TrainConfig:
         for field in ("steps_per_call", "keep_checkpoints"):
             if getattr(self, field) < 1:
                 raise ConfigError(f"config {self.name!r}: {field} must be >= 1, got {getattr(self, field)}")
-        for field in ("checkpoint_every", "max_steps", "synthetic_samples"):
+        for field in ("checkpoint_every", "max_steps", "synthetic_samples", "mesh_attributes", "mesh_data", "num_processes"):
             if getattr(self, field) < 0:
                 raise ConfigError(f"config {self.name!r}: {field} must be >= 0, got {getattr(self, field)}")
         if self.data == "synthetic" and self.synthetic_samples < 1:

@@ -17,6 +17,7 @@ loss curves per attribute to `DIR/transformer_losses.png`.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -25,6 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxedit import sharding
 from jaxedit.attributes import ATTRIBUTES, attribute_name, parse_attributes
 from jaxedit.errors import ConfigError
 from jaxedit.latent.editors import load_editors, save_editors
@@ -43,6 +45,8 @@ from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finit
 from train.common import (
     check_resume_fingerprint,
     open_checkpointer,
+    output_dir,
+    training_mesh,
     progress_bar,
     run_cli,
     run_fingerprint,
@@ -119,6 +123,7 @@ def train_transformers(
     checkpointer: TrainCheckpointer | None = None,
     editors_dir: str | Path | None = None,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    mesh: Any = None,
 ) -> TransformerRun:
     """Train one transformer per attribute in `attributes` (names/indices, "all" or None: all 40).
 
@@ -127,6 +132,9 @@ def train_transformers(
     resume / guard / trainer / advance / checkpointer: as in `train.classifier.train_classifier`;
     `advance(state, indices int32 [S, B]) -> (state, {metric: [S, K]})` may be a sharded version.
     Raises `TrainingError` naming the attribute and step on a non-finite loss or parameter.
+    mesh: a `jaxedit.sharding.make_mesh` mesh: the K transformers go over its "attr" axis (padded
+    with dummy copies to a multiple of it), batches over "data"; checkpoints are written sharded
+    (`ShardedTrainCheckpointer`) and resume onto any mesh. None: the plain one-device program.
     """
     workdir = Path(workdir)
     method = config.method
@@ -145,10 +153,17 @@ def train_transformers(
     fingerprint.pop("attributes", None)
     classifier_params = jax.tree.map(jnp.asarray, classifier_params)
     own_checkpointer = checkpointer is None
+    if mesh is not None:
+        make = functools.partial(sharding.ShardedTrainCheckpointer, mesh=mesh, num_attributes=len(indices))
+        checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume, make=make)
     checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
-    metrics = MetricsLog(workdir / "metrics.jsonl")
+    outputs = output_dir(workdir)
+    metrics = MetricsLog(outputs / "metrics.jsonl")
     try:
         state = initial_state(trainer, config.seed, indices)
+        if mesh is not None:
+            state = sharding.shard_transformer_state(state, mesh)
+            log(f"{STAGE}: {sharding.describe_mesh(mesh)}, {len(indices)} attributes padded to {len(jax.tree.leaves(state)[0])}")
         start = 0
         if resume:
             restored = checkpointer.restore_latest(state, warn=log)
@@ -161,6 +176,9 @@ def train_transformers(
                 log(f"{STAGE}: no checkpoint in {checkpointer.directory}; starting from step 0")
         metrics.truncate(STAGE, start) if start else metrics.reset(STAGE)
 
+        if advance is None and mesh is not None:
+            advance = sharding.sharded_scan_advance(trainer, mesh, classifier_params, correlation_matrix(jnp.asarray(data.labels)),
+                                                    indices, data.train_latents)
         if advance is None:
             latents = jnp.asarray(data.train_latents)
             correlation = correlation_matrix(jnp.asarray(data.labels))
@@ -187,7 +205,8 @@ def train_transformers(
                 checkpoint_every=config.checkpoint_every,
                 record=record,
                 row_names=list(names),
-                finite_rows=lambda s: all_finite_per_row(s.params),
+                finite_rows=(lambda s: all_finite_per_row(s.params)) if mesh is None else
+                            (lambda s: sharding.finite_rows_on_host(s, len(indices))),
                 metrics_log=metrics,
                 stage=STAGE,
                 guard=guard,
@@ -200,20 +219,23 @@ def train_transformers(
         if own_checkpointer:
             checkpointer.close()
 
-    params = jax.tree.map(np.asarray, result.state.params)
+    if mesh is not None:
+        params = sharding.gather_transformer_state(result.state, len(indices)).params
+    else:
+        params = jax.tree.map(np.asarray, result.state.params)
     training = {
         "stage": STAGE, "config": config.name, "seed": config.seed, "steps": result.step, "data": data.source,
         "num_train": data.num_train, "epochs": method.epochs, "batch_size": method.batch_size,
     }
     directory = save_editors(
-        Path(editors_dir) if editors_dir is not None else workdir / "editors",
+        Path(editors_dir) if editors_dir is not None else outputs / "editors",
         method, jax.tree.map(np.asarray, classifier_params), params, names, training=training, overwrite=True,
     )
     curves = loss_curves(metrics.read(STAGE), ("class", "attribute", "recon"))
     if curves:
-        small_multiples(curves, workdir / "transformer_losses.png", xlabel="step", ylabel="loss",
+        small_multiples(curves, outputs / "transformer_losses.png", xlabel="step", ylabel="loss",
                         title=f"transformer losses ({config.name}, {method.loss_kind} losses)")
-    write_json(workdir / "transformers_run.json", {"config": config.to_dict(), **training, "attributes": list(names),
+    write_json(outputs / "transformers_run.json", {"config": config.to_dict(), **training, "attributes": list(names),
                                                    "seconds_in_steps": result.seconds})
     return TransformerRun(params, names, directory, result.step, result.seconds)
 
@@ -238,7 +260,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         classifier_params = load_classifier_params(classifier_path, config)
         data = load_training_data(config)
         with PreemptionGuard() as guard:
-            train_transformers(config, data, classifier_params, attributes, Path(args.workdir), resume=args.resume, guard=guard)
+            train_transformers(config, data, classifier_params, attributes, Path(args.workdir), resume=args.resume, guard=guard,
+                               mesh=training_mesh(config))
 
     return run_cli("train.transformers", "train.transformers", argv, build, work, __doc__.splitlines()[0])
 
