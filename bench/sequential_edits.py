@@ -23,21 +23,18 @@ import jax
 import numpy as np
 
 
-def build_world(training: dict):
-    """The synthetic world the editors were trained in, from their training record."""
-    from jaxedit.data import synthetic
-    from jaxedit.errors import ConfigError
+def build_world(editors):
+    """The synthetic world the editors were trained in (their training record names it; with a
+    recorded `--generator`, its mapping network supplies the latents)."""
+    from jaxedit.eval.suite import synthetic_world_for
 
-    world_config = training.get("world_config")
-    if not isinstance(world_config, dict):
-        raise ConfigError("these editors carry no 'world_config' in their training record: train them with `python -m train`")
-    config = synthetic.WorldConfig(**world_config)
-    generator = training.get("generator") or ""
-    if generator:
+    generator_dir = editors.training.get("generator") or ""
+    generator = None
+    if generator_dir:
         from jaxedit.stylegan2 import load_generator
 
-        return synthetic.world_from_generator(load_generator(generator), config)
-    return synthetic.build_world(config)
+        generator = load_generator(generator_dir)
+    return synthetic_world_for(editors, None, generator)
 
 
 def run(args: argparse.Namespace) -> dict:
@@ -51,7 +48,7 @@ def run(args: argparse.Namespace) -> dict:
     started = time.perf_counter()
     run_dir = Path(args.run)
     editors = load_editors(run_dir / "editors")
-    world = build_world(editors.training)
+    world = build_world(editors)
     space = editors.preset.space
     print(world.describe(), file=sys.stderr)
     label = synthetic.labeller(world)
