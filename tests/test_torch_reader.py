@@ -471,3 +471,42 @@ def test_memory_map_views_equal_copies():
             views += not b.flags.writeable  # contiguous tensors come back as read-only views
     assert views >= 10
     assert mapped["transposed"].flags.writeable  # strided: copied as usual
+
+
+# ------------------------------------------------------------------------------------------------
+# Flattening NVlabs module trees
+# ------------------------------------------------------------------------------------------------
+def _module(params=None, buffers=None, modules=None, non_persistent=(), **attrs) -> PersistentObject:
+    state = {"_parameters": params or {}, "_buffers": buffers or {}, "_modules": modules or {},
+             "_non_persistent_buffers_set": set(non_persistent), **attrs}
+    return PersistentObject("Layer", state)
+
+
+def test_module_state_dict_rules():
+    w, b, f = np.ones((2, 2), np.float32), np.zeros(2, np.float32), np.ones(3, np.float32)
+    child = _module({"weight": w, "bias": None}, {"filter": f, "scratch": f},
+                    non_persistent=("scratch",))
+    root = _module({"const": b}, modules={"fc": child, "empty": None},
+                   _init_kwargs={"z_dim": np.int64(32), "gain": np.float64(0.5), "nested": {"k": [1]}})
+    assert list(module_state_dict(root)) == ["const", "fc.weight", "fc.filter"]
+    assert list(module_state_dict(root, prefix="G")) == ["G.const", "G.fc.weight", "G.fc.filter"]
+    kwargs = init_kwargs(root)
+    assert kwargs == {"z_dim": 32, "gain": 0.5, "nested": {"k": [1]}}
+    assert type(kwargs["z_dim"]) is int and type(kwargs["gain"]) is float
+
+
+def test_module_state_dict_limits():
+    loop = _module()
+    loop.state["_modules"]["again"] = loop
+    with pytest.raises(CheckpointError, match="cycle"):
+        module_state_dict(loop)
+    deep = _module()
+    for _ in range(100):
+        deep = _module(modules={"m": deep})
+    with pytest.raises(CheckpointError, match="deeper"):
+        module_state_dict(deep)
+    with pytest.raises(CheckpointError, match="not a network module"):
+        module_state_dict(["not", "a", "module"])
+    bad = _module({"weight": "a string"})
+    with pytest.raises(CheckpointError, match="not a tensor"):
+        module_state_dict(bad)
