@@ -686,6 +686,33 @@ def sharded_scan_advance(
     return advance
 
 
+def sharded_classifier_scan_indexed(trainer: Any, mesh: Mesh, *, donate_state: bool = False) -> Callable:
+    """`trainer.scan_indexed` of a `ClassifierTrainer`, data-parallel over ``mesh``: state,
+    latents [N, *latent] and labels [N, A] replicated, indices int32 [S, B] split over "data" on
+    axis 1, metrics [S] replicated. Use a mesh with every device on "data" (``make_mesh(1, None)``)."""
+    repl = replicated_sharding(mesh)
+    steps_data = NamedSharding(mesh, P(None, DATA_AXIS))
+    return jit_sharded(trainer.scan_indexed, (repl, repl, repl, steps_data), (repl, repl), donate_argnums=(0,) if donate_state else ())
+
+
+def classifier_scan_advance(trainer: Any, mesh: Mesh, latents: np.ndarray, labels: np.ndarray) -> Callable:
+    """The training loop's ``advance(state, indices [S, B]) -> (state, {metric: [S]})`` for the
+    classifier on ``mesh`` (state: `replicate`d once by the caller); each process feeds the index
+    rows of its devices."""
+    scan = sharded_classifier_scan_indexed(trainer, mesh)
+    placed_latents = replicate(np.asarray(latents, np.float32), mesh)
+    placed_labels = replicate(np.asarray(labels, np.float32), mesh)
+    steps_data = NamedSharding(mesh, P(None, DATA_AXIS))
+
+    def advance(state, indices):
+        indices = np.asarray(indices, np.int32)
+        _check_batch_size(indices.shape[1], mesh)
+        state, metrics = scan(state, placed_latents, placed_labels, _place(indices, steps_data))
+        return state, gather_to_host(metrics)
+
+    return advance
+
+
 def finite_rows_on_host(state: Any, num_attributes: int) -> np.ndarray:
     """bool [K]: which attributes' params are all finite (gathered from every process)."""
     return gather_to_host(all_finite_per_row(state.params))[:num_attributes]
@@ -730,5 +757,7 @@ __all__ = [
     "restore_sharded_checkpoint",
     "ShardedTrainCheckpointer",
     "sharded_scan_advance",
+    "sharded_classifier_scan_indexed",
+    "classifier_scan_advance",
     "finite_rows_on_host",
 ]

@@ -172,9 +172,17 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
     resumed = train_transformers(config, data, classifier_params, "all", root / "sharded", resume=True, log=quiet,
                                  mesh=S.make_mesh(6, 1, devices=jax.devices()[:6]))
     from jaxedit.latent import load_editors
+    from train.classifier import train_classifier
 
     editors = load_editors(root / "sharded" / "editors")
+    classifier_config = dataclasses.replace(config, method=preset.replace(classifier_batch_size=16, classifier_epochs=1))
+    classifier_single = train_classifier(classifier_config, data, root / "classifier_single", log=quiet)
+    classifier_sharded = train_classifier(classifier_config, data, root / "classifier_sharded", log=quiet, mesh=S.make_mesh(4, 2))
     return {
+        "classifier_steps": [classifier_single.steps, classifier_sharded.steps],
+        "classifier_params_max_abs_diff": max_abs_diff(classifier_sharded.params, classifier_single.params),
+        "classifier_heldout_loss_diff": abs(classifier_sharded.heldout_loss - classifier_single.heldout_loss),
+        "classifier_lr": preset.classifier_lr,
         "steps": [single.steps, half.steps, resumed.steps],
         "attributes": len(resumed.attributes),
         "params_max_abs_diff": max_abs_diff(resumed.params, single.params),

@@ -117,6 +117,10 @@ def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equi
     assert result["steps"] == [4, 2, 4] and result["attributes"] == 40 and result["checkpoint_steps"] == [2, 4]
     assert result["params_max_abs_diff"] <= 1e-6, result
     assert result["editors_dir_max_abs_diff"] <= 1e-6, result
+    # train.classifier data-parallel over 8 devices (the batch split 8 ways, gradients all-reduced).
+    assert result["classifier_steps"] == [4, 4]
+    assert result["classifier_params_max_abs_diff"] <= 0.05 * result["classifier_lr"], result
+    assert result["classifier_heldout_loss_diff"] <= 1e-5, result
 
 
 def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):

@@ -17,12 +17,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxedit import sharding
 from jaxedit.latent.editors import save_editors
 from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, loss_curves, run_steps
 from jaxedit.latent.steps import CLASSIFIER_METRICS, ClassifierState, ClassifierTrainer
 from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
+    output_dir,
+    training_mesh,
     check_resume_fingerprint,
     open_checkpointer,
     progress_bar,
@@ -65,6 +68,7 @@ def train_classifier(
     advance: Callable[[ClassifierState, np.ndarray], tuple[ClassifierState, dict]] | None = None,
     checkpointer: TrainCheckpointer | None = None,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    mesh: Any = None,
 ) -> ClassifierRun:
     """Train C on `data` per `config` (its method's classifier_* fields), writing into `workdir`.
 
@@ -74,6 +78,8 @@ def train_classifier(
     trainer / advance / checkpointer: replace the jitted steps, the chunk function
       `(state, indices [S, B]) -> (state, metrics [S])`, or the checkpointer (e.g. sharded ones).
     Raises `TrainingError` on a non-finite loss or parameter (the last good checkpoint is kept).
+    mesh: a `jaxedit.sharding` mesh: the batches are split over all its devices (data parallel,
+    state replicated). None: the plain one-device program.
     """
     workdir = Path(workdir)
     method = config.method
@@ -83,7 +89,10 @@ def train_classifier(
     fingerprint = run_fingerprint(config, {"stage": STAGE, "num_samples": int(data.latents.shape[0]), "num_train": data.num_train})
     own_checkpointer = checkpointer is None
     checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
-    metrics = MetricsLog(workdir / "metrics.jsonl")
+    outputs = output_dir(workdir)
+    metrics = MetricsLog(outputs / "metrics.jsonl")
+    if mesh is not None:
+        mesh = sharding.make_mesh(1, None, devices=list(mesh.devices.flat))  # every device on "data"
     try:
         state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM))
         start = 0
@@ -98,6 +107,10 @@ def train_classifier(
                 log(f"{STAGE}: no checkpoint in {checkpointer.directory}; starting from step 0")
         metrics.truncate(STAGE, start) if start else metrics.reset(STAGE)
 
+        if mesh is not None:
+            state = sharding.replicate(state, mesh)
+            log(f"{STAGE}: {sharding.describe_mesh(mesh)}")
+            advance = advance or sharding.classifier_scan_advance(trainer, mesh, data.train_latents, data.train_labels)
         if advance is None:
             latents = jnp.asarray(data.train_latents)
             labels = jnp.asarray(data.train_labels)
@@ -138,7 +151,7 @@ def train_classifier(
     params = jax.tree.map(np.asarray, result.state.params)
     heldout_loss = heldout_accuracy = None
     if data.heldout_latents.shape[0]:
-        evaluation = trainer.evaluate(result.state.params, jnp.asarray(data.heldout_latents), jnp.asarray(data.heldout_labels))
+        evaluation = trainer.evaluate(params, jnp.asarray(data.heldout_latents), jnp.asarray(data.heldout_labels))
         heldout_loss = float(evaluation["loss"])
         heldout_accuracy = [float(a) for a in np.asarray(evaluation["accuracy"])]
         log(f"{STAGE}: held-out loss {heldout_loss:.4f}, mean accuracy {np.mean(heldout_accuracy):.4f} "
@@ -147,12 +160,12 @@ def train_classifier(
         "stage": STAGE, "config": config.name, "seed": config.seed, "steps": result.step, "data": data.source,
         "num_train": data.num_train, "heldout_loss": heldout_loss, "heldout_accuracy": heldout_accuracy,
     }
-    directory = save_editors(workdir / "classifier", method, params, None, [], training=training, overwrite=True)
+    directory = save_editors(outputs / "classifier", method, params, None, [], training=training, overwrite=True)
     curves = loss_curves(metrics.read(STAGE), CLASSIFIER_METRICS)
     if curves:
-        small_multiples(curves, workdir / "classifier_losses.png", xlabel="step", ylabel="value", columns=1,
+        small_multiples(curves, outputs / "classifier_losses.png", xlabel="step", ylabel="value", columns=1,
                         panel_size=(640, 360), title=f"classifier ({config.name})")
-    write_json(workdir / "classifier_run.json", {"config": config.to_dict(), **training, "seconds_in_steps": result.seconds})
+    write_json(outputs / "classifier_run.json", {"config": config.to_dict(), **training, "seconds_in_steps": result.seconds})
     return ClassifierRun(params, directory, result.step, result.seconds, heldout_loss, heldout_accuracy)
 
 
@@ -160,7 +173,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work(args, config: TrainConfig) -> None:
         data = load_training_data(config)
         with PreemptionGuard() as guard:
-            train_classifier(config, data, Path(args.workdir), resume=args.resume, guard=guard)
+            train_classifier(config, data, Path(args.workdir), resume=args.resume, guard=guard, mesh=training_mesh(config))
 
     return run_cli("train.classifier", "train.classifier", argv, lambda parser: None, work, __doc__.splitlines()[0])
 
