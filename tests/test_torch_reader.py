@@ -476,7 +476,8 @@ def test_memory_map_views_equal_copies():
 # ------------------------------------------------------------------------------------------------
 # Flattening NVlabs module trees
 # ------------------------------------------------------------------------------------------------
-def _module(params=None, buffers=None, modules=None, non_persistent=(), **attrs) -> PersistentObject:
+def _module(params=None, buffers=None, modules=None, non_persistent=(),
+            **attrs) -> PersistentObject:
     state = {"_parameters": params or {}, "_buffers": buffers or {}, "_modules": modules or {},
              "_non_persistent_buffers_set": set(non_persistent), **attrs}
     return PersistentObject("Layer", state)
@@ -487,7 +488,8 @@ def test_module_state_dict_rules():
     child = _module({"weight": w, "bias": None}, {"filter": f, "scratch": f},
                     non_persistent=("scratch",))
     root = _module({"const": b}, modules={"fc": child, "empty": None},
-                   _init_kwargs={"z_dim": np.int64(32), "gain": np.float64(0.5), "nested": {"k": [1]}})
+                   _init_kwargs={"z_dim": np.int64(32), "gain": np.float64(0.5),
+                                 "nested": {"k": [1]}})
     assert list(module_state_dict(root)) == ["const", "fc.weight", "fc.filter"]
     assert list(module_state_dict(root, prefix="G")) == ["G.const", "G.fc.weight", "G.fc.filter"]
     kwargs = init_kwargs(root)
