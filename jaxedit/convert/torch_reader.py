@@ -1,37 +1,45 @@
 """Read PyTorch checkpoint files without torch and without executing anything from the file.
 
-Formats (detected from the first bytes, never from the file name):
+Formats (detected from the first bytes, never from the file name; only regular files are opened):
 
 * **zip** (`torch.save` since 1.6): `P/data.pkl` plus raw storages `P/data/<key>`, located through
-  the zip central directory (the local headers carry zero sizes) and read from a memory map, only
-  for the storages a tensor references;
+  the zip central directory (the local headers carry zero sizes); only stored (uncompressed)
+  members; storage bytes are read only for the tensors that reference them. TorchScript archives
+  (`torch.jit.save`) are recognised and refused;
 * **legacy** (`torch.save` before 1.6): five back-to-back pickles (magic number, protocol 1001,
   sys-info, the object, the storage keys) followed by `int64 count + raw bytes` per storage;
 * **plain pickle** (NVlabs `.pkl` network pickles), whose storages are legacy-format blobs reached
-  through `torch.storage._load_from_bytes`.
+  through `torch.storage._load_from_bytes` (a blob may hold only a storage: no blob in a blob).
 
-Every pickle goes through `jaxedit.convert.pickle_safe.RestrictedUnpickler` with the allow-list in
-`_GLOBALS`, each entry mapped to a stand-in defined here. What comes back:
+Every pickle goes through `jaxedit.convert.pickle_safe.RestrictedUnpickler` with the allow-list
+built in `CheckpointReader._make_globals`, each entry mapped to a stand-in defined here. What
+comes back:
 
 * tensors and `Parameter`s -> C-contiguous, writable `np.ndarray` copies (native byte order,
   shape and strides applied); bfloat16 -> `ml_dtypes.bfloat16` (bit-exact; `.astype(np.float32)`
   when needed). A parameter is not distinguished from a buffer by type: use the module's
-  `_parameters` / `_buffers` dicts (NVlabs) or the key names (state dicts);
+  `_parameters` / `_buffers` dicts (NVlabs) or the key names (state dicts). With
+  `memory_map=True` (zip only) contiguous tensors are read-only views into a map of the file;
 * `OrderedDict`, `dnnlib.util.EasyDict` -> plain `dict`; `argparse.Namespace` -> `NamespaceRecord`
   (a `dict` with attribute access); `torch.Size` -> `tuple`; `torch.device` -> `str`;
-* numpy scalars -> numpy scalars (`np.float64`...), numpy dtypes -> `np.dtype`;
+* numpy scalars -> numpy scalars (`np.float64`...), numpy dtypes -> `np.dtype` (plain numeric
+  kinds only; their BUILD step is the only state-setting allowed besides a Namespace's
+  attributes and a state dict's `_metadata`, which is discarded);
 * NVlabs persistent objects -> `PersistentObject(class_name, state)`; `state` is the module's
   `__dict__` (`_parameters`, `_buffers`, `_non_persistent_buffers_set`, `_modules`, `_init_kwargs`,
   plain attributes...). Every submodule in `_modules` is itself a `PersistentObject` (NVlabs marks
   every network class persistent; a plain `torch.nn.Module` subclass is refused as a global). The
   embedded `module_src` is dropped, never compiled.
 
+A result may hold nothing else: a bare allowed global or a storage outside a tensor is refused.
+
 Resource limits: each tensor's extent (offset + sum((size - 1) * stride)) is checked against the
 elements its storage really holds, each storage's element count against the bytes present, and
 the bytes materialised for tensors are charged to a budget (`max_total_bytes`, by default
 `DEFAULT_BUDGET_FACTOR` x file size + `DEFAULT_BUDGET_SLACK`) *before* anything is allocated, so a
 stride-0 expansion or many views of one storage cannot blow up memory. Pickles are capped in
-operations; flattening a module tree has depth and cycle limits.
+operations, dict keys are restricted to collision-safe types, a repeated storage blob is parsed
+once; flattening a module tree has depth and cycle limits.
 """
 
 from __future__ import annotations
