@@ -148,6 +148,9 @@ def draw_panel(
 
     if legend and data:
         y = plot_top + 4
+        widest = max(draw.textlength(name, font=small) for name in data)
+        draw.rectangle([plot_right - 114, plot_top + 2, plot_right - 84 + widest + 4, plot_top + 6 + len(data) * (font_size + 2)],
+                       fill=_BACKGROUND, outline=_GRID)
         for index, name in enumerate(data):
             color = PALETTE[index % len(PALETTE)]
             draw.line([(plot_right - 110, y + font_size // 2), (plot_right - 92, y + font_size // 2)], fill=color, width=2)
