@@ -144,7 +144,48 @@ def mode_meshes(out: Path, directory: Path) -> None:
     }
     result["checkpoint"] = checkpoint_round_trip(directory, *kept_4x2)
     result["train_transformers"] = train_transformers_on_meshes(directory.parent / "runs", official)
+    result["labelling"] = labelling_on_local_devices()
     out.write_text(json.dumps(result, indent=1))
+
+
+class _TinyGenerator:
+    """A stand-in generator for `label_generator_samples`: ws = tanh(z @ M), images from ws."""
+
+    z_dim, num_ws = 16, 3
+
+    def __init__(self):
+        self.matrix = np.random.default_rng(5).normal(size=(16, 8)).astype(np.float32)
+
+    def mapping(self, z, truncation_psi=1.0):
+        import jax.numpy as jnp
+
+        w = jnp.tanh(z @ self.matrix)
+        return jnp.repeat(w[:, None], self.num_ws, axis=1)
+
+    def synthesis(self, ws, noise_mode="const"):
+        import jax.numpy as jnp
+
+        return jnp.tanh(jnp.einsum("bld,c->bldc", ws, jnp.ones(3)))  # [B, num_ws, 8, 3] "images"
+
+
+def labelling_on_local_devices() -> dict:
+    """`jaxedit.data.labelling.label_generator_samples` with the batch over the 8 devices' "data"
+    axis vs on one device: the same latents and labels."""
+    import jax.numpy as jnp
+
+    from jaxedit.data.labelling import label_generator_samples
+
+    generator = _TinyGenerator()
+    classifier = lambda images: jax.nn.sigmoid(jnp.mean(images, axis=(1, 2)) @ jnp.ones((3, 40)) * 3.0)
+    spread = label_generator_samples(generator, classifier, 40, seed=2, batch_size=16, space="w+", progress=False)
+    single = label_generator_samples(generator, classifier, 40, seed=2, batch_size=16, space="w+", progress=False,
+                                     devices=[jax.devices()[0]])
+    return {
+        "count": int(spread.latents.shape[0]),
+        "latents_max_abs_diff": max_abs_diff(spread.latents, single.latents),
+        "probabilities_max_abs_diff": max_abs_diff(spread.probabilities, single.probabilities),
+        "labels_equal": bool(np.array_equal(spread.labels, single.labels)),
+    }
 
 
 def train_transformers_on_meshes(root: Path, problem_) -> dict:

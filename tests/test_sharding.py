@@ -123,6 +123,13 @@ def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equi
     assert result["classifier_heldout_loss_diff"] <= 1e-5, result
 
 
+def test_labelling_splits_batches_over_the_data_axis(equivalence):
+    """jaxedit.data.labelling on 8 local devices (batch over the mesh's "data" axis) == one device."""
+    result = equivalence["labelling"]
+    assert result["count"] == 40 and result["labels_equal"], result
+    assert result["latents_max_abs_diff"] <= 1e-6 and result["probabilities_max_abs_diff"] <= 1e-6, result
+
+
 def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
     """Must show: two jax.distributed processes on 127.0.0.1 (4 CPU devices each) train the 40
     transformers (attr over all 8 devices) and the classifier (data over all 8, each process

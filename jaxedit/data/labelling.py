@@ -7,8 +7,8 @@ builds the latent/label dataset the method trains on, and `save_latent_dataset` 
 `.npz` format (`latents`, `labels`, `names`; `jaxedit.data.latents`).
 
 Batches are rendered and classified on every local device at once: with more than one device the
-batch is laid out along a 1-d `jax.sharding.Mesh` over `jax.local_devices()` (split on the batch
-axis; params replicated by jit), with one device it is a plain jitted call. Seeds make the z
+batch is laid out along the "data" axis of a `jaxedit.sharding` mesh over `jax.local_devices()`
+(split on the batch axis; params replicated by jit), with one device it is a plain jitted call. Seeds make the z
 sample reproducible: batch i uses `fold_in(PRNGKey(seed), i)`.
 """
 
@@ -20,7 +20,6 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxedit.attributes import ATTRIBUTES
 from jaxedit.data.latents import LatentDataset, make_dataset, save_latent_dataset
@@ -49,8 +48,9 @@ def batch_placer(devices=None) -> Callable[[jax.Array], jax.Array]:
     devices = list(devices or jax.local_devices())
     if len(devices) == 1:
         return lambda batch: jax.device_put(batch, devices[0])
-    mesh = Mesh(np.asarray(devices), ("data",))
-    sharding = NamedSharding(mesh, PartitionSpec("data"))
+    from jaxedit.sharding import data_sharding, make_mesh
+
+    sharding = data_sharding(make_mesh(1, len(devices), devices=devices))  # the "data" axis of the jaxedit mesh
     return lambda batch: jax.device_put(batch, sharding)
 
 
