@@ -98,7 +98,20 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
     "ComplexDoubleStorage": np.dtype("<c16"),
     "UntypedStorage": np.dtype("u1"),
 }
-_STORAGE_QUALNAMES = frozenset(f"torch.{name}" for name in _STORAGE_DTYPES)
+_STORAGE_QUALNAMES = frozenset(
+    [f"torch.{name}" for name in _STORAGE_DTYPES] + ["torch.storage.UntypedStorage"])
+# torch dtype objects named in `_rebuild_tensor_v3` (torch >= 2.3 uses it for these dtypes and
+# more; the tensor's storage is then an UntypedStorage of bytes)
+_TORCH_DTYPES: dict[str, np.dtype] = {
+    "float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "float16": np.dtype("<f2"),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16), "int64": np.dtype("<i8"), "int32": np.dtype("<i4"),
+    "int16": np.dtype("<i2"), "int8": np.dtype("i1"), "uint8": np.dtype("u1"),
+    "bool": np.dtype("?"), "complex64": np.dtype("<c8"), "complex128": np.dtype("<c16"),
+    "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4"), "uint64": np.dtype("<u8"),
+    "float8_e4m3fn": np.dtype(ml_dtypes.float8_e4m3fn),
+    "float8_e5m2": np.dtype(ml_dtypes.float8_e5m2),
+}
+_TORCH_DTYPE_QUALNAMES = frozenset(f"torch.{name}" for name in _TORCH_DTYPES)
 _SIMPLE_DTYPE = re.compile(r"^[<>|=]?(b1|\?|i1|i2|i4|i8|u1|u2|u4|u8|f2|f4|f8|c8|c16)$")
 
 
@@ -244,8 +257,8 @@ class CheckpointReader:
         self.bytes_materialised = 0
         self.file_size = 0
         self._globals = self._make_globals()
-        self._blob_globals = {k: v for k, v in self._globals.items() if k.startswith("torch.")
-                              and k.endswith("Storage")}
+        self._blob_globals = {k: v for k, v in self._globals.items()
+                              if k in _STORAGE_QUALNAMES}
         self._in_blob = False
         self._blobs: dict[int, tuple[bytes, _StorageRef]] = {}
         self._legacy_headers: dict[bytes, bool] = {}  # validated header bytes -> big-endian
@@ -588,18 +601,30 @@ class CheckpointReader:
             if got != numel * dtype.itemsize:
                 raise CheckpointError(f"storage {short(storage.key)} is truncated")
         elif numel:
-            base = np.frombuffer(storage.buf, dtype=dtype, count=extent - offset,
-                                 offset=storage.offset + offset * dtype.itemsize)
+            raw = np.dtype(f"V{dtype.itemsize}")  # opaque elements: works for every dtype
+            base = np.frombuffer(storage.buf, dtype=raw, count=extent - offset, offset=start)
             view = np.lib.stride_tricks.as_strided(
                 base, shape=shape, strides=tuple(s * dtype.itemsize for s in strides),
                 writeable=False)
-            np.copyto(out, view)
+            np.copyto(out.view(raw), view)
             del base, view
         if numel and storage.big_endian and dtype.itemsize > 1:
             swap = (np.dtype(f"<f{dtype.itemsize // 2}") if dtype.kind == "c"
                     else np.dtype(f"<u{dtype.itemsize}"))
             out.view(swap).byteswap(inplace=True)
         return out
+
+    def _rebuild_tensor_v3(self, storage: Any, storage_offset: Any, size: Any, stride: Any,
+                           requires_grad: Any = False, hooks: Any = None, dtype: Any = None,
+                           *_rest: Any) -> Any:
+        """A tensor of `dtype` over an untyped (byte) storage; offset and strides in elements."""
+        if type(storage) is not _StorageRef or storage.dtype.itemsize != 1:
+            raise CheckpointError(f"tensor storage is a {short(storage)}, not an untyped storage")
+        if type(dtype) is not StandIn or dtype.qualname not in _TORCH_DTYPE_QUALNAMES:
+            raise CheckpointError(f"tensor dtype is a {short(dtype)}, not a torch dtype")
+        typed = _StorageRef(storage.key, dtype.value, storage.numel // dtype.value.itemsize,
+                            storage.buf, storage.offset, storage.big_endian, file=storage.file)
+        return self._rebuild_tensor(typed, storage_offset, size, stride)
 
     def _rebuild_parameter(self, data: Any, requires_grad: Any = False, hooks: Any = None,
                            *_rest: Any) -> Any:
@@ -635,6 +660,10 @@ class CheckpointReader:
 
         for stype, dtype in _STORAGE_DTYPES.items():
             add(f"torch.{stype}", value=dtype)
+        add("torch.storage.UntypedStorage", value=_STORAGE_DTYPES["UntypedStorage"])
+        for name, dtype in _TORCH_DTYPES.items():
+            add(f"torch.{name}", value=dtype)
+        add("torch._utils._rebuild_tensor_v3", call=self._rebuild_tensor_v3)
         add("torch._utils._rebuild_tensor_v2", call=self._rebuild_tensor)
         add("torch._utils._rebuild_tensor", call=self._rebuild_tensor)
         add("torch._utils._rebuild_parameter", call=self._rebuild_parameter)
