@@ -1,7 +1,7 @@
 """Every command given bad input exits non-zero with ONE line on stderr and no traceback.
 
 Missing files, directories of the wrong kind, unreadable files, malformed numbers or ranges and
-unknown attributes, for `jaxedit convert / generate / edit / info` (in-process through `main`, plus
+unknown attributes, for `jaxedit convert / generate / edit / eval / info` (in-process through `main`, plus
 a real subprocess) and `python -m train`, `python -m train.classifier`, `python -m
 train.transformers` (subprocesses). `--debug` shows the traceback instead.
 """
@@ -113,6 +113,13 @@ def _cases(w):
         (["edit", gen, eds, "--latent", str(r / "w_bad.npy"), "--attr", "Smiling=1", "--out", out], "got [2, 7]"),
         (["edit", gen, eds, "--latent", str(r / "w_nan.npy"), "--attr", "Smiling=1", "--out", out], "non-finite"),
         (["edit", gen, eds, "--seed", "1", "--attr", "Smiling=1"], "required: --out"),
+        # eval
+        (["eval", str(r / "nowhere")], "no such directory"),
+        (["eval", gen], "holds 'generator', expected 'editors'"),
+        (["eval", eds, "--attributes", "Smilng"], "did you mean Smiling"),
+        (["eval", eds, "--count", "abc"], "invalid int value: 'abc'"),
+        (["eval", eds, "--image-classifier", "a:b"], "need --generator"),
+        (["eval", eds, "--generator", str(r / "nowhere")], "no such directory"),
         # info
         (["info", str(r / "nowhere")], "no such directory"),
         (["info", str(r / "notes.txt")], "not a directory"),
