@@ -61,20 +61,24 @@ def test_exact_edits_flip_every_target_and_keep_everything_else(report):
     assert final["all_targets_flipped"] == 1.0 and final["targets_flipped"] == 1.0
     assert final["others_kept"] == 1.0 and final["others_kept_successful"] == 1.0
     assert final["identity_kept"] == 1.0 and final["per_target_flipped"] == {a: 1.0 for a in ATTRIBUTES[:4]}
-    assert all(step["earlier_targets_kept"] == 1.0 for step in report["methods"]["exact"]["steps"])
+    steps = report["methods"]["exact"]["steps"]
+    assert steps[0]["earlier_targets_kept"] is None and all(step["earlier_targets_kept"] == 1.0 for step in steps[1:])
 
 
 def test_side_effects_and_undone_edits_are_counted(report):
     steps = report["methods"]["leaky"]["steps"]
     assert [s["others_kept"] for s in steps] == [1.0, 1.0, pytest.approx(35 / 36), pytest.approx(35 / 36)]
     assert [s["identity_kept"] for s in steps] == [1.0, 1.0, 0.0, 0.0]  # cosine 34/36 < 0.99
-    assert steps[3]["earlier_targets_kept"] == pytest.approx(2 / 3)  # attribute 0 was undone
+    assert steps[3]["earlier_targets_kept"] == pytest.approx(2 / 3)  # attribute 0 was undone, 1 and 2 kept
     final = report["methods"]["leaky"]["final"]
     assert final["all_targets_flipped"] == 0.0 and final["targets_flipped"] == pytest.approx(3 / 4)
     assert final["per_target_flipped"][ATTRIBUTES[0]] == 0.0
 
 
 def test_partial_success_is_measured_per_latent(report):
+    steps = report["methods"]["weak"]["steps"]
+    assert [s["target_flipped"] for s in steps] == [pytest.approx(3 / 8)] * 4
+    assert all(s["earlier_targets_kept"] == 1.0 for s in steps[1:])  # conditional on having been reversed
     final = report["methods"]["weak"]["final"]
     assert final["all_targets_flipped"] == pytest.approx(3 / 8)
     assert final["others_kept"] == 1.0 and final["identity_kept"] == 1.0

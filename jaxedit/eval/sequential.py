@@ -13,8 +13,9 @@ the original latents' labels and identity embeddings:
 - `others_kept_successful`: the same over the latents whose targets all flipped;
 - `identity_kept`: share of latents whose identity cosine to the original stays above `threshold`
   (`identity_kept_successful`: over the latents whose targets all flipped);
-- `earlier_targets_kept` (per step): share of the earlier targets still reversed after this step
-  (whether a later edit undoes an earlier one).
+- `earlier_targets_kept` (per step): of the (latent, earlier target) pairs reversed before this
+  step, the share still reversed after it (whether a later edit undoes an earlier one; None at
+  the first step or when nothing was reversed).
 
 Methods are `jaxedit.eval.protocol.EditMethod`s, so ours, InterFaceGAN and its conditional variant
 go through the same code; the labeller and embedder are arguments (synthetic world or real models).
@@ -71,6 +72,7 @@ def sequential_edit_report(
     for method in methods:
         current = latents
         steps = []
+        reversed_before = np.zeros((labels0.shape[0], 0), bool)
         for k, (name, j) in enumerate(zip(targets, columns)):
             towards = np.where(labels0[:, j], -1.0, 1.0).astype(np.float32)  # reverse, from the original label
             strength = jnp.asarray(towards * method.strength)
@@ -84,10 +86,13 @@ def sequential_edit_report(
             reversed_ = labels[:, done] != labels0[:, done]  # [N, k+1]
             all_flipped = reversed_.all(axis=1)
             cosines = metrics.cosine_similarity(emb0, embeddings)
+            was_reversed = reversed_before  # earlier targets reversed before this step: still reversed after it?
+            kept = float(np.mean(reversed_[:, :-1][was_reversed])) if was_reversed.any() else None
+            reversed_before = reversed_
             steps.append({
                 "attribute": name,
                 "target_flipped": float(np.mean(reversed_[:, -1])),
-                "earlier_targets_kept": float(np.mean(reversed_[:, :-1])) if k else 1.0,
+                "earlier_targets_kept": kept,
                 "targets_flipped": float(np.mean(reversed_)),
                 "all_targets_flipped": float(np.mean(all_flipped)),
                 "others_kept": _share_kept(labels0, labels, others, everyone),
@@ -130,6 +135,7 @@ def format_sequential_report(report: dict) -> str:
         cells = []
         for name in methods:
             s = report["methods"][name]["steps"][k]
-            cells.append(f"{100 * s['target_flipped']:.1f} / {100 * s['earlier_targets_kept']:.1f} / {100 * s['others_kept']:.1f}")
+            kept = "-" if s["earlier_targets_kept"] is None else f"{100 * s['earlier_targets_kept']:.1f}"
+            cells.append(f"{100 * s['target_flipped']:.1f} / {kept} / {100 * s['others_kept']:.1f}")
         lines.append(f"| {k + 1}. {attribute} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
