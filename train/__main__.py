@@ -244,7 +244,7 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     }
     result, table = run_suite(
         editors, label_fn, synthetic.identity_embedder(world), sampler, out, suite_settings, attributes=names,
-        extra_settings=extra, title="Synthetic world (stand-in for render + annotate), the seed's protocol",
+        extra_settings=extra, title=f"{world.describe()}; the seed's protocol",
         baseline_latents=latents, baseline_probabilities=probabilities, log=log,
     )
     timings["evaluation"] = time.perf_counter() - tick
