@@ -638,7 +638,7 @@ class ShardedTrainCheckpointer(TrainCheckpointer):
             raise TrainingError(f"{path}: not a complete checkpoint")
         record = json.loads((path / RECORD_ITEM / "metadata").read_text())
         wanted = self._unpadded_layout(template)
-        if record.get("layout") != wanted or record.get("num_attributes") != self.num_attributes:
+        if record.get("layout") != wanted or record.get("num_attributes", self.num_attributes) != self.num_attributes:
             raise ConfigError(
                 f"{path}: checkpoint of a different training setup ({_first_difference(record.get('layout'), wanted)}); "
                 "resume with the same config, overrides and attributes as the interrupted run"
@@ -650,7 +650,26 @@ class ShardedTrainCheckpointer(TrainCheckpointer):
         except Exception as error:  # orbax raises many types for damaged or mismatched directories
             raise TrainingError(f"{path}: cannot restore ({type(error).__name__}: {error})".splitlines()[0]) from error
         state = fit_restored_state(restored[STATE_ITEM], self.num_attributes, saved_rows, direct, self.mesh)
+        # A checkpoint written by the one-device TrainCheckpointer holds numpy arrays: place them.
+        state = jax.tree_util.tree_map(_place, state, transformer_state_sharding(state, self.mesh))
         return state, record
+
+
+def holds_sharded_checkpoints(directory: str | Path) -> bool:
+    """Whether ``directory`` holds complete checkpoints written by `ShardedTrainCheckpointer`
+    (a one-device resume must then read them with it, on `single_device_mesh()`)."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return False
+    for path in directory.iterdir():
+        if is_complete_step_dir(path):
+            try:
+                record = json.loads((path / RECORD_ITEM / "metadata").read_text())
+            except (OSError, json.JSONDecodeError):
+                continue
+            if "padded_attributes" in record:
+                return True
+    return False
 
 
 def sharded_scan_advance(
@@ -756,6 +775,7 @@ __all__ = [
     "fit_restored_state",
     "restore_sharded_checkpoint",
     "ShardedTrainCheckpointer",
+    "holds_sharded_checkpoints",
     "sharded_scan_advance",
     "sharded_classifier_scan_indexed",
     "classifier_scan_advance",

@@ -212,6 +212,13 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
                               log=quiet, mesh=S.make_mesh(8, 1))
     resumed = train_transformers(config, data, classifier_params, "all", root / "sharded", resume=True, log=quiet,
                                  mesh=S.make_mesh(6, 1, devices=jax.devices()[:6]))
+    # A one-device checkpoint resumed on a mesh, and a sharded one resumed on one device.
+    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_mesh", log=quiet)
+    to_mesh = train_transformers(config, data, classifier_params, "all", root / "to_mesh", resume=True, log=quiet,
+                                 mesh=S.make_mesh(8, 1))
+    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_one", log=quiet,
+                       mesh=S.make_mesh(8, 1))
+    to_one = train_transformers(config, data, classifier_params, "all", root / "to_one", resume=True, log=quiet)
     from jaxedit.latent import load_editors
     from train.classifier import train_classifier
 
@@ -227,6 +234,9 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
         "steps": [single.steps, half.steps, resumed.steps],
         "attributes": len(resumed.attributes),
         "params_max_abs_diff": max_abs_diff(resumed.params, single.params),
+        "one_device_checkpoint_resumed_on_8x1_max_abs_diff": max_abs_diff(to_mesh.params, single.params),
+        "sharded_checkpoint_resumed_on_one_device_max_abs_diff": max_abs_diff(to_one.params, single.params),
+        "resumed_steps": [to_mesh.steps, to_one.steps],
         "editors_dir_max_abs_diff": max_abs_diff(editors.transformer_params, single.params),
         "checkpoint_steps": sorted(int(p.name) for p in (root / "sharded" / "checkpoints" / "transformers").iterdir() if p.name.isdigit()),
     }

@@ -112,11 +112,16 @@ def test_checkpoint_from_4x2_restores_on_8x1_and_one_device(equivalence):
 
 def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equivalence):
     """The real training loop (train.transformers) on meshes: stopped half way on 8x1 (sharded
-    checkpoint), resumed on 6x1 (40 attributes padded to 42), the editors equal the one-device run."""
+    checkpoint), resumed on 6x1 (40 attributes padded to 42), the editors equal the one-device run;
+    likewise one device -> 8x1 and 8x1 -> one device."""
     result = equivalence["train_transformers"]
     assert result["steps"] == [4, 2, 4] and result["attributes"] == 40 and result["checkpoint_steps"] == [2, 4]
     assert result["params_max_abs_diff"] <= 1e-6, result
     assert result["editors_dir_max_abs_diff"] <= 1e-6, result
+    # Checkpoints cross between the one-device and the sharded loop in both directions.
+    assert result["resumed_steps"] == [4, 4]
+    assert result["one_device_checkpoint_resumed_on_8x1_max_abs_diff"] <= 1e-6, result
+    assert result["sharded_checkpoint_resumed_on_one_device_max_abs_diff"] <= 1e-6, result
     # train.classifier data-parallel over 8 devices (the batch split 8 ways, gradients all-reduced).
     assert result["classifier_steps"] == [4, 4]
     assert result["classifier_params_max_abs_diff"] <= 0.05 * result["classifier_lr"], result

@@ -44,6 +44,7 @@ from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
     check_resume_fingerprint,
+    checkpoint_dir,
     open_checkpointer,
     output_dir,
     training_mesh,
@@ -153,6 +154,8 @@ def train_transformers(
     fingerprint.pop("attributes", None)
     classifier_params = jax.tree.map(jnp.asarray, classifier_params)
     own_checkpointer = checkpointer is None
+    if mesh is None and checkpointer is None and resume and sharding.holds_sharded_checkpoints(checkpoint_dir(workdir, STAGE)):
+        mesh = sharding.single_device_mesh()  # checkpoints of a sharded run: read them with the sharded checkpointer
     if mesh is not None:
         make = functools.partial(sharding.ShardedTrainCheckpointer, mesh=mesh, num_attributes=len(indices))
         checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume, make=make)
