@@ -175,7 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         with PreemptionGuard() as guard:
             train_classifier(config, data, Path(args.workdir), resume=args.resume, guard=guard, mesh=training_mesh(config))
 
-    return run_cli("train.classifier", "train.classifier", argv, lambda parser: None, work, __doc__.splitlines()[0])
+    return run_cli("train.classifier", "train.classifier", argv, lambda parser: None, work,
+                   "Train the latent classifier C (its result: WORKDIR/classifier).")
 
 
 if __name__ == "__main__":

@@ -266,7 +266,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             train_transformers(config, data, classifier_params, attributes, Path(args.workdir), resume=args.resume, guard=guard,
                                mesh=training_mesh(config))
 
-    return run_cli("train.transformers", "train.transformers", argv, build, work, __doc__.splitlines()[0])
+    return run_cli("train.transformers", "train.transformers", argv, build, work,
+                   "Train attribute transformers (all 40 by default) at once, in one vmapped program.")
 
 
 if __name__ == "__main__":
