@@ -224,6 +224,21 @@ def test_malicious_files_are_refused(tmp_path, capsys, name):
     assert nothing_written(tmp_path / "out")
 
 
+def test_missing_average_latent_is_estimated_and_said(tmp_path, capsys, rosinality_state):
+    state = rosinality_state[0]
+    src = tmp_path / "g_ema_only.pt"
+    write_torch_zip(src, {"g_ema": OrderedDict((k, Tensor(v)) for k, v in state.items())})
+    code, out, err = run_cli(capsys, "convert", "stylegan2", src, tmp_path / "out")
+    assert code == 0, err
+    assert "note: no average latent stored; estimated as the mean of mapping(z) over 10000 z" in out
+    g = load_generator(tmp_path / "out")
+    z = np.random.default_rng(1).standard_normal((4000, 32)).astype(np.float32)
+    independent = np.asarray(g.mapping(z))[:, 0].mean(axis=0)
+    # two sample means of the same distribution: close relative to the spread of w
+    spread = float(np.asarray(g.mapping(z))[:, 0].std())
+    assert np.max(np.abs(np.asarray(g.w_avg) - independent)) < 0.1 * spread
+
+
 def test_existing_output_needs_overwrite(tmp_path, capsys):
     src = STYLEGAN2_FIXTURES / "rosinality_small.pt"
     out = tmp_path / "gen"

@@ -170,3 +170,12 @@ def test_random_noise_is_keyed_and_differs_from_const(generators):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert np.max(np.abs(np.asarray(a) - np.asarray(c))) > 1e-2
     assert np.max(np.abs(nchw(a) - io["img_const"])) > 1e-2
+
+
+def test_generator_module_renders_the_truncated_fixture(generators):
+    """The linen `Generator` (mapping + truncation + synthesis in one apply) on the converted params."""
+    from jaxedit.stylegan2 import Generator
+
+    g, io = generators["nvlabs_small"], io_of("nvlabs_small")
+    images = Generator(g.config).apply({"params": g.params}, io["z"], g.w_avg, 0.7, 4)
+    assert_close(nchw(images), io["img_trunc07_cut4"], "Generator.apply img_trunc07_cut4")
