@@ -18,7 +18,6 @@ from jaxedit.errors import ConfigError, InputError
 from jaxedit.stylegan2 import (
     GeneratorConfig,
     MappingNetwork,
-    SynthesisNetwork,
     mix_styles,
     random_generator,
     truncate,
