@@ -1,8 +1,9 @@
 """The latent/label data a training run reads, as one `TrainingData` (host numpy arrays).
 
 `load_training_data(config)` builds it from the config: `data="files"` reads `config.latents` and
-`config.labels` (.npy, or .npz holding `latents` and `labels`), `data="synthetic"` samples the
-embedded synthetic world (`jaxedit.data.synthetic`). The first `round(train_fraction * N)` rows
+`config.labels` with `jaxedit.data.latents.load_latent_dataset` (.npy pairs, or our .npz holding
+`latents` and `labels`), `data="synthetic"` samples the embedded synthetic world
+(`jaxedit.data.synthetic`). The first `round(train_fraction * N)` rows
 train, the rest are held out (the official 90/10 split, in file order).
 """
 
@@ -14,6 +15,7 @@ from typing import Callable
 
 import numpy as np
 
+from jaxedit.data.latents import LatentDataset, load_latent_dataset, make_dataset, split_dataset
 from jaxedit.errors import ConfigError, InputError
 from train.configs import TrainConfig
 
@@ -62,43 +64,23 @@ class TrainingData:
             raise InputError(f"{self.source or 'latents'}: latents hold NaN or infinite values")
 
 
-def from_arrays(latents, labels, train_fraction: float, source: str = "") -> TrainingData:
-    """TrainingData from arrays; labels in {0, 1} or {-1, 1} (CelebA's file coding) become {0, 1}."""
-    latents = np.asarray(latents, np.float32)
-    labels = np.asarray(labels)
-    if labels.ndim != 2:
-        raise InputError(f"{source or 'labels'}: expected labels [N, A], got shape {list(labels.shape)}")
-    values = np.unique(labels)
-    if np.all(np.isin(values, (-1, 1))) and (values == -1).any():
-        labels = (labels > 0)
-    elif not np.all(np.isin(values, (0, 1))):
-        raise InputError(f"{source or 'labels'}: labels must be 0/1 or -1/1, found values like {values[:5].tolist()}")
-    num_train = int(round(train_fraction * latents.shape[0]))
-    return TrainingData(latents, labels.astype(np.float32), max(1, min(num_train, latents.shape[0])), source)
+def from_arrays(latents, labels, train_fraction: float, source: str = "", names=None) -> TrainingData:
+    """TrainingData from arrays, validated by `jaxedit.data.latents.make_dataset` (labels 0/1 or
+    CelebA's -1/1; named columns put in CelebA order); the first round(train_fraction * N) rows train."""
+    return from_dataset(make_dataset(latents, labels, names, source), train_fraction)
 
 
-def _read_array(path: Path, key: str) -> np.ndarray:
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory, expected a .npy or .npz file")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npy/.npz file ({error})".splitlines()[0]) from error
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            if key not in loaded.files:
-                raise InputError(f"{path}: no array {key!r} (holds {', '.join(loaded.files) or 'nothing'})")
-            return np.asarray(loaded[key])
-    return np.asarray(loaded)
+def from_dataset(dataset: LatentDataset, train_fraction: float) -> TrainingData:
+    """TrainingData of a `LatentDataset`, split as `jaxedit.data.latents.split_dataset` does."""
+    train, _ = split_dataset(dataset, train_fraction)
+    return TrainingData(dataset.latents, dataset.labels, len(train), dataset.source)
 
 
 def _npz_has(path: Path, key: str) -> bool:
     try:
         with np.load(path, allow_pickle=False) as loaded:
             return key in getattr(loaded, "files", ())
-    except (OSError, ValueError, EOFError):
+    except (OSError, ValueError, EOFError, AttributeError):
         return False
 
 
@@ -111,14 +93,13 @@ def load_training_data(config: TrainConfig, synthetic: Callable[[TrainConfig], T
         if not config.latents:
             raise ConfigError(f"config {config.name!r} reads files: pass --latents FILE.npy (and --labels FILE.npy)")
         latents_path = Path(config.latents)
-        latents = _read_array(latents_path, "latents")
-        if latents_path.suffix == ".npz" and (not config.labels or not Path(config.labels).exists()) and _npz_has(latents_path, "labels"):
-            labels = _read_array(latents_path, "labels")  # an .npz holding both wins over a default labels path
-        elif config.labels:
-            labels = _read_array(Path(config.labels), "labels")
-        else:
+        labels_path: Path | None = Path(config.labels) if config.labels else None
+        if latents_path.suffix == ".npz" and (labels_path is None or not labels_path.exists()) and _npz_has(latents_path, "labels"):
+            labels_path = None  # an .npz holding both wins over a default labels path that is not there
+        elif labels_path is None and latents_path.suffix != ".npz":
             raise ConfigError("pass --labels FILE.npy (or an .npz --latents holding 'latents' and 'labels')")
-        data = from_arrays(latents, labels, method.train_fraction, source=str(latents_path))
+        dataset = load_latent_dataset(latents_path, labels_path)
+        data = from_dataset(dataset, method.train_fraction)
     data.check(method.latent_shape, method.num_attributes)
     return data
 

@@ -2,8 +2,9 @@
 
 One run is a fixed sequence of update steps: `Schedule` says how many (epochs x steps per epoch,
 drop-last batches, optionally cut at `max_steps`), `BatchOrder` which training rows each step
-reads. Epoch e's order is a permutation drawn from (seed, e) alone, so the rows of step s are a
-pure function of (seed, s): a run resumed at step s reads exactly what the uninterrupted run read.
+reads. Epoch e's order is a permutation drawn from (seed, e) alone
+(`jaxedit.data.latents.epoch_indices`), so the rows of step s are a pure function of (seed, s): a
+run resumed at step s reads exactly what the uninterrupted run read.
 
 `run_steps` advances a state chunk by chunk (one compiled `lax.scan` call per chunk). Chunks are
 laid out from each epoch's start in pieces of `steps_per_call` (the last piece of an epoch may be
@@ -33,6 +34,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from jaxedit.data.latents import epoch_indices
 from jaxedit.errors import ConfigError, TrainingError
 from jaxedit.training_state import EXIT_PREEMPTED, PreemptionGuard
 
@@ -92,11 +94,6 @@ class Schedule:
         return min(end, self.total_steps)
 
 
-def epoch_permutation(seed: int, epoch: int, num_rows: int) -> np.ndarray:
-    """int64 [num_rows]: the order of the training rows in epoch `epoch`, a function of (seed, epoch)."""
-    return np.random.default_rng([int(seed), int(epoch), 0x6A78]).permutation(num_rows)
-
-
 class BatchOrder:
     """Which training rows each step reads: `indices(start, count)` -> int32 [count, batch_size]."""
 
@@ -105,19 +102,20 @@ class BatchOrder:
         self.seed = int(seed)
         self._cache: dict[int, np.ndarray] = {}
 
-    def _epoch(self, epoch: int) -> np.ndarray:
+    def epoch(self, epoch: int) -> np.ndarray:
+        """int32 [steps_per_epoch, batch_size]: `jaxedit.data.latents.epoch_indices(seed, epoch, ...)`."""
         if epoch not in self._cache:
             if len(self._cache) > 2:
                 self._cache.clear()
-            self._cache[epoch] = epoch_permutation(self.seed, epoch, self.schedule.num_train)
+            self._cache[epoch] = np.asarray(
+                epoch_indices(self.seed, epoch, self.schedule.num_train, self.schedule.batch_size), np.int32)
         return self._cache[epoch]
 
     def indices(self, start: int, count: int) -> np.ndarray:
-        batch = self.schedule.batch_size
-        rows = np.empty((count, batch), np.int32)
+        rows = np.empty((count, self.schedule.batch_size), np.int32)
         for offset in range(count):
             epoch, position = divmod(start + offset, self.schedule.steps_per_epoch)
-            rows[offset] = self._epoch(epoch)[position * batch : (position + 1) * batch]
+            rows[offset] = self.epoch(epoch)[position]
         return rows
 
 
