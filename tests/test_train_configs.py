@@ -160,3 +160,22 @@ def test_guard_restores_the_previous_handlers():
         signal.raise_signal(signal.SIGTERM)
         assert guard.requested and guard.signal_name == "SIGTERM"
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_training_data_from_the_official_npy_pair_and_from_a_synthetic_hook(tmp_path):
+    from tests.train_tiny import tiny_arrays, tiny_config, tiny_data
+    from train.data import load_training_data
+
+    latents, labels = tiny_arrays(200)
+    np.save(tmp_path / "dlatents.npy", latents)
+    np.save(tmp_path / "anno.npy", np.where(labels > 0, 1, -1).astype(np.int64))  # CelebA's -1/1 coding
+    config = apply_overrides(tiny_config(), {"latents": str(tmp_path / "dlatents.npy"), "labels": str(tmp_path / "anno.npy")})
+    data = load_training_data(config)
+    assert data.num_train == 180 and data.heldout_latents.shape == (20, 2, 16)
+    np.testing.assert_array_equal(data.labels, labels)
+    synthetic = apply_overrides(tiny_config(), {"data": "synthetic", "synthetic_samples": 400})
+    hooked = load_training_data(synthetic, synthetic=lambda c: tiny_data(c.synthetic_samples))
+    assert hooked.latents.shape == (400, 2, 16) and hooked.num_train == 360
+    with pytest.raises(InputError, match=r"expects \[N, 2, 16\]"):
+        load_training_data(synthetic, synthetic=lambda c: tiny_data(400).__class__(
+            np.zeros((400, 3, 16), np.float32), tiny_data(400).labels, 360, "wrong"))
