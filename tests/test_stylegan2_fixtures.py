@@ -174,8 +174,11 @@ def test_random_noise_is_keyed_and_differs_from_const(generators):
 
 def test_generator_module_renders_the_truncated_fixture(generators):
     """The linen `Generator` (mapping + truncation + synthesis in one apply) on the converted params."""
+    import jax
+
     from jaxedit.stylegan2 import Generator
 
     g, io = generators["nvlabs_small"], io_of("nvlabs_small")
-    images = Generator(g.config).apply({"params": g.params}, io["z"], g.w_avg, 0.7, 4)
+    module = Generator(g.config)
+    images = jax.jit(lambda params, z, w_avg: module.apply({"params": params}, z, w_avg, 0.7, 4))(g.params, io["z"], g.w_avg)
     assert_close(nchw(images), io["img_trunc07_cut4"], "Generator.apply img_trunc07_cut4")
