@@ -7,8 +7,10 @@ Rebuilds the run's synthetic world (a stand-in for "render, then annotate"; see
 `jaxedit.data.synthetic`) from the editors' training record, fits InterFaceGAN (and its conditional
 variant) on freshly labelled latents of that world, estimates the identity threshold at 0.1% false
 acceptance, and edits `--count` fresh latents with each method, step by step, each step reversing
-its attribute (ours: alpha 1.25, InterFaceGAN: distance 3; `jaxedit.eval.sequential`). Prints a
-Markdown table and writes `RUN_DIR/sequential_edits.json`.
+its attribute (ours: alpha 1.25, InterFaceGAN: distance 3; `jaxedit.eval.sequential`). Then sweeps
+every method's strength (`--fractions` of its table strength) and compares the methods at the same
+share of reversed targets (InterFaceGAN interpolated at ours' rate). Prints Markdown tables and
+writes `RUN_DIR/sequential_edits.json`.
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ def build_world(editors):
 def run(args: argparse.Namespace) -> dict:
     from jaxedit.data import synthetic
     from jaxedit.eval import baselines, identity, protocol
-    from jaxedit.eval.sequential import format_sequential_report, sequential_edit_report
+    from jaxedit.eval.sequential import at_matched_reversal, format_sequential_report, sequential_edit_report, strength_curve
     from jaxedit.latent import load_editors
     from jaxedit.latent.losses import correlation_matrix
     from jaxedit.attributes import ATTRIBUTES
@@ -75,6 +77,28 @@ def run(args: argparse.Namespace) -> dict:
                           "preset": editors.preset.name, "world": world.describe(),
                           "seconds": round(time.perf_counter() - started, 1)}
     print(format_sequential_report(report))
+    if args.fractions:
+        fractions = [float(f) for f in args.fractions.split(",")]
+        curve = strength_curve(methods, label, embed, latents, args.sequence.split(","), threshold, fractions)
+        report["curve"] = curve
+        print("\nStrength curve (fractions of each method's table strength): targets reversed / others kept / identity kept, %")
+        print("| fraction | " + " | ".join(curve) + " |")
+        print("|---|" + "---|" * len(curve))
+        for i, fraction in enumerate(sorted(fractions)):
+            cells = [f"{100 * p[i]['targets_flipped']:.1f} / {100 * p[i]['others_kept']:.1f} / {100 * p[i]['identity_kept']:.1f}" for p in curve.values()]
+            print(f"| {fraction:g} | " + " | ".join(cells) + " |")
+        ours = report["methods"]["ours"]["final"]
+        report["matched"] = {}
+        print(f"\nAt ours' reversal rate ({100 * ours['targets_flipped']:.1f}% of targets, alpha {args.alpha:g}): others kept / identity kept, %")
+        print(f"- ours: {100 * ours['others_kept']:.2f} / {100 * ours['identity_kept']:.2f}")
+        for name in [n for n in curve if n != "ours"]:
+            matched = at_matched_reversal(curve[name], ours["targets_flipped"])
+            report["matched"][name] = matched
+            if matched is None:
+                print(f"- {name}: its curve does not reach {100 * ours['targets_flipped']:.1f}% (range "
+                      f"{100 * min(p['targets_flipped'] for p in curve[name]):.1f}..{100 * max(p['targets_flipped'] for p in curve[name]):.1f}%)")
+            else:
+                print(f"- {name} (distance {matched['strength']:.2f}, interpolated): {100 * matched['others_kept']:.2f} / {100 * matched['identity_kept']:.2f}")
     out = Path(args.json) if args.json else run_dir / "sequential_edits.json"
     out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"\nwritten to {out} in {report['settings']['seconds']:.0f} s", file=sys.stderr)
@@ -91,6 +115,9 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-samples", type=int, default=20_000, help="labelled latents InterFaceGAN is fitted on")
     parser.add_argument("--identity-samples", type=int, default=4000)
     parser.add_argument("--identity-pairs", type=int, default=100_000)
+    parser.add_argument("--fractions", default="0.25,0.5,1,1.5,2",
+                        help="also sweep every method's strength over these fractions of its table strength and compare "
+                             "at ours' reversal rate ('' to skip)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default="", help="where to write the JSON (default RUN_DIR/sequential_edits.json)")
     args = parser.parse_args(argv)

@@ -139,3 +139,40 @@ def format_sequential_report(report: dict) -> str:
             cells.append(f"{100 * s['target_flipped']:.1f} / {kept} / {100 * s['others_kept']:.1f}")
         lines.append(f"| {k + 1}. {attribute} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def strength_curve(
+    methods: Sequence[EditMethod],
+    labeller: Labeller,
+    embedder: Embedder,
+    latents,
+    sequence: Sequence[str | int],
+    threshold: float,
+    fractions: Sequence[float] = (0.25, 0.5, 1.0, 1.5, 2.0),
+    labeller_attributes: Sequence[str] = ATTRIBUTES,
+    batch_size: int = 1000,
+) -> dict:
+    """The final numbers of `sequential_edit_report` at several fractions of each method's table
+    strength: `{method: [{"fraction", "strength", **final}, ...]}` (fractions ascending)."""
+    import dataclasses
+
+    curve: dict = {m.name: [] for m in methods}
+    for fraction in sorted(float(f) for f in fractions):
+        scaled = [dataclasses.replace(m, strength=m.strength * fraction) for m in methods]
+        report = sequential_edit_report(scaled, labeller, embedder, latents, sequence, threshold, labeller_attributes, batch_size)
+        for m in scaled:
+            curve[m.name].append({"fraction": fraction, "strength": m.strength, **report["methods"][m.name]["final"]})
+    return curve
+
+
+def at_matched_reversal(points: Sequence[dict], targets_flipped: float) -> dict | None:
+    """`others_kept` and `identity_kept` of a method at a given `targets_flipped`, interpolated
+    linearly between the two curve points around it (None when outside the curve's range)."""
+    ordered = sorted(points, key=lambda p: p["targets_flipped"])
+    for low, high in zip(ordered, ordered[1:]):
+        if low["targets_flipped"] <= targets_flipped <= high["targets_flipped"]:
+            span = high["targets_flipped"] - low["targets_flipped"]
+            t = 0.0 if span == 0 else (targets_flipped - low["targets_flipped"]) / span
+            return {key: low[key] + t * (high[key] - low[key])
+                    for key in ("others_kept", "identity_kept", "strength", "all_targets_flipped")} | {"targets_flipped": targets_flipped}
+    return None
