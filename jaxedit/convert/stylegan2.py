@@ -565,8 +565,10 @@ def convert_stylegan2(src: str | Path, dest: str | Path | None = None, overwrite
 
     src = Path(src)
     dest = Path(dest) if dest is not None else default_output_dir(src)
-    if not src.is_file():
+    if not src.exists():
         raise CheckpointError(f"{src}: no such file")
+    if not src.is_file():
+        raise CheckpointError(f"{src}: not a file (expected a .pt / .pkl checkpoint)")
     if dest.exists() and not overwrite:
         raise CheckpointError(f"{dest} already exists; pass --overwrite to replace it")
     obj = torch_reader.read_checkpoint(src)
