@@ -179,3 +179,52 @@ def test_training_data_from_the_official_npy_pair_and_from_a_synthetic_hook(tmp_
     with pytest.raises(InputError, match=r"expects \[N, 2, 16\]"):
         load_training_data(synthetic, synthetic=lambda c: tiny_data(400).__class__(
             np.zeros((400, 3, 16), np.float32), tiny_data(400).labels, 360, "wrong"))
+
+
+class _RecordingCheckpointer:
+    def __init__(self, directory):
+        self.directory = directory
+        self.saved: list[int] = []
+
+    def save(self, step, state, record):
+        assert record["step_in_record"] == step
+        self.saved.append(step)
+        return True
+
+
+def _run_fake_loop(tmp_path, checkpoint_every, checkpoint_seconds, sleep, guard=None):
+    import time as _time
+
+    from jaxedit.latent.loop import run_steps
+
+    schedule = Schedule(num_train=40, batch_size=4, epochs=2)  # 10 steps per epoch, 20 in all
+
+    def advance(state, indices):
+        _time.sleep(sleep)
+        return {"w": state["w"] + len(indices)}, {"loss": np.ones((len(indices), 1))}
+
+    checkpointer = _RecordingCheckpointer(tmp_path)
+    result = run_steps({"w": np.zeros(2)}, start_step=0, schedule=schedule, order=BatchOrder(schedule, 0), advance=advance,
+                       steps_per_call=3, checkpointer=checkpointer, checkpoint_every=checkpoint_every,
+                       checkpoint_seconds=checkpoint_seconds, record=lambda step: {"step_in_record": step},
+                       row_names=["classifier"], finite_rows=lambda state: np.isfinite(state["w"]).all()[None],
+                       metrics_log=None, stage="test", guard=guard)
+    return result, checkpointer.saved
+
+
+def test_checkpoints_by_step_count_by_time_and_at_the_end(tmp_path):
+    # chunks of 3 restart at each epoch: ends 3 6 9 10 13 16 19 20
+    result, saved = _run_fake_loop(tmp_path, checkpoint_every=5, checkpoint_seconds=0, sleep=0)
+    assert result.step == 20 and float(result.state["w"][0]) == 20
+    assert saved == [6, 10, 16, 20]
+    _, saved = _run_fake_loop(tmp_path, checkpoint_every=0, checkpoint_seconds=0, sleep=0)
+    assert saved == [20]
+    _, saved = _run_fake_loop(tmp_path, checkpoint_every=0, checkpoint_seconds=0.05, sleep=0.03)
+    assert saved[-1] == 20 and 2 <= len(saved) <= 6  # about every other chunk, and the end
+    guard = PreemptionGuard()
+    guard.request("SIGTERM")
+    from jaxedit.latent.loop import TrainingInterrupted
+
+    with pytest.raises(TrainingInterrupted) as stopped:
+        _run_fake_loop(tmp_path, checkpoint_every=0, checkpoint_seconds=0, sleep=0, guard=guard)
+    assert stopped.value.step == 3  # the chunk in flight finished, then the save and the stop

@@ -26,12 +26,13 @@ TINY_OVERRIDES = {
     "edit_layers": (0, 2),
     "steps_per_call": 4,
     "checkpoint_every": 8,
+    "checkpoint_seconds": 0.0,
     "progress": False,
 }
 TINY_CLI = [
     "--num_ws", "2", "--w_dim", "16", "--classifier_hidden", "32,16", "--batch_size", "16", "--epochs", "2",
     "--classifier_batch_size", "40", "--classifier_epochs", "2", "--classifier_decay_epochs", "1",
-    "--edit_layers", "0,2", "--steps_per_call", "4", "--checkpoint_every", "8", "--progress", "false",
+    "--edit_layers", "0,2", "--steps_per_call", "4", "--checkpoint_every", "8", "--checkpoint_seconds", "0", "--progress", "false",
 ]
 
 

@@ -133,6 +133,7 @@ def train_classifier(
                 steps_per_call=config.steps_per_call,
                 checkpointer=checkpointer,
                 checkpoint_every=config.checkpoint_every,
+                checkpoint_seconds=config.checkpoint_seconds,
                 record=record,
                 row_names=[STAGE],
                 finite_rows=lambda s: all_finite_per_row(jax.tree.map(lambda leaf: leaf[None], s.params)),

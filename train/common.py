@@ -40,7 +40,7 @@ EXIT_TRAINING_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 # Fields that do not change what a run computes: a resume may change them.
-RESUME_FREE_FIELDS = ("progress", "checkpoint_every", "keep_checkpoints", "max_steps", "classifier", "latents", "labels",
+RESUME_FREE_FIELDS = ("progress", "checkpoint_every", "checkpoint_seconds", "keep_checkpoints", "max_steps", "classifier", "latents", "labels",
                       "mesh_attributes", "mesh_data", "distributed", "coordinator_address", "num_processes", "process_id")
 
 
@@ -165,7 +165,7 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
         allow_abbrev=False,
         epilog=(
             "Any config field can be overridden with --FIELD VALUE (run fields and method fields, e.g. --lr 1e-3 "
-            "--epochs 2 --batch_size 16 --steps_per_call 100 --checkpoint_every 500 --latents F.npy --labels F.npy). "
+            "--epochs 2 --batch_size 16 --steps_per_call 100 --checkpoint_every 500 --checkpoint_seconds 300 --latents F.npy --labels F.npy). "
             "Exit status: 0 done, 2 bad input, 1 training failed (non-finite), 75 stopped by SIGTERM/SIGINT with a "
             "checkpoint saved (rerun with --resume)."
         ),

@@ -206,6 +206,7 @@ def train_transformers(
                 steps_per_call=config.steps_per_call,
                 checkpointer=checkpointer,
                 checkpoint_every=config.checkpoint_every,
+                checkpoint_seconds=config.checkpoint_seconds,
                 record=record,
                 row_names=list(names),
                 finite_rows=(lambda s: all_finite_per_row(s.params)) if mesh is None else

@@ -14,7 +14,8 @@ signal handling happen only at chunk boundaries. After every chunk:
 - the metrics (means over the chunk, one row per attribute) go to `MetricsLog` (JSON lines);
 - losses and params are checked: a non-finite value raises `TrainingError` naming the attribute
   and the step, before anything is saved, so the last good checkpoint stays the newest one;
-- a checkpoint is written when the step crossed a multiple of `checkpoint_every`, and at the end;
+- a checkpoint is written when the step crossed a multiple of `checkpoint_every`, or when
+  `checkpoint_seconds` passed since the last one, and at the end;
 - if a SIGTERM/SIGINT arrived (`PreemptionGuard`), a checkpoint is written and `TrainingInterrupted`
   is raised (the CLI turns it into exit status 75).
 
@@ -202,6 +203,7 @@ def run_steps(
     stage: str,
     guard: PreemptionGuard | None = None,
     progress: Any = None,
+    checkpoint_seconds: float = 0.0,
 ) -> LoopResult:
     """Advance `state` from `start_step` to `schedule.total_steps` (see the module docstring).
 
@@ -215,12 +217,13 @@ def run_steps(
     step = start_step
     seconds = 0.0
     saved_step = start_step
+    saved_at = time.monotonic()
 
     def save(at: int) -> None:
-        nonlocal saved_step
+        nonlocal saved_step, saved_at
         if checkpointer is not None and at != saved_step:
             checkpointer.save(at, state, record(at))
-            saved_step = at
+            saved_step, saved_at = at, time.monotonic()
 
     while step < total:
         end = schedule.chunk_end(step, steps_per_call)
@@ -238,6 +241,8 @@ def run_steps(
             progress.set_postfix_str(_postfix(host_metrics))
         previous, step = step, end
         if checkpoint_every > 0 and step // checkpoint_every > previous // checkpoint_every:
+            save(step)
+        elif checkpoint_seconds > 0 and time.monotonic() - saved_at >= checkpoint_seconds and step < total:
             save(step)
         if guard is not None and guard.requested and step < total:
             if checkpointer is None:
