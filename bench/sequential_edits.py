@@ -115,7 +115,7 @@ def main(argv=None) -> int:
     parser.add_argument("--baseline-samples", type=int, default=20_000, help="labelled latents InterFaceGAN is fitted on")
     parser.add_argument("--identity-samples", type=int, default=4000)
     parser.add_argument("--identity-pairs", type=int, default=100_000)
-    parser.add_argument("--fractions", default="0.25,0.5,1,1.5,2",
+    parser.add_argument("--fractions", default="0.1,0.25,0.5,1,1.5,2",
                         help="also sweep every method's strength over these fractions of its table strength and compare "
                              "at ours' reversal rate ('' to skip)")
     parser.add_argument("--seed", type=int, default=0)
