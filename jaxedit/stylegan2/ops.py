@@ -171,7 +171,8 @@ def modulated_conv2d(
     stride-2 transposed conv as one lhs-dilated conv with the flipped kernel, then the FIR blur).
 
     x: [B, H, W, I]; weight: [k, k, I, O] (the effective kernel); styles: [B, I]
-    -> [B, H, W, O] (or [B, 2H, 2W, O] with up=True), in the precision's compute dtype.
+    -> [B, H, W, O] in the precision's compute dtype (with up=True: [B, 2H, 2W, O] float32, the
+    FIR summed in float32).
     Multiply by `demodulation(weight, styles)[:, None, None, :]` to demodulate (done in the
     epilogue, where XLA fuses it; the FIR is per channel so it commutes with that scaling).
     """
@@ -190,7 +191,7 @@ def modulated_conv2d(
             dimension_numbers=_NHWC,
             precision=mode.lax_precision,
         )
-        return blur_after_upconv(y)
+        return blur_after_upconv(y.astype(jnp.float32))  # FIR sums in float32 (fused with the epilogue)
     return lax.conv_general_dilated(
         xs,
         kernel,
