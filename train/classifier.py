@@ -85,7 +85,7 @@ def train_classifier(
     method = config.method
     data.check(method.latent_shape, method.num_attributes)
     schedule = classifier_schedule(config, data.num_train)
-    trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch)
+    trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch, donate_state=True)
     fingerprint = run_fingerprint(config, {"stage": STAGE, "num_samples": int(data.latents.shape[0]), "num_train": data.num_train})
     own_checkpointer = checkpointer is None
     checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)

@@ -145,7 +145,7 @@ def train_transformers(
         raise ConfigError("no attributes to train")
     names = tuple(attribute_name(j) for j in indices)
     schedule = transformer_schedule(config, data.num_train)
-    trainer = trainer or TransformerTrainer.create(method)
+    trainer = trainer or TransformerTrainer.create(method, donate_state=True)  # the loop never reuses a state it passed on
     fingerprint = run_fingerprint(
         config,
         {"stage": STAGE, "attributes_trained": list(names), "num_samples": int(data.latents.shape[0]), "num_train": data.num_train,
