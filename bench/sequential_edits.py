@@ -87,6 +87,19 @@ def run(args: argparse.Namespace) -> dict:
         for i, fraction in enumerate(sorted(fractions)):
             cells = [f"{100 * p[i]['targets_flipped']:.1f} / {100 * p[i]['others_kept']:.1f} / {100 * p[i]['identity_kept']:.1f}" for p in curve.values()]
             print(f"| {fraction:g} | " + " | ".join(cells) + " |")
+        report["matched_curve"] = {}
+        print("\nAlong ours' curve, the others' numbers interpolated at the same share of reversed targets "
+              "(others kept / identity kept, %; '-' outside their range)")
+        print("| ours fraction | targets reversed | ours | " + " | ".join(n for n in curve if n != "ours") + " |")
+        print("|---|---|---|" + "---|" * (len(curve) - 1))
+        for point in curve["ours"]:
+            row = [f"{point['fraction']:g}", f"{100 * point['targets_flipped']:.1f}",
+                   f"{100 * point['others_kept']:.1f} / {100 * point['identity_kept']:.1f}"]
+            for name in [n for n in curve if n != "ours"]:
+                matched = at_matched_reversal(curve[name], point["targets_flipped"])
+                report["matched_curve"].setdefault(name, []).append(matched)
+                row.append("-" if matched is None else f"{100 * matched['others_kept']:.1f} / {100 * matched['identity_kept']:.1f}")
+            print("| " + " | ".join(row) + " |")
         ours = report["methods"]["ours"]["final"]
         report["matched"] = {}
         print(f"\nAt ours' reversal rate ({100 * ours['targets_flipped']:.1f}% of targets, alpha {args.alpha:g}): others kept / identity kept, %")
