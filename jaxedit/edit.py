@@ -19,6 +19,18 @@ The pieces:
 - `sweep(editors, latents, "Smiling", alphas)`: a progressive edit, `[A, B, ...]`.
 - `restrict_to_layers(original, edited, layers)`: keep the edit on some W+ layers only (the
   official editors change layers 0..10 and keep 11..17 from the input).
+- `check_compatible(editors, generator)`, `to_editor_space(latents, shape)`,
+  `to_generator_ws(latents, num_ws)`: editors and a `load_generator` generator together.
+
+Seeds, latent files and pictures (what `jaxedit edit` does) live in `jaxedit.edit_render`.
+
+Example (W+ editors; `G = jaxedit.load_generator(...)`, `E = jaxedit.load_editors(...)`)::
+
+    ws = G.mapping(z, truncation_psi=0.7)                        # [B, 18, 512]
+    smile = get_editor(E, "smiling")                             # an Editor pytree
+    images = jax.jit(lambda e, ws: G.synthesis(e(ws, 1.25)))(smile, ws)
+    steps = apply_sequence(E, ws, [("Smiling", 1.25), ("Eyeglasses", -1.0)])   # 2 x [B, 18, 512]
+    frames = sweep(E, ws, "Young", jnp.linspace(-1.5, 1.5, 7))                  # [7, B, 18, 512]
 
 Errors on bad input (a W+ latent given to W editors, an unknown attribute, editors and a generator
 of different latent sizes) are `InputError` / `ConfigError` / `AttributeNameError` with one-line
