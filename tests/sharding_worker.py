@@ -189,14 +189,16 @@ def labelling_on_local_devices() -> dict:
 
 
 def train_transformers_on_meshes(root: Path, problem_) -> dict:
-    """`train.transformers.train_transformers` (the real loop, checkpoints, editors) run three ways:
-    one device uninterrupted; on an 8x1 mesh stopped half way (max_steps); resumed on a 6x1 mesh
-    (40 attributes padded to 42, the checkpoint re-padded from 40 rows)."""
+    """`train.transformers.train_transformers` (the real loop, checkpoints, editors): one device
+    uninterrupted; on an 8x1 mesh stopped half way (max_steps) and resumed on a 6x1 mesh (40
+    attributes padded to 42, the checkpoint re-padded from 40 rows); one device -> 8x1; 8x1 -> one
+    device. Then `train.classifier` on one device and data-parallel over 8 devices."""
     import dataclasses
 
     from jaxedit import sharding as S
     from train.configs import get_config
     from train.data import TrainingData
+    from jaxedit.latent import TransformerTrainer
     from train.transformers import train_transformers
 
     trainer, classifier_params, correlation, attributes, batches, state0 = problem_
@@ -207,18 +209,19 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
     data = TrainingData(latents, labels, num_train=64, source="worker")  # 4 steps of 16
     config = dataclasses.replace(get_config("synthetic"), method=preset, steps_per_call=2, checkpoint_every=2, progress=False)
     quiet = lambda message: None
-    single = train_transformers(config, data, classifier_params, "all", root / "single", log=quiet)
+    shared = TransformerTrainer.create(preset)  # one set of jitted functions for the seven runs
+    single = train_transformers(config, data, classifier_params, "all", root / "single", log=quiet, trainer=shared)
     half = train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "sharded",
-                              log=quiet, mesh=S.make_mesh(8, 1))
-    resumed = train_transformers(config, data, classifier_params, "all", root / "sharded", resume=True, log=quiet,
+                              log=quiet, trainer=shared, mesh=S.make_mesh(8, 1))
+    resumed = train_transformers(config, data, classifier_params, "all", root / "sharded", resume=True, log=quiet, trainer=shared,
                                  mesh=S.make_mesh(6, 1, devices=jax.devices()[:6]))
     # A one-device checkpoint resumed on a mesh, and a sharded one resumed on one device.
-    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_mesh", log=quiet)
-    to_mesh = train_transformers(config, data, classifier_params, "all", root / "to_mesh", resume=True, log=quiet,
+    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_mesh", log=quiet, trainer=shared)
+    to_mesh = train_transformers(config, data, classifier_params, "all", root / "to_mesh", resume=True, log=quiet, trainer=shared,
                                  mesh=S.make_mesh(8, 1))
-    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_one", log=quiet,
+    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_one", log=quiet, trainer=shared,
                        mesh=S.make_mesh(8, 1))
-    to_one = train_transformers(config, data, classifier_params, "all", root / "to_one", resume=True, log=quiet)
+    to_one = train_transformers(config, data, classifier_params, "all", root / "to_one", resume=True, log=quiet, trainer=shared)
     from jaxedit.latent import load_editors
     from train.classifier import train_classifier
 
