@@ -23,6 +23,11 @@ the mesh over all hosts' devices with `make_mesh`, and have each host load only 
 Checkpoints (`save_sharded_checkpoint`, `restore_sharded_checkpoint`) are orbax checkpoints written
 shard by shard by every process; they restore onto any mesh shape (a different number of devices,
 a different attr x data split, one device), re-padding the attribute axis as the new mesh needs.
+
+The training loop (`train.transformers`, `train.classifier`) uses: `sharded_scan_advance` /
+`classifier_scan_advance` (one compiled `lax.scan` chunk per call), `ShardedTrainCheckpointer`
+(the loop's checkpointer for a sharded state) and `finite_rows_on_host`. `docs/scaling.md` has the
+commands for multi-GPU machines, several hosts and TPU pod slices.
 """
 
 from __future__ import annotations

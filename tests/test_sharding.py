@@ -202,6 +202,15 @@ def test_make_mesh_sizes_and_errors():
         S.make_mesh(-1, 1)
 
 
+def test_initialize_distributed_checks_its_arguments_in_one_line():
+    with pytest.raises(ConfigError, match="num_processes must be >= 1"):
+        S.initialize_distributed("127.0.0.1:1", 0, 0)
+    with pytest.raises(ConfigError, match=r"process_id must be in \[0, 2\), got 2"):
+        S.initialize_distributed("127.0.0.1:1", 2, 2)
+    S.initialize_distributed(None, 1, 0)  # one process: nothing to join, returns at once
+    assert jax.process_count() == 1
+
+
 def test_padding_repeats_attribute_zero_and_strips_back():
     tree = {"w": np.arange(3 * 2, dtype=np.float32).reshape(3, 2), "count": np.array([1, 2, 3])}
     padded = S.pad_attributes(tree, 5)
