@@ -7,7 +7,8 @@ Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
    StyleGAN2 mapping network, or from a converted generator's mapping with `--generator DIR`);
 2. sample and label latents in the preset's space (`paper`: W, the default; `official`: W+);
 3. train the latent classifier C (`train.classifier.train_classifier`);
-4. train all 40 transformers at once (one vmapped program) -> `RUN_DIR/editors/`;
+4. train all 40 transformers at once (one vmapped program, `train.transformers.train_transformers`)
+   -> `RUN_DIR/editors/`;
 5. fit the baselines on the same labelled latents: InterFaceGAN (plain and conditional) and
    GANSpace (`jaxedit.eval.baselines`);
 6. run the seed's protocol (`jaxedit.eval.protocol`) on fresh latents -> `report.json`,
@@ -134,47 +135,6 @@ def method_preset_for(settings: PipelineSettings, world):
     return preset
 
 
-def train_transformers_vmapped(preset, classifier_params, latents, labels, attributes: Sequence[int], seed: int,
-                               progress: bool = True, steps_per_call: int = 50):
-    """All K transformers in one vmapped program (the method core's `TransformerTrainer`).
-
-    latents [N, *latent_shape], labels [N, 40] (for the correlation matrix); returns stacked params [K, ...].
-    """
-    from jaxedit.latent.loop import BatchOrder, Schedule
-    from jaxedit.latent.losses import correlation_matrix
-    from jaxedit.latent.steps import TransformerTrainer
-
-    trainer = TransformerTrainer.create(preset, donate_state=True)
-    state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(seed), 1), len(attributes))
-    correlation = correlation_matrix(jnp.asarray(labels))
-    schedule = Schedule(int(latents.shape[0]), preset.batch_size, preset.epochs)
-    order = BatchOrder(schedule, seed)
-    device_latents = jnp.asarray(latents, jnp.float32)
-    attribute_array = jnp.asarray(attributes, jnp.int32)
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=schedule.total_steps, desc=f"transformers x{len(attributes)}", unit="step", file=sys.stderr, dynamic_ncols=True)
-    step, flip = 0, None
-    while step < schedule.total_steps:
-        end = schedule.chunk_end(step, steps_per_call)
-        state, metrics = trainer.scan_indexed(state, classifier_params, correlation, attribute_array, device_latents,
-                                              jnp.asarray(order.indices(step, end - step)))
-        flip = np.asarray(metrics["flip_rate"])[-1]
-        if not np.all(np.isfinite(np.asarray(metrics["total"]))):
-            from jaxedit.errors import TrainingError
-
-            raise TrainingError(f"transformer training: non-finite loss at step {end}")
-        if bar is not None:
-            bar.update(end - step)
-            bar.set_postfix_str(f"flip rate {float(np.mean(flip)):.3f}")
-        step = end
-    if bar is not None:
-        bar.close()
-    return jax.tree.map(np.asarray, state.params), schedule.total_steps
-
-
 def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) -> dict:
     """Run everything (module docstring) and return the report dict (also written to RUN_DIR)."""
     from jaxedit.data import synthetic
@@ -183,7 +143,8 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     from jaxedit.latent.editors import editors_from_params, save_editors
     from train.classifier import train_classifier
     from train.configs import TrainConfig
-    from train.data import from_arrays
+    from train.data import TrainingData, from_arrays
+    from train.transformers import train_transformers
 
     started = time.perf_counter()
     timings = {}
@@ -209,16 +170,17 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
 
     tick = time.perf_counter()
     config = TrainConfig(name=f"pipeline-{preset.name}", method=preset, data="files", seed=settings.seed,
-                         checkpoint_every=0, progress=settings.progress, steps_per_call=100)
+                         checkpoint_every=0, checkpoint_seconds=0.0, progress=settings.progress, steps_per_call=100)
     data = from_arrays(latents, labels, preset.train_fraction, source=f"synthetic world seed {settings.seed}")
     classifier = train_classifier(config, data, out / "work", log=log)
     timings["classifier"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    transformer_params, transformer_steps = train_transformers_vmapped(
-        preset, classifier.params, data.train_latents[: settings.transformer_samples], labels, attribute_indices,
-        settings.seed, progress=settings.progress,
-    )
+    num_pairs = min(settings.transformer_samples, data.num_train)
+    pairs = TrainingData(data.latents, data.labels, num_pairs, source=f"{data.source}, first {num_pairs} latents")
+    run = train_transformers(config, pairs, classifier.params, attribute_indices, out / "work",
+                             editors_dir=out / "work" / "editors", log=log)
+    transformer_params, transformer_steps = run.params, run.steps
     timings["transformers"] = time.perf_counter() - tick
     log(f"trained {len(names)} transformers at once: {transformer_steps} steps in {timings['transformers']:.1f} s")
     training = {"data": data.source, "samples": settings.samples, "transformer_samples": settings.transformer_samples,
