@@ -107,10 +107,12 @@ def test_official_editors_do_not_fit_the_32_dim_fixture_generator(fixture_editor
 
 
 def test_wplus_editors_with_another_layer_count_do_not_fit(rosinality_generator):
-    editors = _editors(PRESETS["official"].replace(num_ws=18, w_dim=32, classifier_hidden=(8,)), attributes=("Smiling",))
+    from types import SimpleNamespace
+
     with pytest.raises(ConfigError, match="W\\+ \\[B, 18, 32\\] latents but the generator has 10 W\\+ layers"):
-        edit.check_compatible(editors, rosinality_generator)
-    edit.check_compatible(_editors(PRESETS["paper"].replace(w_dim=32, classifier_hidden=(8,), transformer_hidden=4), ("Young",)), rosinality_generator)
+        edit.check_compatible(SimpleNamespace(latent_shape=(18, 32)), rosinality_generator)
+    edit.check_compatible(SimpleNamespace(latent_shape=(10, 32)), rosinality_generator)
+    edit.check_compatible(SimpleNamespace(latent_shape=(32,)), rosinality_generator)
 
 
 # ---- single edits, W+ layer ranges ----------------------------------------------------------
