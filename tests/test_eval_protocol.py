@@ -117,3 +117,21 @@ def test_transformer_method_applies_the_attribute_transformer():
     expected = editors.transform(latents, "Young", strength)
     np.testing.assert_allclose(np.asarray(method.edit(latents, "Young", strength)), np.asarray(expected), atol=1e-6)
     assert method.strength == 1.25 and method.attributes == ("Male", "Young")
+
+
+def test_matched_accuracy_interpolates_the_baseline_sweep():
+    from jaxedit.eval.protocol import Evaluation
+
+    curve = {"fraction": [0.0, 0.5, 1.0], "strength": [0.0, 1.5, 3.0], "target_probability": [0.1, 0.5, 0.9],
+             "attribute_preservation": [1.0, 0.9, 0.8], "identity_preservation": [1.0, 1.0, 1.0],
+             "accuracy": [0.0, 0.4, 0.8], "attribute_preservation_successful": [0.0, 0.9, 0.7],
+             "identity_preservation_successful": [0.0, 1.0, 0.5]}
+    never = dict(curve, accuracy=[0.0, 0.1, 0.2])
+    ours = {"accuracy": 0.6, "attribute_preservation": 0.95, "identity_preservation": 1.0, "successes": 6}
+    evaluation = Evaluation({"Male": {"ours": ours, "ifg": {}, "weak": {}}}, {"Male": {"ours": curve, "ifg": curve, "weak": never}},
+                            0.5, 10, ("ours", "ifg", "weak"))
+    matched = report.matched_accuracy(evaluation)
+    ifg = matched["attributes"]["Male"]["ifg"]
+    assert ifg["fraction"] == pytest.approx(0.75) and ifg["accuracy"] == pytest.approx(0.6)
+    assert ifg["attribute_preservation"] == pytest.approx(0.8) and ifg["identity_preservation"] == pytest.approx(0.75)
+    assert matched["attributes"]["Male"]["weak"] is None and matched["average"] == {}

@@ -38,7 +38,12 @@ Labeller = Callable[[jax.Array], jax.Array]
 Embedder = Callable[[jax.Array], jax.Array]
 """latents [B, *latent_shape] -> identity embeddings [B, D]."""
 
-DEFAULT_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
+CURVE_KEYS = ("fraction", "strength", "target_probability", "attribute_preservation", "identity_preservation", "accuracy",
+              "attribute_preservation_successful", "identity_preservation_successful")
+"""Per sweep point: the strength (and its fraction of the table strength), the mean probability of
+the reversed state, preservation over ALL edits, and the table metrics (over successful edits)."""
+
+DEFAULT_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 """Strengths of the plotted sweeps, as fractions of each method's table strength."""
 
 
@@ -158,7 +163,8 @@ class Evaluation:
     """Results: `table[attribute][method] = {"accuracy", "attribute_preservation",
     "identity_preservation", "successes"}`; `sweeps[attribute][method] = {"fraction": [...],
     "strength": [...], "target_probability": [...], "attribute_preservation": [...],
-    "identity_preservation": [...]}` (over ALL edits, not only successful ones);
+    "identity_preservation": [...]` (these two over ALL edits), "accuracy": [...],
+    "attribute_preservation_successful": [...], "identity_preservation_successful": [...]}`;
     `threshold`: the identity cosine threshold; `count`: latents per attribute."""
 
     table: dict
@@ -215,7 +221,7 @@ def evaluate(
         towards = np.where(labels0[:, j], -1.0, 1.0).astype(np.float32)  # reverse the attribute
         table[name], sweeps[name] = {}, {}
         for method in methods:
-            curve = {"fraction": [], "strength": [], "target_probability": [], "attribute_preservation": [], "identity_preservation": []}
+            curve = {key: [] for key in CURVE_KEYS}
             for fraction in fractions if name in sweep_targets else [1.0]:
                 strength = jnp.asarray(towards * method.strength * fraction)
                 edited = np.concatenate(
@@ -234,6 +240,10 @@ def evaluate(
                     curve["target_probability"].append(float(np.mean(reversed_probability)))
                     curve["attribute_preservation"].append(metrics.attribute_preservation(labels0, labels1, j, everyone))
                     curve["identity_preservation"].append(metrics.identity_preservation(emb0, emb1, threshold, everyone))
+                    at = metrics.edit_metrics(labels0, labels1, emb0, emb1, j, threshold)
+                    curve["accuracy"].append(at["accuracy"])
+                    curve["attribute_preservation_successful"].append(at["attribute_preservation"])
+                    curve["identity_preservation_successful"].append(at["identity_preservation"])
             if name in sweep_targets:
                 sweeps[name][method.name] = curve
         if progress is not None:

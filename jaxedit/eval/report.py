@@ -69,6 +69,75 @@ def markdown_table(report: dict, attributes: Sequence[str] | None = None, title:
     return "\n".join(lines)
 
 
+def matched_accuracy(evaluation: Evaluation, reference: str = "ours") -> dict:
+    """Each baseline at the strength where its classification accuracy equals the reference's.
+
+    From the sweeps, per attribute and baseline: the smallest strength (linear interpolation
+    between sweep points) whose accuracy reaches the reference method's table accuracy, and the
+    preservation metrics (over successful edits) there. None where the baseline never reaches it
+    within the sweep, or where the reference flipped nothing. Returns {attribute: {method:
+    {"fraction", "accuracy", "attribute_preservation", "identity_preservation"} or None}} and
+    "average" over the attributes where every baseline was matched.
+    """
+    table = {}
+    for name, per_method in evaluation.sweeps.items():
+        if reference not in evaluation.table.get(name, {}):
+            continue
+        target = evaluation.table[name][reference]["accuracy"]
+        table[name] = {reference: {"fraction": 1.0, **{m: evaluation.table[name][reference][m] for m in METRICS}}}
+        for method, curve in per_method.items():
+            if method == reference:
+                continue
+            accuracy = np.asarray(curve["accuracy"])
+            hit = np.nonzero(accuracy >= target)[0]
+            if target <= 0 or hit.size == 0:
+                table[name][method] = None
+                continue
+            i = int(hit[0])
+            if i == 0:
+                weight = 0.0
+                j = 0
+            else:
+                j = i - 1
+                span = accuracy[i] - accuracy[j]
+                weight = 1.0 if span <= 0 else (target - accuracy[j]) / span
+            at = lambda key: float((1 - weight) * curve[key][j] + weight * curve[key][i]) if i else float(curve[key][0])
+            table[name][method] = {
+                "fraction": at("fraction"), "accuracy": at("accuracy"),
+                "attribute_preservation": at("attribute_preservation_successful"),
+                "identity_preservation": at("identity_preservation_successful"),
+            }
+    complete = [n for n, per in table.items() if all(v is not None for v in per.values())]
+    average = {}
+    if complete:
+        for method in table[complete[0]]:
+            average[method] = {key: float(np.mean([table[n][method][key] for n in complete]))
+                               for key in ("fraction", "accuracy", "attribute_preservation", "identity_preservation")}
+    return {"attributes": table, "average": average, "matched_attributes": complete}
+
+
+def matched_markdown(matched: dict, attributes: Sequence[str] | None = None) -> str:
+    """Markdown of `matched_accuracy`: per attribute, each method's strength fraction, accuracy and preservation."""
+    if not matched["average"]:
+        return "(no attribute where every baseline reached our accuracy within the sweep)"
+    methods = list(matched["average"])
+    rows = [a for a in (attributes or matched["attributes"]) if a in matched["attributes"]]
+    header = "| attribute | " + " | ".join(f"{m}: strength x, accuracy, attributes kept, identity kept" for m in methods) + " |"
+    lines = [header, "|" + "---|" * (len(methods) + 1)]
+
+    def cell(values):
+        if values is None:
+            return "not reached"
+        return (f"{values['fraction']:.2f}, {100 * values['accuracy']:.1f}, {100 * values['attribute_preservation']:.2f}, "
+                f"{100 * values['identity_preservation']:.2f}")
+
+    for name in rows:
+        lines.append(f"| {name} | " + " | ".join(cell(matched["attributes"][name].get(m)) for m in methods) + " |")
+    lines.append(f"| average ({len(matched['matched_attributes'])} matched attributes) | "
+                 + " | ".join(cell(matched["average"][m]) for m in methods) + " |")
+    return "\n".join(lines)
+
+
 def write_plots(evaluation: Evaluation, directory: str | os.PathLike, attributes: Sequence[str] | None = None) -> list[Path]:
     """PNG plots of the sweeps: one file per curve, panels per attribute plus the average."""
     from jaxedit.plots import small_multiples

@@ -143,6 +143,8 @@ def run_suite(
         "successes": {n: {m: per[m]["successes"] for m in per} for n, per in evaluation.table.items()},
         "evaluation_seconds": timings,
     }
+    matched = report.matched_accuracy(evaluation, "ours")
+    settings_dict["matched_accuracy"] = matched
     result = report.report_dict(evaluation, settings_dict)
     report.write_json(result, out / "report.json")
     table = report.markdown_table(result, shown, title=title)
@@ -150,9 +152,17 @@ def run_suite(
     (out / "report.md").write_text(
         f"# jaxedit evaluation ({editors.preset.name} preset)\n\n{title}\n\n{table}\n\n"
         f"Identity threshold (0.1% false acceptance on {settings.identity_pairs} random pairs): {threshold:.4f}; "
-        f"{settings.count} latents per attribute; percentages.\n\n{full}\n"
+        f"{settings.count} latents per attribute; percentages.\n\n"
+        f"**At matched classification accuracy**: each baseline at the strength (x its table strength, interpolated "
+        f"in the sweep) where its accuracy equals ours; preservation over successful edits.\n\n"
+        f"{report.matched_markdown(matched, shown)}\n\n{full}\n"
     )
     report.write_plots(evaluation, out / "plots", attributes=shown)
+    if matched["average"]:
+        average = matched["average"]
+        table += "\n\nAt matched accuracy (average over " + str(len(matched["matched_attributes"])) + " attributes): " + "; ".join(
+            f"{m} x{v['fraction']:.2f}: accuracy {100 * v['accuracy']:.1f}, attributes kept {100 * v['attribute_preservation']:.2f}, "
+            f"identity kept {100 * v['identity_preservation']:.2f}" for m, v in average.items())
     return result, table
 
 
