@@ -77,6 +77,12 @@ def max_abs_diff(a, b) -> float:
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
 
 
+def p999_abs_diff(a, b) -> float:
+    """The 99.9th percentile of |a - b| over all elements of all leaves."""
+    diffs = np.concatenate([np.abs(np.asarray(x) - np.asarray(y)).ravel() for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))])
+    return float(np.quantile(diffs, 0.999))
+
+
 def max_rel_diff(a, b) -> float:
     """Largest |a - b| of each leaf relative to that leaf's largest |b| (Adam moments are O(1..10))."""
     return max(
@@ -232,6 +238,7 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
     return {
         "classifier_steps": [classifier_single.steps, classifier_sharded.steps],
         "classifier_params_max_abs_diff": max_abs_diff(classifier_sharded.params, classifier_single.params),
+        "classifier_params_p999_abs_diff": p999_abs_diff(classifier_sharded.params, classifier_single.params),
         "classifier_heldout_loss_diff": abs(classifier_sharded.heldout_loss - classifier_single.heldout_loss),
         "classifier_lr": preset.classifier_lr,
         "steps": [single.steps, half.steps, resumed.steps],
@@ -331,7 +338,8 @@ def mode_distributed(out: Path, directory: Path, port: int, num_processes: int, 
         expected = classifier_state0
         for x, y in zip(latents, labels):
             expected, expected_metrics = classifier_trainer.step(expected, x, y)
-    result["classifier_max_abs_diff_vs_single"] = max_abs_diff(S.gather_to_host(classifier_state), expected)
+    result["classifier_max_abs_diff_vs_single"] = max_abs_diff(S.gather_to_host(classifier_state).params, expected.params)
+    result["classifier_p999_abs_diff_vs_single"] = p999_abs_diff(S.gather_to_host(classifier_state).params, expected.params)
     result["classifier_loss_diff"] = abs(float(S.gather_to_host(metrics["loss"])) - float(expected_metrics["loss"]))
     result["classifier_lr"] = preset.classifier_lr
 

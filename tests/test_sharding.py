@@ -88,12 +88,13 @@ def test_attribute_axis_needs_no_communication_data_axis_all_reduces(equivalence
 def test_data_axis_sharding_matches_one_device_up_to_summation_order(equivalence):
     """With the batch split over "data" the gradient sums are reassociated (float rounding); Adam
     divides by sqrt(v), which magnifies that rounding only for components with |g| near eps.
-    The bulk agrees to 1e-6 and the worst component stays a small fraction of one lr step."""
+    The bulk agrees to 1e-6 and the worst component stays a fraction of one lr step (a wrong
+    gradient, e.g. from half of the batch, moves most components by about lr)."""
     lr = equivalence["official lr"]
     for name in ("official 4x2",):
         result = equivalence[name]
         assert result["params_p999_abs_diff"] <= 1e-6, (name, result)
-        assert result["params_max_abs_diff"] <= 0.05 * lr, (name, result)
+        assert result["params_max_abs_diff"] <= 0.25 * lr, (name, result)
 
 
 def test_checkpoint_from_4x2_restores_on_8x1_and_one_device(equivalence):
@@ -124,7 +125,8 @@ def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equi
     assert result["sharded_checkpoint_resumed_on_one_device_max_abs_diff"] <= 1e-6, result
     # train.classifier data-parallel over 8 devices (the batch split 8 ways, gradients all-reduced).
     assert result["classifier_steps"] == [4, 4]
-    assert result["classifier_params_max_abs_diff"] <= 0.05 * result["classifier_lr"], result
+    assert result["classifier_params_p999_abs_diff"] <= 1e-6, result
+    assert result["classifier_params_max_abs_diff"] <= 0.25 * result["classifier_lr"], result
     assert result["classifier_heldout_loss_diff"] <= 1e-5, result
 
 
@@ -169,7 +171,8 @@ def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
         assert result["transformer_opt_state_max_rel_diff_vs_single"] <= 1e-6, result
         assert result["transformer_rows_fed"] == [0, 32]  # attr spans hosts: each host feeds the whole batch
         assert result["classifier_rows_fed"] == [16 * index, 16 * index + 16]  # data spans hosts: half each
-        assert result["classifier_max_abs_diff_vs_single"] <= 0.05 * result["classifier_lr"], result
+        assert result["classifier_p999_abs_diff_vs_single"] <= 1e-6, result
+        assert result["classifier_max_abs_diff_vs_single"] <= 0.25 * result["classifier_lr"], result
         assert result["classifier_loss_diff"] <= 1e-5, result
         assert result["restored_step"] == 3 and result["restored_equal"], result
     # The two-host checkpoint restores on this single-device process as well.
