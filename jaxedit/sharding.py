@@ -614,6 +614,12 @@ class ShardedTrainCheckpointer(TrainCheckpointer):
         self.num_attributes = int(num_attributes)
         super().__init__(directory, max_to_keep=max_to_keep)
 
+    def _quarantine(self, entry: Path) -> Path:
+        """Only process 0 renames a damaged step: all processes see the same shared directory."""
+        if jax.process_index() == 0:
+            return super()._quarantine(entry)
+        return self.directory / f"damaged-{entry.name}"
+
     def _unpadded_layout(self, state: Any) -> list:
         return state_layout(jax.eval_shape(lambda tree: unpad_attributes(tree, self.num_attributes), state))
 
