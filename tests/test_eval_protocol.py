@@ -135,3 +135,8 @@ def test_matched_accuracy_interpolates_the_baseline_sweep():
     assert ifg["fraction"] == pytest.approx(0.75) and ifg["accuracy"] == pytest.approx(0.6)
     assert ifg["attribute_preservation"] == pytest.approx(0.8) and ifg["identity_preservation"] == pytest.approx(0.75)
     assert matched["attributes"]["Male"]["weak"] is None and matched["average"] == {}
+    # below the first success: preservation from the first point that flipped anything
+    low = dict(ours, accuracy=0.2)
+    evaluation = Evaluation({"Male": {"ours": low, "ifg": {}}}, {"Male": {"ours": curve, "ifg": curve}}, 0.5, 10, ("ours", "ifg"))
+    ifg = report.matched_accuracy(evaluation)["attributes"]["Male"]["ifg"]
+    assert ifg["fraction"] == pytest.approx(0.25) and ifg["attribute_preservation"] == pytest.approx(0.9)

@@ -74,7 +74,8 @@ def matched_accuracy(evaluation: Evaluation, reference: str = "ours") -> dict:
 
     From the sweeps, per attribute and baseline: the smallest strength (linear interpolation
     between sweep points) whose accuracy reaches the reference method's table accuracy, and the
-    preservation metrics (over successful edits) there. None where the baseline never reaches it
+    preservation metrics (over successful edits) there (from the first sweep point with any success
+    when the lower point flipped nothing). None where the baseline never reaches it
     within the sweep, or where the reference flipped nothing. Returns {attribute: {method:
     {"fraction", "accuracy", "attribute_preservation", "identity_preservation"} or None}} and
     "average" over the attributes where every baseline was matched.
@@ -101,11 +102,13 @@ def matched_accuracy(evaluation: Evaluation, reference: str = "ours") -> dict:
                 j = i - 1
                 span = accuracy[i] - accuracy[j]
                 weight = 1.0 if span <= 0 else (target - accuracy[j]) / span
-            at = lambda key: float((1 - weight) * curve[key][j] + weight * curve[key][i]) if i else float(curve[key][0])
+            at = lambda key: float((1 - weight) * curve[key][j] + weight * curve[key][i])
+            # preservation is undefined (recorded as 0) where nothing flipped: take the upper point's
+            kept = at if accuracy[j] > 0 else (lambda key: float(curve[key][i]))
             table[name][method] = {
                 "fraction": at("fraction"), "accuracy": at("accuracy"),
-                "attribute_preservation": at("attribute_preservation_successful"),
-                "identity_preservation": at("identity_preservation_successful"),
+                "attribute_preservation": kept("attribute_preservation_successful"),
+                "identity_preservation": kept("identity_preservation_successful"),
             }
     complete = [n for n, per in table.items() if all(v is not None for v in per.values())]
     average = {}
