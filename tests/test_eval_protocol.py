@@ -134,7 +134,9 @@ def test_matched_accuracy_interpolates_the_baseline_sweep():
     ifg = matched["attributes"]["Male"]["ifg"]
     assert ifg["fraction"] == pytest.approx(0.75) and ifg["accuracy"] == pytest.approx(0.6)
     assert ifg["attribute_preservation"] == pytest.approx(0.8) and ifg["identity_preservation"] == pytest.approx(0.75)
-    assert matched["attributes"]["Male"]["weak"] is None and matched["average"] == {}
+    assert matched["attributes"]["Male"]["weak"] is None and set(matched["average"]) == {"ifg"}
+    assert matched["average"]["ifg"]["attributes"] == 1 and matched["average"]["ifg"]["ours_attribute_preservation"] == 0.95
+    assert "| ifg | 1 | 80.00 / 95.00 | 75.00 / 100.00 |" in report.matched_markdown(matched)
     # below the first success: preservation from the first point that flipped anything
     low = dict(ours, accuracy=0.2)
     evaluation = Evaluation({"Male": {"ours": low, "ifg": {}}}, {"Male": {"ours": curve, "ifg": curve}}, 0.5, 10, ("ours", "ifg"))

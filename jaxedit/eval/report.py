@@ -77,8 +77,10 @@ def matched_accuracy(evaluation: Evaluation, reference: str = "ours") -> dict:
     preservation metrics (over successful edits) there (from the first sweep point with any success
     when the lower point flipped nothing). None where the baseline never reaches it
     within the sweep, or where the reference flipped nothing. Returns {attribute: {method:
-    {"fraction", "accuracy", "attribute_preservation", "identity_preservation"} or None}} and
-    "average" over the attributes where every baseline was matched.
+    {"fraction", "accuracy", "attribute_preservation", "identity_preservation"} or None}}, and
+    "average": per baseline, its means over the attributes where it was matched ("attributes":
+    how many) beside the reference's means over the same attributes ("ours_attribute_preservation",
+    "ours_identity_preservation").
     """
     table = {}
     for name, per_method in evaluation.sweeps.items():
@@ -110,20 +112,28 @@ def matched_accuracy(evaluation: Evaluation, reference: str = "ours") -> dict:
                 "attribute_preservation": kept("attribute_preservation_successful"),
                 "identity_preservation": kept("identity_preservation_successful"),
             }
-    complete = [n for n, per in table.items() if all(v is not None for v in per.values())]
     average = {}
-    if complete:
-        for method in table[complete[0]]:
-            average[method] = {key: float(np.mean([table[n][method][key] for n in complete]))
-                               for key in ("fraction", "accuracy", "attribute_preservation", "identity_preservation")}
-    return {"attributes": table, "average": average, "matched_attributes": complete}
+    methods = [m for m in evaluation.methods if m != reference]
+    for method in methods:
+        matched_names = [n for n, per in table.items() if per.get(method) is not None]
+        if not matched_names:
+            continue
+        values = {key: float(np.mean([table[n][method][key] for n in matched_names]))
+                  for key in ("fraction", "accuracy", "attribute_preservation", "identity_preservation")}
+        values.update({f"{reference}_{key}": float(np.mean([table[n][reference][key] for n in matched_names]))
+                       for key in ("attribute_preservation", "identity_preservation")})
+        values["attributes"] = len(matched_names)
+        average[method] = values
+    return {"attributes": table, "average": average, "reference": reference}
 
 
 def matched_markdown(matched: dict, attributes: Sequence[str] | None = None) -> str:
-    """Markdown of `matched_accuracy`: per attribute, each method's strength fraction, accuracy and preservation."""
+    """Markdown of `matched_accuracy`: per attribute, each method's strength fraction, accuracy and
+    preservation; then per baseline the averages beside ours on the same attributes."""
+    reference = matched.get("reference", "ours")
     if not matched["average"]:
-        return "(no attribute where every baseline reached our accuracy within the sweep)"
-    methods = list(matched["average"])
+        return "(no attribute where a baseline reached our accuracy within the sweep)"
+    methods = [reference, *matched["average"]]
     rows = [a for a in (attributes or matched["attributes"]) if a in matched["attributes"]]
     header = "| attribute | " + " | ".join(f"{m}: strength x, accuracy, attributes kept, identity kept" for m in methods) + " |"
     lines = [header, "|" + "---|" * (len(methods) + 1)]
@@ -136,8 +146,11 @@ def matched_markdown(matched: dict, attributes: Sequence[str] | None = None) -> 
 
     for name in rows:
         lines.append(f"| {name} | " + " | ".join(cell(matched["attributes"][name].get(m)) for m in methods) + " |")
-    lines.append(f"| average ({len(matched['matched_attributes'])} matched attributes) | "
-                 + " | ".join(cell(matched["average"][m]) for m in methods) + " |")
+    lines += ["", f"| baseline | attributes matched | attributes kept (baseline / {reference}) | identity kept (baseline / {reference}) |",
+              "|---|---|---|---|"]
+    for method, v in matched["average"].items():
+        lines.append(f"| {method} | {v['attributes']} | {100 * v['attribute_preservation']:.2f} / {100 * v[reference + '_attribute_preservation']:.2f} "
+                     f"| {100 * v['identity_preservation']:.2f} / {100 * v[reference + '_identity_preservation']:.2f} |")
     return "\n".join(lines)
 
 
