@@ -323,7 +323,7 @@ def _run_info(args) -> int:
     return 0
 
 
-class _OneLineErrorParser(argparse.ArgumentParser):
+class OneLineErrorParser(argparse.ArgumentParser):
     """Usage errors (a missing flag, `--truncation abc`) in one line too, like every other error."""
 
     def error(self, message: str):
@@ -331,7 +331,7 @@ class _OneLineErrorParser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineErrorParser(prog="jaxedit", description=__doc__.splitlines()[0])
+    parser = OneLineErrorParser(prog="jaxedit", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     subparsers = parser.add_subparsers(dest="command", required=True)
     for add in (_add_convert, _add_generate, _add_edit, _add_eval, _add_info):

@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, parse_attributes
+from jaxedit.cli import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError
 
 
@@ -219,7 +220,7 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m train", description=__doc__.splitlines()[0], allow_abbrev=False)
+    parser = OneLineErrorParser(prog="python -m train", description=__doc__.splitlines()[0], allow_abbrev=False)
     parser.add_argument("--preset", choices=("paper", "official"), default="paper", help="paper: W (default); official: W+")
     parser.add_argument("--out", default="", help="run directory (default runs/<UTC timestamp>)")
     parser.add_argument("--generator", default="", help="converted generator directory: use its mapping network for the latents")
@@ -269,6 +270,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"python -m train: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # an output path that is a file, a full disk, an unreadable input
+        if args.debug:
+            raise
+        print(f"python -m train: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("python -m train: interrupted", file=sys.stderr)

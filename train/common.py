@@ -30,6 +30,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxedit.cli import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError, TrainingError
 from jaxedit.latent.loop import TrainingInterrupted
 from jaxedit.training_state import EXIT_PREEMPTED, TrainCheckpointer
@@ -159,7 +160,7 @@ def progress_bar(config: TrainConfig, total: int, initial: int, stage: str):
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=prog,
         description=description,
         allow_abbrev=False,
