@@ -258,13 +258,22 @@ def _run_eval(args) -> int:
 
     from jaxedit.attributes import ATTRIBUTES, parse_attributes
     from jaxedit.data import synthetic
-    from jaxedit.errors import ConfigError
+    from jaxedit.errors import AttributeNameError, ConfigError
     from jaxedit.eval import protocol
     from jaxedit.eval.suite import SuiteSettings, import_callable, run_suite, synthetic_world_for
     from jaxedit.latent.editors import load_editors
 
     editors = load_editors(args.editors)
     names = [ATTRIBUTES[i] for i in parse_attributes(args.attributes)] if args.attributes != "all" else list(editors.attributes)
+    missing = [name for name in names if name not in editors.attributes]
+    if missing:
+        raise AttributeNameError(f"{args.editors}: no transformer for {', '.join(missing)}; these editors cover {', '.join(editors.attributes) or 'none'}")
+    chosen = tuple(b.strip() for b in args.baselines.split(",") if b.strip() and args.baselines.strip().lower() != "none")
+    settings = SuiteSettings(count=args.count, alpha=args.alpha, distance=args.distance, baseline_samples=args.baseline_samples,
+                             identity_samples=args.identity_samples, identity_pairs=args.identity_pairs, baselines=chosen, seed=args.seed)
+    for name in ("count", "baseline_samples", "identity_samples", "identity_pairs"):
+        if getattr(settings, name) < 2:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 2")
     if (args.image_classifier or args.face_embedder) and not args.generator:
         raise ConfigError("--image-classifier and --face-embedder need --generator GEN_DIR to render the latents")
     if bool(args.image_classifier) != bool(args.face_embedder):
@@ -284,12 +293,6 @@ def _run_eval(args) -> int:
     else:
         labeller, embedder = synthetic.labeller(world), synthetic.identity_embedder(world)
         where = world.describe()
-    chosen = tuple(b.strip() for b in args.baselines.split(",") if b.strip() and args.baselines.strip().lower() != "none")
-    settings = SuiteSettings(count=args.count, alpha=args.alpha, distance=args.distance, baseline_samples=args.baseline_samples,
-                             identity_samples=args.identity_samples, identity_pairs=args.identity_pairs, baselines=chosen, seed=args.seed)
-    for name in ("count", "baseline_samples", "identity_samples", "identity_pairs"):
-        if getattr(settings, name) < 2:
-            raise ConfigError(f"--{name.replace('_', '-')} must be at least 2")
     out = Path(args.out) if args.out else Path(args.editors).resolve().parent / "eval"
     print(where, file=sys.stderr)
     _, table = run_suite(editors, labeller, embedder, sampler, out, settings, attributes=names,
