@@ -33,7 +33,6 @@ commands for multi-GPU machines, several hosts and TPU pod slices.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any, Callable, Sequence
 

@@ -19,7 +19,6 @@ CLI exit statuses: 0 done; 2 a bad input (one-line message; `--debug` shows the 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import shlex
@@ -34,7 +33,7 @@ from jaxedit.cli import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError, TrainingError
 from jaxedit.latent.loop import TrainingInterrupted
 from jaxedit.training_state import EXIT_PREEMPTED, TrainCheckpointer
-from train.configs import TrainConfig, apply_overrides, field_names, get_config, parse_override_args
+from train.configs import TrainConfig, apply_overrides, get_config, parse_override_args
 
 EXIT_OK = 0
 EXIT_TRAINING_FAILED = 1

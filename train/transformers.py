@@ -27,14 +27,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxedit import sharding
-from jaxedit.attributes import ATTRIBUTES, attribute_name, parse_attributes
+from jaxedit.attributes import attribute_name, parse_attributes
 from jaxedit.errors import ConfigError
 from jaxedit.latent.editors import load_editors, save_editors
 from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, loss_curves, run_steps
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.latent.modules import init_transformer_params
 from jaxedit.latent.steps import (
-    TRANSFORMER_METRICS,
     TransformerState,
     TransformerTrainer,
     stack_slots,
