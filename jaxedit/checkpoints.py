@@ -75,6 +75,20 @@ def atomic_directory(destination: str | os.PathLike, overwrite: bool = False) ->
         raise
 
 
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` through a staging file beside it, renamed into place: a failure
+    leaves `path` as it was and no staging file behind. Creates the parent directory."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.partial")
+    try:
+        staging.write_text(text)
+        os.replace(staging, path)
+    finally:
+        staging.unlink(missing_ok=True)
+    return path
+
+
 def save_pytree(directory: str | os.PathLike, tree: Any) -> None:
     """Save a pytree of arrays with orbax at `directory` (which must not exist yet)."""
     import orbax.checkpoint as ocp

@@ -29,6 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from jaxedit.checkpoints import atomic_write_text
 from jaxedit.cli import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError, TrainingError
 from jaxedit.latent.loop import TrainingInterrupted
@@ -127,10 +128,8 @@ def output_dir(workdir: Path) -> Path:
 
 
 def write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial")
-    staging.write_text(json.dumps(value, indent=1, sort_keys=True, default=_json_default) + "\n")
-    os.replace(staging, path)
+    """Write `value` as sorted, indented JSON (numpy scalars/arrays allowed), atomically."""
+    atomic_write_text(path, json.dumps(value, indent=1, sort_keys=True, default=_json_default) + "\n")
 
 
 def _json_default(value: Any) -> Any:

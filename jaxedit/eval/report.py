@@ -47,9 +47,10 @@ def report_dict(evaluation: Evaluation, settings: dict) -> dict:
 
 
 def write_json(report: dict, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
-    return path
+    """Write the report as indented JSON, atomically (`jaxedit.checkpoints.atomic_write_text`)."""
+    from jaxedit.checkpoints import atomic_write_text
+
+    return atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
 
 
 def markdown_table(report: dict, attributes: Sequence[str] | None = None, title: str = "") -> str:

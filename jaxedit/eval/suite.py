@@ -27,6 +27,7 @@ import jax
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES
+from jaxedit.checkpoints import atomic_write_text
 from jaxedit.errors import AttributeNameError
 from jaxedit.eval import baselines, identity, protocol, report
 
@@ -149,7 +150,8 @@ def run_suite(
     report.write_json(result, out / "report.json")
     table = report.markdown_table(result, shown, title=title)
     full = report.markdown_table(result, None, title="All attributes")
-    (out / "report.md").write_text(
+    atomic_write_text(
+        out / "report.md",
         f"# jaxedit evaluation ({editors.preset.name} preset)\n\n{title}\n\n{table}\n\n"
         f"Identity threshold (0.1% false acceptance on {settings.identity_pairs} random pairs): {threshold:.4f}; "
         f"{settings.count} latents per attribute; percentages.\n\n"
