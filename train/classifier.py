@@ -19,18 +19,18 @@ import numpy as np
 
 from jaxedit import sharding
 from jaxedit.latent.editors import save_editors
-from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, loss_curves, run_steps
+from jaxedit.latent.loop import LoopResult, MetricsLog, Schedule, loss_curves
 from jaxedit.latent.steps import CLASSIFIER_METRICS, ClassifierState, ClassifierTrainer
 from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
     output_dir,
     training_mesh,
-    check_resume_fingerprint,
     open_checkpointer,
-    progress_bar,
     run_cli,
+    resume_state,
     run_fingerprint,
+    run_stage,
     write_json,
 )
 from train.configs import TrainConfig
@@ -95,17 +95,8 @@ def train_classifier(
         mesh = sharding.make_mesh(1, None, devices=list(mesh.devices.flat))  # every device on "data"
     try:
         state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM))
-        start = 0
-        if resume:
-            restored = checkpointer.restore_latest(state, warn=log)
-            if restored is not None:
-                start, host_state, saved = restored
-                check_resume_fingerprint(saved.get("fingerprint"), fingerprint, checkpointer.directory)
-                state = jax.tree.map(jnp.asarray, host_state)
-                log(f"{STAGE}: resuming at step {start}/{schedule.total_steps} from {checkpointer.directory}")
-            else:
-                log(f"{STAGE}: no checkpoint in {checkpointer.directory}; starting from step 0")
-        metrics.truncate(STAGE, start) if start else metrics.reset(STAGE)
+        start, state = resume_state(state, checkpointer, metrics, resume=resume, fingerprint=fingerprint, stage=STAGE,
+                                    total_steps=schedule.total_steps, log=log)
 
         if mesh is not None:
             state = sharding.replicate(state, mesh)
@@ -122,29 +113,12 @@ def train_classifier(
             return {"stage": STAGE, "seed": config.seed, "epoch": schedule.epoch_of(step) if step < schedule.total_steps
                     else method.classifier_epochs, "position": step % schedule.steps_per_epoch, "fingerprint": fingerprint}
 
-        bar = progress_bar(config, schedule.total_steps, start, STAGE)
-        try:
-            result: LoopResult = run_steps(
-                state,
-                start_step=start,
-                schedule=schedule,
-                order=BatchOrder(schedule, config.seed),
-                advance=advance,
-                steps_per_call=config.steps_per_call,
-                checkpointer=checkpointer,
-                checkpoint_every=config.checkpoint_every,
-                checkpoint_seconds=config.checkpoint_seconds,
-                record=record,
-                row_names=[STAGE],
-                finite_rows=lambda s: all_finite_per_row(jax.tree.map(lambda leaf: leaf[None], s.params)),
-                metrics_log=metrics,
-                stage=STAGE,
-                guard=guard,
-                progress=bar,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
+        result: LoopResult = run_stage(
+            state, config, start=start, schedule=schedule, advance=advance, checkpointer=checkpointer, record=record,
+            row_names=[STAGE],
+            finite_rows=lambda s: all_finite_per_row(jax.tree.map(lambda leaf: leaf[None], s.params)),
+            metrics=metrics, stage=STAGE, guard=guard, bar_label=STAGE,
+        )
     finally:
         if own_checkpointer:
             checkpointer.close()

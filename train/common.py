@@ -1,4 +1,5 @@
-"""What train.classifier and train.transformers share: the workdir layout, resume checks, CLI glue.
+"""What train.classifier and train.transformers share: the workdir layout, resuming and running a stage
+(`resume_state`, `run_stage`), CLI glue.
 
 Workdir layout (one DIR can hold both stages)::
 
@@ -32,7 +33,7 @@ import numpy as np
 from jaxedit.checkpoints import atomic_write_text
 from jaxedit.cli import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError, TrainingError
-from jaxedit.latent.loop import TrainingInterrupted
+from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, TrainingInterrupted, run_steps
 from jaxedit.training_state import EXIT_PREEMPTED, TrainCheckpointer
 from train.configs import TrainConfig, apply_overrides, get_config, parse_override_args
 
@@ -155,6 +156,58 @@ def progress_bar(config: TrainConfig, total: int, initial: int, stage: str):
 
 # ------------------------------------------------------------------------------------------------
 # CLI glue
+
+
+def resume_state(state: Any, checkpointer: TrainCheckpointer, metrics: MetricsLog, *, resume: bool, fingerprint: dict,
+                 stage: str, total_steps: int, log: Callable[[str], None]) -> tuple[int, Any]:
+    """(start step, state): the newest complete checkpoint's when `resume` finds one (its run
+    fingerprint must match `fingerprint`), else (0, `state`). Cuts `metrics` back to `stage`'s
+    lines up to the start step (all of them when starting afresh)."""
+    import jax
+    import jax.numpy as jnp
+
+    start = 0
+    if resume:
+        restored = checkpointer.restore_latest(state, warn=log)
+        if restored is not None:
+            start, host_state, saved = restored
+            check_resume_fingerprint(saved.get("fingerprint"), fingerprint, checkpointer.directory)
+            state = jax.tree.map(jnp.asarray, host_state)
+            log(f"{stage}: resuming at step {start}/{total_steps} from {checkpointer.directory}")
+        else:
+            log(f"{stage}: no checkpoint in {checkpointer.directory}; starting from step 0")
+    metrics.truncate(stage, start) if start else metrics.reset(stage)
+    return start, state
+
+
+def run_stage(state: Any, config: TrainConfig, *, start: int, schedule: Schedule, advance: Callable, checkpointer: TrainCheckpointer,
+              record: Callable[[int], dict], row_names: Sequence[str], finite_rows: Callable, metrics: MetricsLog, stage: str,
+              guard: Any, bar_label: str) -> LoopResult:
+    """`jaxedit.latent.loop.run_steps` from `start` with the config's seed, chunking and checkpoint
+    cadence, under a progress bar labelled `bar_label` (when `config.progress`)."""
+    bar = progress_bar(config, schedule.total_steps, start, bar_label)
+    try:
+        return run_steps(
+            state,
+            start_step=start,
+            schedule=schedule,
+            order=BatchOrder(schedule, config.seed),
+            advance=advance,
+            steps_per_call=config.steps_per_call,
+            checkpointer=checkpointer,
+            checkpoint_every=config.checkpoint_every,
+            checkpoint_seconds=config.checkpoint_seconds,
+            record=record,
+            row_names=list(row_names),
+            finite_rows=finite_rows,
+            metrics_log=metrics,
+            stage=stage,
+            guard=guard,
+            progress=bar,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:

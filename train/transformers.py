@@ -30,7 +30,7 @@ from jaxedit import sharding
 from jaxedit.attributes import attribute_name, parse_attributes
 from jaxedit.errors import ConfigError
 from jaxedit.latent.editors import load_editors, save_editors
-from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, loss_curves, run_steps
+from jaxedit.latent.loop import LoopResult, MetricsLog, Schedule, loss_curves
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.latent.modules import init_transformer_params
 from jaxedit.latent.steps import (
@@ -42,14 +42,14 @@ from jaxedit.latent.steps import (
 from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
-    check_resume_fingerprint,
     checkpoint_dir,
     open_checkpointer,
     output_dir,
     training_mesh,
-    progress_bar,
     run_cli,
+    resume_state,
     run_fingerprint,
+    run_stage,
     write_json,
 )
 from train.configs import TrainConfig
@@ -166,17 +166,8 @@ def train_transformers(
         if mesh is not None:
             state = sharding.shard_transformer_state(state, mesh)
             log(f"{STAGE}: {sharding.describe_mesh(mesh)}, {len(indices)} attributes padded to {len(jax.tree.leaves(state)[0])}")
-        start = 0
-        if resume:
-            restored = checkpointer.restore_latest(state, warn=log)
-            if restored is not None:
-                start, host_state, saved = restored
-                check_resume_fingerprint(saved.get("fingerprint"), fingerprint, checkpointer.directory)
-                state = jax.tree.map(jnp.asarray, host_state)
-                log(f"{STAGE}: resuming at step {start}/{schedule.total_steps} from {checkpointer.directory}")
-            else:
-                log(f"{STAGE}: no checkpoint in {checkpointer.directory}; starting from step 0")
-        metrics.truncate(STAGE, start) if start else metrics.reset(STAGE)
+        start, state = resume_state(state, checkpointer, metrics, resume=resume, fingerprint=fingerprint, stage=STAGE,
+                                    total_steps=schedule.total_steps, log=log)
 
         if advance is None and mesh is not None:
             advance = sharding.sharded_scan_advance(trainer, mesh, classifier_params, correlation_matrix(jnp.asarray(data.labels)),
@@ -194,30 +185,13 @@ def train_transformers(
                     else method.epochs, "position": step % schedule.steps_per_epoch, "attributes": list(names),
                     "fingerprint": fingerprint}
 
-        bar = progress_bar(config, schedule.total_steps, start, f"{STAGE} x{len(names)}")
-        try:
-            result: LoopResult = run_steps(
-                state,
-                start_step=start,
-                schedule=schedule,
-                order=BatchOrder(schedule, config.seed),
-                advance=advance,
-                steps_per_call=config.steps_per_call,
-                checkpointer=checkpointer,
-                checkpoint_every=config.checkpoint_every,
-                checkpoint_seconds=config.checkpoint_seconds,
-                record=record,
-                row_names=list(names),
-                finite_rows=(lambda s: all_finite_per_row(s.params)) if mesh is None else
-                            (lambda s: sharding.finite_rows_on_host(s, len(indices))),
-                metrics_log=metrics,
-                stage=STAGE,
-                guard=guard,
-                progress=bar,
-            )
-        finally:
-            if bar is not None:
-                bar.close()
+        result: LoopResult = run_stage(
+            state, config, start=start, schedule=schedule, advance=advance, checkpointer=checkpointer, record=record,
+            row_names=list(names),
+            finite_rows=(lambda s: all_finite_per_row(s.params)) if mesh is None else
+                        (lambda s: sharding.finite_rows_on_host(s, len(indices))),
+            metrics=metrics, stage=STAGE, guard=guard, bar_label=f"{STAGE} x{len(names)}",
+        )
     finally:
         if own_checkpointer:
             checkpointer.close()
