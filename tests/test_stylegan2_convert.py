@@ -298,6 +298,8 @@ def test_seeds_use_numpy_randomstate_and_png_grid_matches_npy(gen_dir, tmp_path,
     (["--seeds", "a,b"], ["--seeds"]),
     (["--seeds", "0", "--truncation-cutoff", "11"], ["truncation cutoff 11", "0..10"]),
     (["--seeds", "0", "--batch-size", "0"], ["--batch-size"]),
+    (["--seeds", "0", "--truncation", "nan"], ["--truncation", "finite"]),
+    (["--seeds", "0", "--truncation", "inf"], ["--truncation", "finite"]),
     (["--seeds", "0", "--noise-maps", "{w4x32}"], ["--noise-maps"]),
 ])
 def test_generate_input_errors_are_one_line(gen_dir, tmp_path, capsys, args, needles):

@@ -17,6 +17,7 @@ from typing import Any, Iterator
 import jax
 import numpy as np
 
+from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
 from jaxedit.stylegan2.loading import LoadedGenerator, check_truncation_cutoff
 
@@ -122,6 +123,8 @@ def render(
         raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)}")
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: expected a positive integer")
+    if not np.isfinite(truncation_psi):
+        raise InputError(f"--truncation {truncation_psi}: expected a finite number")
     check_truncation_cutoff(truncation_cutoff, generator.num_ws)  # fail before any work
     chunks = []
     chunk_size = min(batch_size, len(latents))
@@ -157,10 +160,8 @@ def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None
     if suffix == ".png":
         return save_grid(path, images, columns=columns)
     if suffix == ".npy":
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.partial.npy")
-        np.save(partial, np.asarray(images, np.float32))
-        os.replace(partial, path)
+        with atomic_file(path, ".npy") as partial:
+            np.save(partial, np.asarray(images, np.float32))
         return path
     raise InputError(f"--out {path}: expected a .png (image grid) or .npy (raw float32 images) path")
 
