@@ -75,18 +75,26 @@ def atomic_directory(destination: str | os.PathLike, overwrite: bool = False) ->
         raise
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write `text` to `path` through a staging file beside it, renamed into place: a failure
-    leaves `path` as it was and no staging file behind. Creates the parent directory."""
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
+    """Yield a staging path beside `path` (`.NAME.partial` + `suffix`, e.g. ".npy" for `np.save`)
+    that is renamed to `path` when the block succeeds. On any exception the staging file is
+    removed and `path` is left as it was. Creates the parent directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial")
+    staging = path.with_name(f".{path.name}.partial{suffix}")
     try:
-        staging.write_text(text)
+        yield staging
         os.replace(staging, path)
     finally:
         staging.unlink(missing_ok=True)
-    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write `text` to `path` atomically (`atomic_file`); returns the path."""
+    with atomic_file(path) as staging:
+        staging.write_text(text)
+    return Path(path)
 
 
 def save_pytree(directory: str | os.PathLike, tree: Any) -> None:

@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxedit import edit
+from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import ConfigError, InputError
 
 
@@ -240,8 +241,6 @@ def save_latents(path: str | os.PathLike, latents: np.ndarray) -> Path:
     path = Path(path)
     if path.suffix.lower() != ".npy":
         raise ConfigError(f"--save-latents {path}: expected a .npy path")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial.npy")
-    np.save(partial, np.asarray(latents, np.float32))
-    os.replace(partial, path)
+    with atomic_file(path, ".npy") as partial:
+        np.save(partial, np.asarray(latents, np.float32))
     return path

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
 
 
@@ -59,10 +60,8 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] not in (3, 4)):
         raise InputError(f"save_png: expected [H, W], [H, W, 1|3|4], got {list(image.shape)}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.partial")
-    Image.fromarray(image).save(partial, format="PNG")
-    os.replace(partial, path)
+    with atomic_file(path) as partial:
+        Image.fromarray(image).save(partial, format="PNG")
     return path
 
 

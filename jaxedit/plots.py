@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
 
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
@@ -168,10 +169,8 @@ def _draw_run(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], colo
 
 def _write_png(image: Image.Image, path: str | os.PathLike) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.partial")
-    image.save(staging, format="PNG")
-    os.replace(staging, path)
+    with atomic_file(path) as staging:
+        image.save(staging, format="PNG")
     return path
 
 

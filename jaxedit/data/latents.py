@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, attribute_name
+from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
 
 
@@ -168,14 +169,9 @@ def save_latent_dataset(path: str | os.PathLike, dataset: LatentDataset) -> Path
     path = Path(path)
     if path.suffix != ".npz":
         raise InputError(f"{path}: our dataset files end in .npz")
-    path.parent.mkdir(parents=True, exist_ok=True)
     names = dataset.names if dataset.names is not None else ATTRIBUTES[: dataset.labels.shape[1]]
-    partial = path.with_name(f".{path.name}.partial.npz")
-    try:
+    with atomic_file(path, ".npz") as partial:
         np.savez(partial, latents=dataset.latents.astype(np.float32), labels=dataset.labels.astype(np.float32), names=np.asarray(names))
-        os.replace(partial, path)
-    finally:
-        partial.unlink(missing_ok=True)
     return path
 
 

@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 
+from jaxedit.checkpoints import atomic_write_text
 from jaxedit.data.latents import epoch_indices
 from jaxedit.errors import ConfigError, TrainingError
 from jaxedit.training_state import EXIT_PREEMPTED, PreemptionGuard
@@ -150,9 +151,7 @@ class MetricsLog:
         if not self.path.is_file():
             return
         kept = [r for r in self.read() if r.get("stage") != stage or int(r.get("step", 0)) <= step]
-        staging = self.path.with_name(f".{self.path.name}.partial")
-        staging.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(staging, self.path)
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
 
     def reset(self, stage: str) -> None:
         self.truncate(stage, -1)
