@@ -109,6 +109,7 @@ def load_latent_file(path: str | os.PathLike, generator: Any, truncation_psi: fl
     except (OSError, ValueError, EOFError) as error:
         raise InputError(f"{flag}: not a readable .npy array ({error})".splitlines()[0]) from error
     if not isinstance(array, np.ndarray):
+        array.close()
         raise InputError(f"{flag}: expected a .npy array, got an .npz archive")
     w_dim, num_ws = generator.w_dim, generator.num_ws
     shape = list(array.shape)

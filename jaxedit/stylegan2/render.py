@@ -60,9 +60,10 @@ def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator)
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"{flag}: no such file") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise InputError(f"{flag}: not a readable .npy array ({error})".splitlines()[0]) from error
     if not isinstance(array, np.ndarray):
+        array.close()
         raise InputError(f"{flag}: expected a .npy array, got an archive")
     shape = expected_latent_shape(generator, kind)
     if array.ndim != len(shape) or list(array.shape[1:]) != shape[1:] or array.shape[0] == 0:
@@ -83,7 +84,7 @@ def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
         raise InputError(f"{flag}: no such file") from None
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise InputError(f"{flag}: not a readable .npz archive ({error})".splitlines()[0]) from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise InputError(f"{flag}: expected an .npz archive with noise_0 .. noise_{generator.config.num_noise_layers - 1}")
