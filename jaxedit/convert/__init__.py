@@ -1,0 +1,7 @@
+"""Torch-free converters of official PyTorch checkpoints to jaxedit model directories.
+
+- `torch_reader`: read PyTorch checkpoint files (zip or legacy) without torch, executing nothing.
+- `pickle_safe`: the restricted pickle machine those reads go through.
+- `stylegan2`: rosinality / pSp / NVlabs StyleGAN2 generators -> a generator directory.
+- `latent_transformer`: the official latent classifier and `tnet_*.pth.tar` -> an editors directory.
+"""
