@@ -209,8 +209,9 @@ def main(argv=None) -> int:
             print(f"  {mode:<9} vs float32 highest: max |diff| {c['max_abs_diff']:.2e}  mean {c['mean_abs_diff']:.2e}  "
                   f"relative to max |x| {c['max_abs_diff_relative']:.2e}")
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(result, handle, indent=1)
+        from jaxedit.checkpoints import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(result, indent=1))
         print(f"\nwrote {args.json}")
     return 0
 

@@ -183,7 +183,9 @@ def main(argv=None) -> int:
     table = markdown(results)
     print(table)
     if args.json:
-        Path(args.json).write_text(json.dumps({
+        from jaxedit.checkpoints import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({
             "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
             "host": platform.node(), "cpu_count": os.cpu_count(), "virtual_cpu_devices": on_cpu,
             "args": {k: v for k, v in vars(args).items() if k != "worker"}, "results": results,

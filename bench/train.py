@@ -188,7 +188,9 @@ def main(argv=None) -> int:
           f"schedules: official {FULL_SCHEDULE['official'][1]} x {FULL_SCHEDULE['official'][2]} steps, "
           f"paper {FULL_SCHEDULE['paper'][1]} x {FULL_SCHEDULE['paper'][2]} steps.")
     if args.json:
-        Path(args.json).write_text(json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1) + "\n")
+        from jaxedit.checkpoints import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1) + "\n")
     return 0
 
 
