@@ -59,6 +59,9 @@ def _parse_number(text: str, flag: str) -> float:
     return value
 
 
+MAX_SWEEP_COUNT = 256  # panels in one sweep grid: every panel is rendered and held in memory
+
+
 def parse_edit_spec(text: str) -> tuple[str, float]:
     """'Smiling=1.25' -> ('Smiling', 1.25) (the name is checked later against the editors)."""
     flag = f"--attr {text}"
@@ -82,6 +85,8 @@ def parse_sweep_spec(text: str) -> tuple[str, np.ndarray]:
         raise ConfigError(f"{flag}: COUNT {parts[2].strip()!r} is not an integer") from None
     if count < 1:
         raise ConfigError(f"{flag}: COUNT must be at least 1, got {count}")
+    if count > MAX_SWEEP_COUNT:
+        raise ConfigError(f"{flag}: COUNT {count} is too many panels (at most {MAX_SWEEP_COUNT})")
     if count > 1 and start == stop:
         raise ConfigError(f"{flag}: START and STOP are equal, so the {count} values would all be the same")
     return name.strip(), edit.sweep_values(start, stop, count)

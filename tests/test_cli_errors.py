@@ -84,6 +84,8 @@ def _cases(w):
         # generate
         (["generate", gen, "--seeds", "3-1", "--out", out], "runs backwards"),
         (["generate", gen, "--seeds", "x", "--out", out], "--seeds 'x'"),
+        (["generate", gen, "--seeds", "0-4294967295", "--out", out], "more than 1,000,000 seeds"),
+        (["generate", gen, "--seeds", "1", "--truncation", "nan", "--out", out], "--truncation nan: expected a finite number"),
         (["generate", gen, "--seeds", "1", "--truncation", "abc", "--out", out], "invalid float value: 'abc'"),
         (["generate", str(r / "nowhere"), "--seeds", "1", "--out", out], "no such directory"),
         (["generate", eds, "--seeds", "1", "--out", out], "holds 'editors', expected 'generator'"),
@@ -94,6 +96,7 @@ def _cases(w):
         ([*edit, "--attr", "Smiling=abc", "--out", out], "'abc' is not a number"),
         ([*edit, "--attr", "Smiling", "--out", out], "expected NAME=ALPHA"),
         ([*edit, "--sweep", "Smiling=1:0:0", "--out", out], "COUNT must be at least 1"),
+        ([*edit, "--sweep", "Smiling=-1:1:1000000", "--out", out], "COUNT 1000000 is too many panels (at most 256)"),
         ([*edit, "--sweep", "Smiling=a:1:3", "--out", out], "'a' is not a number"),
         ([*edit, "--sweep", "Smiling=-1:1", "--out", out], "expected NAME=START:STOP:COUNT"),
         ([*edit, "--attr", "Smilng=1", "--out", out], "did you mean Smiling"),

@@ -22,6 +22,7 @@ from jaxedit.errors import InputError
 from jaxedit.stylegan2.loading import LoadedGenerator, check_truncation_cutoff
 
 LATENT_KINDS = ("z", "w", "ws")
+MAX_SEEDS = 1_000_000  # images in one `generate` run: all are held in memory, then saved
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -38,6 +39,8 @@ def parse_seeds(text: str) -> list[int]:
             raise InputError(f"--seeds {text!r}: range {part} runs backwards")
         if stop > 2**32 - 1:
             raise InputError(f"--seeds {text!r}: seeds must be below 2**32")
+        if len(seeds) + stop - start + 1 > MAX_SEEDS:
+            raise InputError(f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds in one run (all images are held in memory)")
         seeds.extend(range(start, stop + 1))
     if not seeds:
         raise InputError(f"--seeds {text!r}: no seeds")
