@@ -254,6 +254,7 @@ def _add_eval(subparsers) -> None:
 
 
 def _run_eval(args) -> int:
+    import math
     from pathlib import Path
 
     from jaxedit.attributes import ATTRIBUTES, parse_attributes
@@ -274,6 +275,12 @@ def _run_eval(args) -> int:
     for name in ("count", "baseline_samples", "identity_samples", "identity_pairs"):
         if getattr(settings, name) < 2:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 2")
+    for name in ("alpha", "distance"):
+        if not math.isfinite(getattr(args, name)):
+            raise ConfigError(f"--{name} {getattr(args, name)}: expected a finite number")
+    for name in ("seed", "world_seed"):
+        if getattr(args, name) is not None and not 0 <= getattr(args, name) < 2**63:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(args, name)}: expected an integer 0..2**63-1")
     if (args.image_classifier or args.face_embedder) and not args.generator:
         raise ConfigError("--image-classifier and --face-embedder need --generator GEN_DIR to render the latents")
     if bool(args.image_classifier) != bool(args.face_embedder):
