@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import math
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,10 @@ class PipelineSettings:
             raise ConfigError(f"--transformer-samples {self.transformer_samples} exceeds --samples {self.samples}")
         if not self.alpha > 0 or not self.distance > 0:
             raise ConfigError("--alpha and --distance must be > 0")
+        if not (math.isfinite(self.alpha) and math.isfinite(self.distance)):
+            raise ConfigError(f"--alpha {self.alpha} / --distance {self.distance}: expected finite numbers")
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"--seed {self.seed}: expected an integer 0..2**63-1")
 
 
 QUICK = dict(samples=20_000, transformer_samples=4000, epochs=3, classifier_epochs=10, eval_count=500, identity_pairs=100_000)
