@@ -95,6 +95,10 @@ class TrainConfig:
                 raise ConfigError(f"config {self.name!r}: {field} must be >= 0, got {getattr(self, field)}")
         if self.data == "synthetic" and self.synthetic_samples < 1:
             raise ConfigError(f"config {self.name!r}: data 'synthetic' needs synthetic_samples >= 1")
+        if not -2**63 <= self.seed < 2**63:
+            raise ConfigError(f"config {self.name!r}: seed must fit in 64 bits, got {self.seed}")
+        if not 0 <= self.synthetic_seed < 2**63:
+            raise ConfigError(f"config {self.name!r}: synthetic_seed must be in 0..2**63-1, got {self.synthetic_seed}")
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the method preset nested under "method")."""
