@@ -129,6 +129,8 @@ def render(
         raise InputError(f"--batch-size {batch_size}: expected a positive integer")
     if not np.isfinite(truncation_psi):
         raise InputError(f"--truncation {truncation_psi}: expected a finite number")
+    if not -2**63 <= int(noise_seed) < 2**63:
+        raise InputError(f"--noise-seed {noise_seed}: expected an integer that fits in 64 bits")
     check_truncation_cutoff(truncation_cutoff, generator.num_ws)  # fail before any work
     chunks = []
     chunk_size = min(batch_size, len(latents))
