@@ -174,7 +174,8 @@ class Evaluation:
     methods: tuple[str, ...]
 
 
-def _batched(fn: Callable, latents, batch_size: int) -> np.ndarray:
+def apply_batched(fn: Callable, latents, batch_size: int) -> np.ndarray:
+    """np.concatenate of fn over consecutive slices of `batch_size` rows of latents [N, ...]."""
     return np.concatenate([np.asarray(fn(latents[i : i + batch_size])) for i in range(0, latents.shape[0], batch_size)])
 
 
@@ -209,11 +210,11 @@ def evaluate(
         missing = [t for t in targets if method.attributes is not None and t not in method.attributes]
         if missing:
             raise AttributeNameError(f"method {method.name!r} cannot edit {', '.join(missing)}")
-    probs0 = _batched(labeller, latents, batch_size)
+    probs0 = apply_batched(labeller, latents, batch_size)
     if probs0.ndim != 2 or probs0.shape != (latents.shape[0], len(label_names)):
         raise InputError(f"the labeller returned shape {probs0.shape}, expected [{latents.shape[0]}, {len(label_names)}]")
     labels0 = probs0 > 0.5
-    emb0 = _batched(embedder, latents, batch_size)
+    emb0 = apply_batched(embedder, latents, batch_size)
     table, sweeps = {}, {}
     fractions = sorted(set(float(f) for f in sweep) | {1.0})
     for name in targets:
@@ -227,8 +228,8 @@ def evaluate(
                 edited = np.concatenate(
                     [np.asarray(method.edit(latents[i : i + batch_size], name, strength[i : i + batch_size])) for i in range(0, latents.shape[0], batch_size)]
                 )
-                probs1 = _batched(labeller, edited, batch_size)
-                emb1 = _batched(embedder, edited, batch_size)
+                probs1 = apply_batched(labeller, edited, batch_size)
+                emb1 = apply_batched(embedder, edited, batch_size)
                 labels1 = probs1 > 0.5
                 if fraction == 1.0:
                     table[name][method.name] = metrics.edit_metrics(labels0, labels1, emb0, emb1, j, threshold)

@@ -31,11 +31,7 @@ import numpy as np
 from jaxedit.attributes import ATTRIBUTES, attribute_index
 from jaxedit.errors import InputError
 from jaxedit.eval import metrics
-from jaxedit.eval.protocol import EditMethod, Embedder, Labeller
-
-
-def _batched(fn, latents, batch_size: int) -> np.ndarray:
-    return np.concatenate([np.asarray(fn(latents[i:i + batch_size])) for i in range(0, latents.shape[0], batch_size)])
+from jaxedit.eval.protocol import EditMethod, Embedder, Labeller, apply_batched
 
 
 def _share_kept(before: np.ndarray, after: np.ndarray, columns: np.ndarray, rows: np.ndarray) -> float:
@@ -65,8 +61,8 @@ def sequential_edit_report(
     columns = [names.index(t) for t in targets]
     others = np.ones(len(names), bool)
     others[columns] = False
-    labels0 = _batched(labeller, latents, batch_size) > 0.5
-    emb0 = _batched(embedder, latents, batch_size)
+    labels0 = apply_batched(labeller, latents, batch_size) > 0.5
+    emb0 = apply_batched(embedder, latents, batch_size)
     everyone = np.ones(labels0.shape[0], bool)
     report = {}
     for method in methods:
@@ -80,8 +76,8 @@ def sequential_edit_report(
                 jnp.asarray(method.edit(current[i:i + batch_size], name, strength[i:i + batch_size]))
                 for i in range(0, current.shape[0], batch_size)
             ])
-            labels = _batched(labeller, current, batch_size) > 0.5
-            embeddings = _batched(embedder, current, batch_size)
+            labels = apply_batched(labeller, current, batch_size) > 0.5
+            embeddings = apply_batched(embedder, current, batch_size)
             done = columns[:k + 1]
             reversed_ = labels[:, done] != labels0[:, done]  # [N, k+1]
             all_flipped = reversed_.all(axis=1)

@@ -57,10 +57,6 @@ class SuiteSettings:
     seed: int = 0
 
 
-def _batched(fn: Callable, latents, batch_size: int = 4096) -> np.ndarray:
-    return np.concatenate([np.asarray(fn(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)])
-
-
 def run_suite(
     editors,
     labeller: protocol.Labeller,
@@ -102,7 +98,7 @@ def run_suite(
     if settings.baselines:
         if baseline_latents is None:
             baseline_latents = np.asarray(sampler(key_fit, settings.baseline_samples))
-            baseline_probabilities = _batched(labeller, baseline_latents)
+            baseline_probabilities = protocol.apply_batched(labeller, baseline_latents, 4096)
         probabilities = np.asarray(baseline_probabilities)
         boundaries = baselines.fit_interfacegan(baseline_latents, probabilities, key_svm)
         fit_info["interfacegan_val_accuracy"] = {a: float(boundaries.val_accuracy[ATTRIBUTES.index(a)]) for a in names if a in ATTRIBUTES}
