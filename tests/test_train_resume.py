@@ -155,7 +155,7 @@ def test_classifier_stopped_across_the_lr_decay_resumes_exactly(setup, tmp_path)
 
 
 def test_resume_refuses_a_different_setup_and_fresh_runs_refuse_old_checkpoints(setup, reference, tmp_path):
-    config, data, trainer, _, classifier_params = setup
+    config, data, trainer, classifier_trainer, classifier_params = setup
     _, reference_dir = reference
     workdir = tmp_path / "w"
     shutil.copytree(reference_dir / "checkpoints", workdir / "checkpoints")
@@ -167,6 +167,14 @@ def test_resume_refuses_a_different_setup_and_fresh_runs_refuse_old_checkpoints(
                            trainer=TransformerTrainer.create(other_lr.method), log=QUIET)
     with pytest.raises(ConfigError, match="different training setup"):
         train_transformers(config, data, classifier_params, ["Smiling"], workdir, resume=True, trainer=trainer, log=QUIET)
+    other_data = tiny_data(seed=1)  # as many rows, other values: the steps would read different batches
+    assert other_data.latents.shape == data.latents.shape
+    with pytest.raises(ConfigError, match="data_sha256="):
+        train_transformers(config, other_data, classifier_params, ATTRS, workdir, resume=True, trainer=trainer, log=QUIET)
+    short = dataclasses.replace(config, max_steps=2)  # max_steps may change on resume; the data may not
+    train_classifier(short, data, tmp_path / "c", trainer=classifier_trainer, log=QUIET)
+    with pytest.raises(ConfigError, match="data_sha256="):
+        train_classifier(config, other_data, tmp_path / "c", resume=True, trainer=classifier_trainer, log=QUIET)
 
 
 def test_an_attribute_trained_alone_matches_its_slot_in_a_group(setup, reference, tmp_path):

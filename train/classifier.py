@@ -24,6 +24,7 @@ from jaxedit.latent.steps import CLASSIFIER_METRICS, ClassifierState, Classifier
 from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
+    data_digest,
     output_dir,
     training_mesh,
     open_checkpointer,
@@ -86,7 +87,8 @@ def train_classifier(
     data.check(method.latent_shape, method.num_attributes)
     schedule = classifier_schedule(config, data.num_train)
     trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch, donate_state=True)
-    fingerprint = run_fingerprint(config, {"stage": STAGE, "num_samples": int(data.latents.shape[0]), "num_train": data.num_train})
+    fingerprint = run_fingerprint(config, {"stage": STAGE, "num_samples": int(data.latents.shape[0]), "num_train": data.num_train,
+                                           "data_sha256": data_digest(data.latents, data.labels)})
     own_checkpointer = checkpointer is None
     checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
     outputs = output_dir(workdir)

@@ -60,6 +60,18 @@ def run_fingerprint(config: TrainConfig, extra: dict | None = None) -> dict:
     return values
 
 
+def data_digest(latents: np.ndarray, labels: np.ndarray) -> str:
+    """sha256 over the training arrays (shapes and bytes): a resume must read the same data, not just as many rows."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for array in (latents, labels):
+        array = np.ascontiguousarray(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
 def check_resume_fingerprint(saved: dict | None, current: dict, where: Path) -> None:
     """ConfigError naming the first field that differs between the checkpoint's run and this one."""
     if saved is None:

@@ -42,6 +42,7 @@ from jaxedit.latent.steps import (
 from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
+    data_digest,
     checkpoint_dir,
     open_checkpointer,
     output_dir,
@@ -148,7 +149,7 @@ def train_transformers(
     fingerprint = run_fingerprint(
         config,
         {"stage": STAGE, "attributes_trained": list(names), "num_samples": int(data.latents.shape[0]), "num_train": data.num_train,
-         "classifier_sha256": tree_digest(classifier_params)},
+         "classifier_sha256": tree_digest(classifier_params), "data_sha256": data_digest(data.latents, data.labels)},
     )
     fingerprint.pop("attributes", None)
     classifier_params = jax.tree.map(jnp.asarray, classifier_params)
