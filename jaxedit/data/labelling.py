@@ -88,26 +88,28 @@ def label_generator_samples(
 
         bar = tqdm(total=count, desc="render + label", unit="img", dynamic_ncols=True)
     done, index = 0, 0
-    while done < count:
-        z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), index), (batch_size, int(generator.z_dim)), jnp.float32)
-        ws = generator.mapping(place(z), truncation_psi)
-        images = generator.synthesis(ws, noise_mode=noise_mode)
-        probs = np.asarray(image_classifier(images), np.float32)
-        if probs.ndim != 2 or probs.shape[0] != batch_size:
-            raise InputError(f"the image classifier returned shape {probs.shape}, expected [{batch_size}, A]")
-        if not np.all((probs >= 0) & (probs <= 1)):
-            raise InputError("the image classifier must return probabilities in [0, 1] (apply a sigmoid to logits)")
-        take = min(batch_size, count - done)
-        zs.append(np.asarray(z)[:take])
-        kept = np.asarray(ws)[:take]
-        latents.append(kept[:, 0] if space == "w" else kept)
-        probabilities.append(probs[:take])
-        done += take
-        index += 1
+    try:
+        while done < count:
+            z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), index), (batch_size, int(generator.z_dim)), jnp.float32)
+            ws = generator.mapping(place(z), truncation_psi)
+            images = generator.synthesis(ws, noise_mode=noise_mode)
+            probs = np.asarray(image_classifier(images), np.float32)
+            if probs.ndim != 2 or probs.shape[0] != batch_size:
+                raise InputError(f"the image classifier returned shape {probs.shape}, expected [{batch_size}, A]")
+            if not np.all((probs >= 0) & (probs <= 1)):
+                raise InputError("the image classifier must return probabilities in [0, 1] (apply a sigmoid to logits)")
+            take = min(batch_size, count - done)
+            zs.append(np.asarray(z)[:take])
+            kept = np.asarray(ws)[:take]
+            latents.append(kept[:, 0] if space == "w" else kept)
+            probabilities.append(probs[:take])
+            done += take
+            index += 1
+            if bar is not None:
+                bar.update(take)
+    finally:
         if bar is not None:
-            bar.update(take)
-    if bar is not None:
-        bar.close()
+            bar.close()
     probs = np.concatenate(probabilities)
     return LabelledSamples(np.concatenate(zs), np.concatenate(latents), probs, (probs > 0.5).astype(np.float32))
 
