@@ -275,6 +275,8 @@ def _run_eval(args) -> int:
     for name in ("count", "baseline_samples", "identity_samples", "identity_pairs"):
         if getattr(settings, name) < 2:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 2")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: expected a positive integer")
     for name in ("alpha", "distance"):
         if not math.isfinite(getattr(args, name)):
             raise ConfigError(f"--{name} {getattr(args, name)}: expected a finite number")
