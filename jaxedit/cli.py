@@ -110,10 +110,13 @@ def _add_generate(subparsers) -> None:
 
 
 def _run_generate(args) -> int:
+    from jaxedit.errors import InputError
     from jaxedit.stylegan2 import load_generator
     from jaxedit.stylegan2 import render
 
     render.check_output_path(args.out)
+    if args.columns is not None and args.columns < 1:
+        raise InputError(f"--columns {args.columns}: expected a positive integer")
     generator = load_generator(args.gen_dir, precision=args.precision)
     if args.seeds is not None:
         kind, latents = "z", render.z_from_seeds(render.parse_seeds(args.seeds), generator.z_dim)
@@ -195,6 +198,11 @@ def _run_edit(args) -> int:
         raise ConfigError(f"--out {args.out}: expected a .png path")
     if args.save_latents is not None and not args.save_latents.lower().endswith(".npy"):
         raise ConfigError(f"--save-latents {args.save_latents}: expected a .npy path")
+    from jaxedit.stylegan2.render import check_output_path
+
+    check_output_path(args.out)  # not a directory, parent not a file: before any work
+    if args.save_latents is not None:
+        check_output_path(args.save_latents, "--save-latents")
     steps = [parse_edit_spec(spec) for spec in args.attr]
     sweep = parse_sweep_spec(args.sweep) if args.sweep is not None else None
     if not steps and sweep is None:

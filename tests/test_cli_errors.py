@@ -61,6 +61,9 @@ def world(tmp_path_factory):
     np.save(root / "w_nan.npy", np.full((1, 32), np.nan, np.float32))
     (root / "garbage.npy").write_bytes(b"not an npy file at all")
     (root / "notes.txt").write_text("hello")
+    noise_res = [4, 8, 8, 16, 16, 32, 32, 64, 64]  # the 64x64 fixture's conv layers
+    np.savez(root / "noise_nan.npz", **{f"noise_{j}": np.full((r, r), np.nan if j == 3 else 0.0, np.float32) for j, r in enumerate(noise_res)})
+    np.savez(root / "noise_extra.npz", **{f"noise_{j}": np.zeros((r, r), np.float32) for j, r in enumerate(noise_res + [64])})
     return {"root": root, "gen": root / "gen", "editors": root / "editors", "official": root / "official",
             "unreadable": _unreadable(root, "unreadable.pt")}
 
@@ -92,6 +95,11 @@ def _cases(w):
         (["generate", str(r / "notes.txt"), "--seeds", "1", "--out", out], "not a directory"),
         (["generate", gen, "--ws", str(r / "w_bad.npy"), "--out", out], "[2, 7]"),
         (["generate", gen, "--w", str(w["unreadable"]), "--out", out], "unreadable.pt"),
+        (["generate", gen, "--seeds", "1", "--columns", "0", "--out", out], "--columns 0: expected a positive integer"),
+        (["generate", gen, "--seeds", "\u0661", "--out", out], "--seeds"),  # a non-ASCII digit is not a seed
+        (["generate", gen, "--seeds", "1", "--out", str(r / "notes.txt" / "x.png")], "notes.txt is not a directory"),
+        (["generate", gen, "--seeds", "1", "--noise-maps", str(r / "noise_nan.npz"), "--out", out], "noise_3: contains non-finite values"),
+        (["generate", gen, "--seeds", "1", "--noise-maps", str(r / "noise_extra.npz"), "--out", out], "unexpected noise_9"),
         # edit
         ([*edit, "--attr", "Smiling=abc", "--out", out], "'abc' is not a number"),
         ([*edit, "--attr", "Smiling", "--out", out], "expected NAME=ALPHA"),
@@ -116,6 +124,8 @@ def _cases(w):
         (["edit", gen, eds, "--latent", str(r / "w_bad.npy"), "--attr", "Smiling=1", "--out", out], "got [2, 7]"),
         (["edit", gen, eds, "--latent", str(r / "w_nan.npy"), "--attr", "Smiling=1", "--out", out], "non-finite"),
         (["edit", gen, eds, "--seed", "1", "--attr", "Smiling=1"], "required: --out"),
+        ([*edit, "--attr", "Smiling=1", "--out", str(r / "notes.txt" / "x.png")], "notes.txt is not a directory"),
+        ([*edit, "--attr", "Smiling=1", "--out", out, "--save-latents", str(r / "notes.txt" / "l.npy")], "--save-latents"),
         # eval
         (["eval", str(r / "nowhere")], "no such directory"),
         (["eval", gen], "holds 'generator', expected 'editors'"),

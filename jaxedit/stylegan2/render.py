@@ -30,7 +30,7 @@ def parse_seeds(text: str) -> list[int]:
     seeds: list[int] = []
     for part in str(text).split(","):
         part = part.strip()
-        match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
+        match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
         if not match:
             raise InputError(f"--seeds {text!r}: expected e.g. '0-7' or '1,5,9' (non-negative integers)")
         start = int(match.group(1))
@@ -101,7 +101,13 @@ def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list
             squeezed = value.reshape([d for d in value.shape if d != 1] or [1])
             if squeezed.shape != (res, res):
                 raise InputError(f"{flag}: {key}: expected [{res}, {res}], got {list(value.shape)}")
+            if not np.all(np.isfinite(squeezed)):
+                raise InputError(f"{flag}: {key}: contains non-finite values")
             maps.append(squeezed.astype(np.float32))
+        expected = {f"noise_{j}" for j in range(len(maps))}
+        extra = sorted(set(archive.files) - expected)
+        if extra:
+            raise InputError(f"{flag}: unexpected {', '.join(extra[:3])} (this generator has noise_0 .. noise_{len(maps) - 1})")
     return maps
 
 
@@ -172,10 +178,17 @@ def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None
     raise InputError(f"--out {path}: expected a .png (image grid) or .npy (raw float32 images) path")
 
 
-def check_output_path(path: str | os.PathLike) -> None:
-    """Fail before any work when --out has an unsupported extension."""
+def check_output_path(path: str | os.PathLike, flag: str = "--out") -> None:
+    """Fail before any work when --out has an unsupported extension or cannot be a file."""
     if Path(path).suffix.lower() not in (".png", ".npy"):
-        raise InputError(f"--out {path}: expected a .png (image grid) or .npy (raw float32 images) path")
+        raise InputError(f"{flag} {path}: expected a .png (image grid) or .npy (raw float32 images) path")
+    if Path(path).is_dir():
+        raise InputError(f"{flag} {path}: is a directory")
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{flag} {path}: {parent} is not a directory")
+            break
 
 
 def describe(array: Any) -> str:
