@@ -152,6 +152,20 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path, capsys):
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+def test_non_finite_tnet_values_are_refused(tmp_path):
+    """A tnet (here 3 layers of 8, not the fixture's shape) holding a NaN: refused naming file and key."""
+    from tests.torch_checkpoint_writers import Tensor, write_torch_zip
+
+    tnets = tmp_path / "tnets"
+    tnets.mkdir()
+    state = {f"dense.{l}.{part}": np.zeros((8, 8) if part == "weight" else (8,), np.float32) for l in range(3) for part in ("weight", "bias")}
+    state["dense.1.bias"][4] = np.nan
+    write_torch_zip(tnets / "tnet_9.pth.tar", {key: Tensor(value) for key, value in state.items()})
+    with pytest.raises(CheckpointError, match=r"tnet_9.pth.tar: tensor 'dense.1.bias' contains non-finite values"):
+        convert_latent_transformer(CLASSIFIER, tmp_path / "out", tnets=tnets)
+    assert not (tmp_path / "out").exists()
+
+
 def test_classifier_only_conversion(tmp_path):
     out = convert_latent_transformer(CLASSIFIER, tmp_path / "c")
     editors = jaxedit.load_editors(out)

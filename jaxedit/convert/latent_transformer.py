@@ -113,6 +113,8 @@ def _state_dict(obj: Any, where: str) -> dict[str, np.ndarray]:
             raise CheckpointError(f"{where}: entry {name!r} is a {type(value).__name__}, expected a tensor")
         if not np.issubdtype(np.asarray(value).dtype, np.floating) and value.dtype.name != "bfloat16":
             raise CheckpointError(f"{where}: tensor {name!r} has dtype {value.dtype}, expected floating point")
+        if not np.all(np.isfinite(np.asarray(value, np.float32))):
+            raise CheckpointError(f"{where}: tensor {name!r} contains non-finite values")
         out[name] = value
     return out
 
