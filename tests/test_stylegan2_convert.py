@@ -171,6 +171,8 @@ def test_broken_rosinality_files_name_the_key(tmp_path, capsys, rosinality_state
     ("resnet", ["architecture 'resnet' is not supported"]),
     ("conditional", ["c_dim=10", "not supported"]),
     ("stylegan3", ["StyleGAN3"]),
+    ("clamp_nan", ["conv_clamp nan", "positive number"]),
+    ("clamp_negative", ["conv_clamp -256", "positive number"]),
 ])
 def test_broken_nvlabs_files_name_the_problem(tmp_path, capsys, nvlabs_state, edit, needles):
     state, kwargs = dict(nvlabs_state[0]), json.loads(json.dumps(nvlabs_state[1]))
@@ -184,6 +186,10 @@ def test_broken_nvlabs_files_name_the_problem(tmp_path, capsys, nvlabs_state, ed
         kwargs["c_dim"] = 10
     elif edit == "stylegan3":
         state["synthesis.input.affine.weight"] = np.zeros((4, 32), np.float32)
+    elif edit == "clamp_nan":
+        kwargs["synthesis_kwargs"]["conv_clamp"] = float("nan")
+    elif edit == "clamp_negative":
+        kwargs["synthesis_kwargs"]["conv_clamp"] = -256
     src = tmp_path / "broken.pkl"
     write_nvlabs_pickle(src, {"G_ema": nvlabs_module_tree(state, kwargs)})
     out = tmp_path / "out"

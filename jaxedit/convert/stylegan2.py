@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from jaxedit.errors import CheckpointError
+from jaxedit.errors import CheckpointError, ConfigError
 from jaxedit.stylegan2.networks import GeneratorConfig, nvlabs_channels
 
 FORMATS = ("rosinality", "psp", "nvlabs")
@@ -416,7 +416,7 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
             conv_clamp=synthesis_kwargs.get("conv_clamp") if isinstance(synthesis_kwargs, Mapping) else None,
             img_channels=int(get(kwargs, "img_channels", 3)),
         )
-    except (KeyError, TypeError, ValueError) as error:
+    except (KeyError, TypeError, ValueError, ConfigError) as error:
         raise CheckpointError(f"{what}: G_ema init kwargs unusable ({type(error).__name__}: {error})".splitlines()[0]) from error
 
 

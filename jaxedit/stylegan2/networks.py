@@ -89,7 +89,13 @@ class GeneratorConfig:
             raise ConfigError(f"channels {dict(pairs)}: every entry must be a positive integer")
         object.__setattr__(self, "channels", pairs)
         if self.conv_clamp is not None:
-            object.__setattr__(self, "conv_clamp", float(self.conv_clamp))
+            try:
+                clamp = float(self.conv_clamp)
+            except (TypeError, ValueError):
+                clamp = math.nan
+            if not (math.isfinite(clamp) and clamp > 0):
+                raise ConfigError(f"conv_clamp {self.conv_clamp!r}: expected a positive number or None")
+            object.__setattr__(self, "conv_clamp", clamp)
         object.__setattr__(self, "lr_multiplier", float(self.lr_multiplier))
 
     # ---- derived quantities -------------------------------------------------------------

@@ -104,8 +104,8 @@ def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list
             if not np.all(np.isfinite(squeezed)):
                 raise InputError(f"{flag}: {key}: contains non-finite values")
             maps.append(squeezed.astype(np.float32))
-        expected = {f"noise_{j}" for j in range(len(maps))}
-        extra = sorted(set(archive.files) - expected)
+        expected = {f"noise_{j}" for j in range(len(maps))}  # other arrays (not noise_<j>) may share the archive
+        extra = sorted(set(name for name in archive.files if re.fullmatch(r"noise_[0-9]+", name)) - expected)
         if extra:
             raise InputError(f"{flag}: unexpected {', '.join(extra[:3])} (this generator has noise_0 .. noise_{len(maps) - 1})")
     return maps
