@@ -32,8 +32,14 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from jaxedit.stylegan2 import GeneratorConfig, LoadedGenerator, load_generator, nvlabs_channels, random_generator  # noqa: E402
-from jaxedit.stylegan2 import ops  # noqa: E402
+from jaxedit.stylegan2 import (
+    GeneratorConfig,
+    LoadedGenerator,
+    load_generator,
+    nvlabs_channels,
+    ops,
+    random_generator,
+)
 
 PRECISIONS = ("highest", "default", "bfloat16")
 
@@ -128,22 +134,29 @@ def bf16_check(generator: LoadedGenerator, batch: int, seed: int) -> dict:
     for mode in ("default", "bfloat16"):
         out = np.asarray(generator.with_precision(mode).synthesis(ws))
         diff = np.abs(out - reference)
-        result[mode] = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-                        "max_abs_diff_relative": float(diff.max() / np.max(np.abs(reference)))}
+        result[mode] = {
+            "max_abs_diff": float(diff.max()),
+            "mean_abs_diff": float(diff.mean()),
+            "max_abs_diff_relative": float(diff.max() / np.max(np.abs(reference))),
+        }
     return result
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gen", help="a converted generator directory (default: random config-f params)")
-    parser.add_argument("--resolution", type=int, default=1024, help="resolution of the random generator (default 1024)")
+    parser.add_argument(
+        "--resolution", type=int, default=1024, help="resolution of the random generator (default 1024)"
+    )
     parser.add_argument("--batch-sizes", default="1,2,4,8,16,32", help="comma-separated (default 1,2,4,8,16,32)")
     parser.add_argument("--precisions", default=",".join(PRECISIONS), help="subset of highest,default,bfloat16")
     parser.add_argument("--no-naive", action="store_true", help="skip the naive per-sample-weight baseline")
     parser.add_argument("--naive-max-batch", type=int, default=32, help="largest batch for the naive baseline (memory)")
     parser.add_argument("--min-iters", type=int, default=3)
     parser.add_argument("--min-seconds", type=float, default=2.0)
-    parser.add_argument("--bf16-check", action="store_true", help="also measure bfloat16/default vs float32 image differences")
+    parser.add_argument(
+        "--bf16-check", action="store_true", help="also measure bfloat16/default vs float32 image differences"
+    )
     parser.add_argument("--bf16-check-batch", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the results here")
@@ -167,9 +180,13 @@ def main(argv=None) -> int:
     device = jax.devices()[0]
     info = {
         "date": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
-        "device": f"{device.platform}: {device.device_kind}", "device_count": jax.device_count(),
-        "host": f"{platform.machine()} {os.cpu_count()} CPUs", "jax": jax.__version__,
-        "generator": source, "resolution": cfg.resolution, "command": " ".join(sys.argv),
+        "device": f"{device.platform}: {device.device_kind}",
+        "device_count": jax.device_count(),
+        "host": f"{platform.machine()} {os.cpu_count()} CPUs",
+        "jax": jax.__version__,
+        "generator": source,
+        "resolution": cfg.resolution,
+        "command": " ".join(sys.argv),
     }
     print(f"# {info['date']}  {info['device']}  host {info['host']}  jax {info['jax']}  {source}")
     rng = np.random.RandomState(args.seed)
@@ -196,18 +213,25 @@ def main(argv=None) -> int:
                 if "error" in row:
                     print(f"{name:<8} {precision:<9} {batch:>5} {row['error']}")
                     continue
-                mib = lambda v: f"{v / 2**20:9.0f}" if v is not None else f"{'n/a':>9}"  # noqa: E731
-                print(f"{name:<8} {precision:<9} {batch:>5} {row['images_per_s']:9.2f} {row['ms_per_batch']:10.1f} "
-                      f"{row['compile_s']:9.1f} {mib(row['xla_memory_bytes'])} {mib(row['peak_device_bytes'])}", flush=True)
+                mib = lambda v: f"{v / 2**20:9.0f}" if v is not None else f"{'n/a':>9}"
+                print(
+                    f"{name:<8} {precision:<9} {batch:>5} {row['images_per_s']:9.2f} {row['ms_per_batch']:10.1f} "
+                    f"{row['compile_s']:9.1f} {mib(row['xla_memory_bytes'])} {mib(row['peak_device_bytes'])}",
+                    flush=True,
+                )
     result = {"info": info, "rows": rows}
     if args.bf16_check:
         check = bf16_check(base, args.bf16_check_batch, args.seed)
         result["precision_check"] = check
-        print(f"\nprecision check at {cfg.resolution} (batch {check['batch']}, image max |x| {check['image_max_abs']:.3f}, std {check['image_std']:.3f}):")
+        print(
+            f"\nprecision check at {cfg.resolution} (batch {check['batch']}, image max |x| {check['image_max_abs']:.3f}, std {check['image_std']:.3f}):"
+        )
         for mode in ("default", "bfloat16"):
             c = check[mode]
-            print(f"  {mode:<9} vs float32 highest: max |diff| {c['max_abs_diff']:.2e}  mean {c['mean_abs_diff']:.2e}  "
-                  f"relative to max |x| {c['max_abs_diff_relative']:.2e}")
+            print(
+                f"  {mode:<9} vs float32 highest: max |diff| {c['max_abs_diff']:.2e}  mean {c['mean_abs_diff']:.2e}  "
+                f"relative to max |x| {c['max_abs_diff_relative']:.2e}"
+            )
     if args.json:
         from jaxedit.checkpoints import atomic_write_text
 

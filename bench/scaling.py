@@ -98,35 +98,48 @@ def worker(args) -> dict:
         advance = S.sharded_scan_advance(trainer, mesh, classifier_state.params, correlation, attributes, latents)
         state = S.shard_transformer_state(state0, mesh)
         seconds, _ = _time_rounds(advance, state, indices_for(preset.batch_size), args.steps, args.chunk, args.rounds)
-        rows.append({
-            "program": f"transformers (attr={num_attr} x data={num_data})",
-            "devices": n,
-            "attributes": args.attributes,
-            "padded_attributes": S.padded_num_attributes(args.attributes, mesh),
-            "batch": preset.batch_size,
-            "ms_per_step": 1e3 * seconds,
-            "attribute_steps_per_s": args.attributes / seconds,
-            "samples_per_s": args.attributes * preset.batch_size / seconds,
-            "official_schedule_s": OFFICIAL_SCHEDULE_STEPS * seconds,
-        })
+        rows.append(
+            {
+                "program": f"transformers (attr={num_attr} x data={num_data})",
+                "devices": n,
+                "attributes": args.attributes,
+                "padded_attributes": S.padded_num_attributes(args.attributes, mesh),
+                "batch": preset.batch_size,
+                "ms_per_step": 1e3 * seconds,
+                "attribute_steps_per_s": args.attributes / seconds,
+                "samples_per_s": args.attributes * preset.batch_size / seconds,
+                "official_schedule_s": OFFICIAL_SCHEDULE_STEPS * seconds,
+            }
+        )
     mesh = S.make_mesh(1, n, devices=devices)
     advance = S.classifier_scan_advance(classifier_trainer, mesh, latents, labels)
     batch = preset.classifier_batch_size
-    seconds, _ = _time_rounds(advance, S.replicate(classifier_state, mesh), indices_for(batch), args.steps, args.chunk, args.rounds)
-    rows.append({
-        "program": f"classifier (data={n})",
-        "devices": n,
-        "batch": batch,
-        "ms_per_step": 1e3 * seconds,
-        "samples_per_s": batch / seconds,
-    })
-    return {"platform": devices[0].platform, "device_kind": devices[0].device_kind, "rows": rows,
-            "latent_shape": list(preset.latent_shape), "classifier_widths": list(preset.classifier_widths)}
+    seconds, _ = _time_rounds(
+        advance, S.replicate(classifier_state, mesh), indices_for(batch), args.steps, args.chunk, args.rounds
+    )
+    rows.append(
+        {
+            "program": f"classifier (data={n})",
+            "devices": n,
+            "batch": batch,
+            "ms_per_step": 1e3 * seconds,
+            "samples_per_s": batch / seconds,
+        }
+    )
+    return {
+        "platform": devices[0].platform,
+        "device_kind": devices[0].device_kind,
+        "rows": rows,
+        "latent_shape": list(preset.latent_shape),
+        "classifier_widths": list(preset.classifier_widths),
+    }
 
 
 def accelerator_present() -> bool:
     """Whether JAX finds a GPU/TPU (asked in a subprocess, so this process never holds device memory)."""
-    probe = subprocess.run([sys.executable, "-c", "import jax; print(jax.default_backend())"], capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import jax; print(jax.default_backend())"], capture_output=True, text=True
+    )
     return probe.returncode == 0 and probe.stdout.strip().splitlines()[-1] != "cpu"
 
 
@@ -135,8 +148,20 @@ def run_count(n: int, args, on_cpu: bool) -> dict:
     if on_cpu:
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}".strip()
         env["JAX_PLATFORMS"] = "cpu"
-    command = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), "--attributes", str(args.attributes),
-               "--steps", str(args.steps), "--chunk", str(args.chunk), "--rounds", str(args.rounds)] + (["--full"] if args.full else [])
+    command = [
+        sys.executable,
+        str(Path(__file__).resolve()),
+        "--worker",
+        str(n),
+        "--attributes",
+        str(args.attributes),
+        "--steps",
+        str(args.steps),
+        "--chunk",
+        str(args.chunk),
+        "--rounds",
+        str(args.rounds),
+    ] + (["--full"] if args.full else [])
     process = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True, timeout=args.timeout)
     if process.returncode != 0:
         raise SystemExit(f"device count {n} failed:\n{process.stderr[-3000:]}")
@@ -152,8 +177,10 @@ def markdown(results: list[dict]) -> str:
         for row in result["rows"]:
             per_attr = f"{row['attribute_steps_per_s']:.0f}" if "attribute_steps_per_s" in row else ""
             schedule = f"{row['official_schedule_s']:.0f} s" if "official_schedule_s" in row else ""
-            lines.append(f"| {row['devices']} | {row['program']} | {row['ms_per_step']:.1f} | {per_attr} | "
-                         f"{row['samples_per_s']:.0f} | {schedule} |")
+            lines.append(
+                f"| {row['devices']} | {row['program']} | {row['ms_per_step']:.1f} | {per_attr} | "
+                f"{row['samples_per_s']:.0f} | {schedule} |"
+            )
     return "\n".join(lines)
 
 
@@ -185,11 +212,21 @@ def main(argv=None) -> int:
     if args.json:
         from jaxedit.checkpoints import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps({
-            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "host": platform.node(), "cpu_count": os.cpu_count(), "virtual_cpu_devices": on_cpu,
-            "args": {k: v for k, v in vars(args).items() if k != "worker"}, "results": results,
-        }, indent=1) + "\n")
+        atomic_write_text(
+            args.json,
+            json.dumps(
+                {
+                    "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                    "host": platform.node(),
+                    "cpu_count": os.cpu_count(),
+                    "virtual_cpu_devices": on_cpu,
+                    "args": {k: v for k, v in vars(args).items() if k != "worker"},
+                    "results": results,
+                },
+                indent=1,
+            )
+            + "\n",
+        )
     return 0
 
 

@@ -34,11 +34,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jaxedit.latent.losses import correlation_matrix  # noqa: E402
-from jaxedit.latent.modules import init_classifier_params  # noqa: E402
-from jaxedit.latent.presets import get_preset  # noqa: E402
-from jaxedit.latent.steps import TransformerTrainer  # noqa: E402
-from train.transformers import initial_state  # noqa: E402
+from jaxedit.latent.losses import correlation_matrix
+from jaxedit.latent.modules import init_classifier_params
+from jaxedit.latent.presets import get_preset
+from jaxedit.latent.steps import TransformerTrainer
+from train.transformers import initial_state
 
 FULL_SCHEDULE = {
     # preset: (training latents, steps per epoch, epochs)
@@ -52,7 +52,9 @@ def _block(tree) -> None:
     jax.tree_util.tree_map(lambda leaf: leaf.block_until_ready() if hasattr(leaf, "block_until_ready") else leaf, tree)
 
 
-def bench_preset(name: str, num_attributes: int, steps: int, chunk: int, rounds: int, modes: list[str], log) -> list[dict]:
+def bench_preset(
+    name: str, num_attributes: int, steps: int, chunk: int, rounds: int, modes: list[str], log
+) -> list[dict]:
     preset = get_preset(name)
     train_size, steps_per_epoch, epochs = FULL_SCHEDULE[name]
     schedule_steps = steps_per_epoch * epochs
@@ -71,14 +73,23 @@ def bench_preset(name: str, num_attributes: int, steps: int, chunk: int, rounds:
         per_second = measured / seconds
         row = {
             "cpu_seconds_per_step": cpu_seconds / measured,
-            "preset": name, "mode": mode, "attributes": num_attributes, "batch": batch,
-            "latent_shape": list(preset.latent_shape), "classifier_widths": list(preset.classifier_widths),
-            "steps_timed": measured, "seconds_timed": seconds, "steps_per_s": per_second,
-            "attribute_steps_per_s": per_second * num_attributes, "schedule_steps": schedule_steps,
+            "preset": name,
+            "mode": mode,
+            "attributes": num_attributes,
+            "batch": batch,
+            "latent_shape": list(preset.latent_shape),
+            "classifier_widths": list(preset.classifier_widths),
+            "steps_timed": measured,
+            "seconds_timed": seconds,
+            "steps_per_s": per_second,
+            "attribute_steps_per_s": per_second * num_attributes,
+            "schedule_steps": schedule_steps,
             "schedule_total_s_extrapolated": schedule_steps / per_second,
         }
-        log(f"  {name:8s} {mode:13s} {per_second:8.3f} steps/s, {cpu_seconds / measured:7.3f} CPU s/step -> "
-            f"{row['schedule_total_s_extrapolated']:9.0f} s for the schedule")
+        log(
+            f"  {name:8s} {mode:13s} {per_second:8.3f} steps/s, {cpu_seconds / measured:7.3f} CPU s/step -> "
+            f"{row['schedule_total_s_extrapolated']:9.0f} s for the schedule"
+        )
         return row
 
     ids = jnp.asarray(attributes, jnp.int32)
@@ -89,12 +100,20 @@ def bench_preset(name: str, num_attributes: int, steps: int, chunk: int, rounds:
         def run_scan(count: int) -> None:
             for call in range(max(1, count // chunk)):
                 shared["state"], metrics = trainer.scan_indexed(
-                    shared["state"], classifier_params, correlation, ids, latents, jnp.asarray(indices[call * chunk : (call + 1) * chunk]))
+                    shared["state"],
+                    classifier_params,
+                    correlation,
+                    ids,
+                    latents,
+                    jnp.asarray(indices[call * chunk : (call + 1) * chunk]),
+                )
             _block((shared["state"], metrics))
 
         def run_step(count: int) -> None:
             for step in range(count):
-                shared["state"], metrics = trainer.step(shared["state"], classifier_params, correlation, ids, latents[indices[step]])
+                shared["state"], metrics = trainer.step(
+                    shared["state"], classifier_params, correlation, ids, latents[indices[step]]
+                )
             _block((shared["state"], metrics))
 
         if "vmapped-scan" in modes:
@@ -125,7 +144,7 @@ def bench_preset(name: str, num_attributes: int, steps: int, chunk: int, rounds:
             elapsed, elapsed_cpu = time.perf_counter() - began, time.process_time() - began_cpu
             if elapsed < best.get(mode, float("inf")):
                 best[mode], cpu[mode] = elapsed, elapsed_cpu
-    for mode, (run, count) in runners.items():
+    for mode, (_run, count) in runners.items():
         rows.append(record(mode, best[mode], count, cpu[mode]))
 
     loop = next((r for r in rows if r["mode"] == "python-loop"), None)
@@ -148,8 +167,10 @@ def machine() -> dict:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = ("| preset | mode | K | steps timed | steps/s | CPU s/step | attribute-steps/s | full schedule (extrapolated) | vs loop |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+    header = (
+        "| preset | mode | K | steps timed | steps/s | CPU s/step | attribute-steps/s | full schedule (extrapolated) | vs loop |\n"
+        "|---|---|---|---|---|---|---|---|---|"
+    )
     lines = [header]
     for r in rows:
         total = r["schedule_total_s_extrapolated"]
@@ -176,17 +197,24 @@ def main(argv=None) -> int:
         parser.error("--attributes must be 1..40, --steps and --chunk >= 1")
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     info = machine()
-    print(f"jaxedit transformer-training benchmark, {info['date']}, backend {info['backend']}, {info['cpu_count']} CPUs", file=sys.stderr)
+    print(
+        f"jaxedit transformer-training benchmark, {info['date']}, backend {info['backend']}, {info['cpu_count']} CPUs",
+        file=sys.stderr,
+    )
     rows = []
     for name in [p.strip() for p in args.presets.split(",") if p.strip()]:
         if name not in FULL_SCHEDULE:
             parser.error(f"unknown preset {name!r}; known: {', '.join(FULL_SCHEDULE)}")
-        rows += bench_preset(name, args.attributes, args.steps, args.chunk, args.rounds, modes, lambda m: print(m, file=sys.stderr))
+        rows += bench_preset(
+            name, args.attributes, args.steps, args.chunk, args.rounds, modes, lambda m: print(m, file=sys.stderr)
+        )
     print(format_table(rows))
-    print(f"\nTotals extrapolated from {args.steps} timed steps per mode, best of {args.rounds} interleaved rounds "
-          f"(after compilation and a warm-up call); load average at start {info['load_average_1min']:.1f}; "
-          f"schedules: official {FULL_SCHEDULE['official'][1]} x {FULL_SCHEDULE['official'][2]} steps, "
-          f"paper {FULL_SCHEDULE['paper'][1]} x {FULL_SCHEDULE['paper'][2]} steps.")
+    print(
+        f"\nTotals extrapolated from {args.steps} timed steps per mode, best of {args.rounds} interleaved rounds "
+        f"(after compilation and a warm-up call); load average at start {info['load_average_1min']:.1f}; "
+        f"schedules: official {FULL_SCHEDULE['official'][1]} x {FULL_SCHEDULE['official'][2]} steps, "
+        f"paper {FULL_SCHEDULE['paper'][1]} x {FULL_SCHEDULE['paper'][2]} steps."
+    )
     if args.json:
         from jaxedit.checkpoints import atomic_write_text
 

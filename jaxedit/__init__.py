@@ -38,5 +38,18 @@ def __getattr__(name):
     raise AttributeError(f"module 'jaxedit' has no attribute {name!r}")
 
 
-__all__ = ["ATTRIBUTES", "attribute_index", "attribute_name", "JaxeditError", "load_generator", "load_editors",
-           "Editor", "get_editor", "apply_edit", "apply_sequence", "sweep", "restrict_to_layers", "__version__"]
+__all__ = [
+    "ATTRIBUTES",
+    "attribute_index",
+    "attribute_name",
+    "JaxeditError",
+    "load_generator",
+    "load_editors",
+    "Editor",
+    "get_editor",
+    "apply_edit",
+    "apply_sequence",
+    "sweep",
+    "restrict_to_layers",
+    "__version__",
+]

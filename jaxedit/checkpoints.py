@@ -21,8 +21,9 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -117,7 +118,9 @@ def load_pytree(directory: str | os.PathLike) -> Any:
         try:
             tree = checkpointer.restore(directory)
         except Exception as error:  # orbax raises many types for damaged directories
-            raise ConfigError(f"{directory}: cannot restore arrays ({type(error).__name__}: {error})".splitlines()[0]) from error
+            raise ConfigError(
+                f"{directory}: cannot restore arrays ({type(error).__name__}: {error})".splitlines()[0]
+            ) from error
     return _to_numpy_tree(tree)
 
 
@@ -161,7 +164,9 @@ def read_manifest(directory: str | os.PathLike, expected_kind: str | None = None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ConfigError(f"{path}: not a jaxedit manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise ConfigError(f"{path}: format_version {manifest.get('format_version')!r}, this jaxedit reads {FORMAT_VERSION}")
+        raise ConfigError(
+            f"{path}: format_version {manifest.get('format_version')!r}, this jaxedit reads {FORMAT_VERSION}"
+        )
     if expected_kind is not None and manifest.get("kind") != expected_kind:
         raise ConfigError(f"{directory}: holds {manifest.get('kind')!r}, expected {expected_kind!r}")
     return manifest

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from jaxedit.errors import JaxeditError
 
@@ -32,7 +32,9 @@ def _add_convert_stylegan2(kinds) -> None:
         "key by key, and write a jaxedit generator directory atomically.",
     )
     parser.add_argument("src", metavar="SRC", help="checkpoint file (.pt / .pkl)")
-    parser.add_argument("out", metavar="OUT", nargs="?", default=None, help="output directory (default: ported_weights/<SRC stem>)")
+    parser.add_argument(
+        "out", metavar="OUT", nargs="?", default=None, help="output directory (default: ported_weights/<SRC stem>)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.set_defaults(handler=_run_convert_stylegan2)
 
@@ -60,8 +62,12 @@ def _add_convert_latent_transformer(kinds) -> None:
         description="Convert the official latent_classifier_epoch_20.pth (and tnet_<k>.pth.tar files) to a "
         "jaxedit editors directory, the same format training writes. No torch needed.",
     )
-    parser.add_argument("--classifier", required=True, metavar="FILE", help="latent_classifier_epoch_20.pth (LCNet state dict)")
-    parser.add_argument("--tnets", metavar="DIR", help="folder with tnet_<attribute index>.pth.tar files (default: classifier only)")
+    parser.add_argument(
+        "--classifier", required=True, metavar="FILE", help="latent_classifier_epoch_20.pth (LCNet state dict)"
+    )
+    parser.add_argument(
+        "--tnets", metavar="DIR", help="folder with tnet_<attribute index>.pth.tar files (default: classifier only)"
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     parser.add_argument("out", metavar="OUT", help="editors directory to write")
     parser.set_defaults(handler=_convert_latent_transformer)
@@ -76,8 +82,10 @@ def _convert_latent_transformer(args) -> int:
     shape = " x ".join(str(s) for s in editors.latent_shape)
     widths = "-".join(str(w) for w in editors.classifier_module.widths)
     covered = ", ".join(editors.attributes) if editors.attributes else "none"
-    print(f"wrote {out}: {editors.preset.name} editors on latents {shape}, classifier {widths}, "
-          f"{len(editors.attributes)} transformer(s): {covered}")
+    print(
+        f"wrote {out}: {editors.preset.name} editors on latents {shape}, classifier {widths}, "
+        f"{len(editors.attributes)} transformer(s): {covered}"
+    )
     return 0
 
 
@@ -95,24 +103,46 @@ def _add_generate(subparsers) -> None:
     source.add_argument("--z", metavar="F.npy", help="z latents [B, z_dim] (runs the mapping)")
     source.add_argument("--w", metavar="F.npy", help="W latents [B, w_dim] (same w for every layer)")
     source.add_argument("--ws", metavar="F.npy", help="W+ latents [B, num_ws, w_dim]")
-    parser.add_argument("--truncation", type=float, default=1.0, metavar="PSI", help="truncation psi towards the average latent (default 1: none)")
-    parser.add_argument("--truncation-cutoff", type=int, default=None, metavar="N", help="truncate only the first N W+ layers")
-    parser.add_argument("--noise", choices=("const", "random", "none"), default="const", help="noise maps: stored (const, default), random, none")
+    parser.add_argument(
+        "--truncation",
+        type=float,
+        default=1.0,
+        metavar="PSI",
+        help="truncation psi towards the average latent (default 1: none)",
+    )
+    parser.add_argument(
+        "--truncation-cutoff", type=int, default=None, metavar="N", help="truncate only the first N W+ layers"
+    )
+    parser.add_argument(
+        "--noise",
+        choices=("const", "random", "none"),
+        default="const",
+        help="noise maps: stored (const, default), random, none",
+    )
     parser.add_argument("--noise-seed", type=int, default=0, help="seed of the random noise (with --noise random)")
-    parser.add_argument("--noise-maps", metavar="F.npz", default=None,
-                        help="explicit noise maps noise_0 .. noise_{L-1}, each [R, R] (overrides --noise)")
+    parser.add_argument(
+        "--noise-maps",
+        metavar="F.npz",
+        default=None,
+        help="explicit noise maps noise_0 .. noise_{L-1}, each [R, R] (overrides --noise)",
+    )
     parser.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per device batch (default 8)")
-    parser.add_argument("--precision", choices=("highest", "default", "bfloat16"), default="highest",
-                        help="float32 'highest' (default), 'default' (TF32 on GPUs) or 'bfloat16'")
+    parser.add_argument(
+        "--precision",
+        choices=("highest", "default", "bfloat16"),
+        default="highest",
+        help="float32 'highest' (default), 'default' (TF32 on GPUs) or 'bfloat16'",
+    )
     parser.add_argument("--columns", type=int, default=None, help="grid columns for .png output (default: square-ish)")
-    parser.add_argument("--out", required=True, metavar="OUT", help="output .png (grid) or .npy (raw float32 [B, H, W, 3])")
+    parser.add_argument(
+        "--out", required=True, metavar="OUT", help="output .png (grid) or .npy (raw float32 [B, H, W, 3])"
+    )
     parser.set_defaults(handler=_run_generate)
 
 
 def _run_generate(args) -> int:
     from jaxedit.errors import InputError
-    from jaxedit.stylegan2 import load_generator
-    from jaxedit.stylegan2 import render
+    from jaxedit.stylegan2 import load_generator, render
 
     render.check_output_path(args.out)
     if args.columns is not None and args.columns < 1:
@@ -125,8 +155,16 @@ def _run_generate(args) -> int:
         latents = render.load_latents(getattr(args, kind), kind, generator)
     noise = render.load_noise_maps(args.noise_maps, generator) if args.noise_maps else None
     images = render.render(
-        generator, latents, kind, truncation_psi=args.truncation, truncation_cutoff=args.truncation_cutoff,
-        noise_mode=args.noise, noise_seed=args.noise_seed, batch_size=args.batch_size, progress=True, noise=noise,
+        generator,
+        latents,
+        kind,
+        truncation_psi=args.truncation,
+        truncation_cutoff=args.truncation_cutoff,
+        noise_mode=args.noise,
+        noise_seed=args.noise_seed,
+        batch_size=args.batch_size,
+        progress=True,
+        noise=noise,
     )
     path = render.save_images(args.out, images, columns=args.columns)
     print(f"wrote {len(images)} images ({generator.resolution}x{generator.resolution}) to {path}")
@@ -145,19 +183,36 @@ def _add_edit(subparsers) -> None:
         "W+ [num_ws, w_dim] / [B, num_ws, w_dim]; every row is edited.",
     )
     parser.add_argument("gen_dir", metavar="GEN_DIR", help="generator directory (jaxedit convert stylegan2)")
-    parser.add_argument("editors_dir", metavar="EDITORS_DIR", help="editors directory (training or jaxedit convert latent-transformer)")
+    parser.add_argument(
+        "editors_dir", metavar="EDITORS_DIR", help="editors directory (training or jaxedit convert latent-transformer)"
+    )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--seed", metavar="N", help="z = RandomState(N).randn(z_dim), as jaxedit generate")
     source.add_argument("--latent", metavar="F.npy", help="W or W+ latents of this generator")
-    parser.add_argument("--attr", action="append", default=[], metavar="NAME=ALPHA",
-                        help="one edit step, e.g. Smiling=1.25 (repeat for a sequence; |ALPHA| > 3 warns)")
+    parser.add_argument(
+        "--attr",
+        action="append",
+        default=[],
+        metavar="NAME=ALPHA",
+        help="one edit step, e.g. Smiling=1.25 (repeat for a sequence; |ALPHA| > 3 warns)",
+    )
     parser.add_argument("--sweep", metavar="NAME=START:STOP:COUNT", help="progressive edit, e.g. Smiling=-1.5:1.5:7")
-    parser.add_argument("--layers", metavar="RANGE", help="W+ layers that take the edits, e.g. 0-10 or 0,2,4-6 or all "
-                        "(default: the editors' preset: official 0-10, paper all)")
-    parser.add_argument("--truncation", default="1.0", metavar="PSI", help="truncation psi towards the average latent (default 1: none)")
-    parser.add_argument("--noise", choices=("const", "none"), default="const", help="noise maps: stored (const, default) or none")
+    parser.add_argument(
+        "--layers",
+        metavar="RANGE",
+        help="W+ layers that take the edits, e.g. 0-10 or 0,2,4-6 or all "
+        "(default: the editors' preset: official 0-10, paper all)",
+    )
+    parser.add_argument(
+        "--truncation", default="1.0", metavar="PSI", help="truncation psi towards the average latent (default 1: none)"
+    )
+    parser.add_argument(
+        "--noise", choices=("const", "none"), default="const", help="noise maps: stored (const, default) or none"
+    )
     parser.add_argument("--out", required=True, metavar="OUT.png", help="the strip or grid to write")
-    parser.add_argument("--save-latents", metavar="F.npy", help="also save every panel's W+ latents [panels, B, num_ws, w_dim]")
+    parser.add_argument(
+        "--save-latents", metavar="F.npy", help="also save every panel's W+ latents [panels, B, num_ws, w_dim]"
+    )
     parser.set_defaults(handler=_run_edit)
 
 
@@ -187,7 +242,13 @@ def _parse_float(text: str, flag: str) -> float:
 def _run_edit(args) -> int:
     from jaxedit.edit import parse_layers
     from jaxedit.edit_render import (
-        edit_strip, edit_sweep, load_latent_file, parse_edit_spec, parse_sweep_spec, save_latents, seed_latents,
+        edit_strip,
+        edit_sweep,
+        load_latent_file,
+        parse_edit_spec,
+        parse_sweep_spec,
+        save_latents,
+        seed_latents,
     )
     from jaxedit.errors import ConfigError
     from jaxedit.images import save_png
@@ -217,13 +278,28 @@ def _run_edit(args) -> int:
     if sweep is None:
         result = edit_strip(generator, editors, latents, steps, layers=args.layers, noise_mode=args.noise, seed=seed)
     else:
-        result = edit_sweep(generator, editors, latents, sweep[0], sweep[1], steps=steps, layers=args.layers,
-                            noise_mode=args.noise, seed=seed)
+        result = edit_sweep(
+            generator,
+            editors,
+            latents,
+            sweep[0],
+            sweep[1],
+            steps=steps,
+            layers=args.layers,
+            noise_mode=args.noise,
+            seed=seed,
+        )
     for message in result.warnings:
         print(f"jaxedit: warning: {message}", file=sys.stderr)
     path = save_png(args.out, result.image)
-    what = f"{len(result.row_labels)} x {len(result.column_labels)} grid" if sweep is not None else f"strip of {len(result.column_labels)} panels"
-    print(f"wrote {path}: {what} at {generator.resolution}x{generator.resolution} ({', '.join(result.row_labels if sweep is not None else result.column_labels)})")
+    what = (
+        f"{len(result.row_labels)} x {len(result.column_labels)} grid"
+        if sweep is not None
+        else f"strip of {len(result.column_labels)} panels"
+    )
+    print(
+        f"wrote {path}: {what} at {generator.resolution}x{generator.resolution} ({', '.join(result.row_labels if sweep is not None else result.column_labels)})"
+    )
     if args.save_latents is not None:
         saved = save_latents(args.save_latents, result.latents)
         print(f"wrote {saved}: latents {list(result.latents.shape)}")
@@ -242,21 +318,42 @@ def _add_eval(subparsers) -> None:
     )
     parser.add_argument("editors", metavar="EDITORS_DIR", help="trained or converted editors directory")
     parser.add_argument("--out", default="", help="report directory (default EDITORS_DIR/../eval)")
-    parser.add_argument("--attributes", default="all", help="names or indices, comma-separated (default: all the editors cover)")
+    parser.add_argument(
+        "--attributes", default="all", help="names or indices, comma-separated (default: all the editors cover)"
+    )
     parser.add_argument("--count", type=int, default=1000, help="latents per attribute (default 1000)")
     parser.add_argument("--alpha", type=float, default=1.25, help="our edit strength (default 1.25)")
     parser.add_argument("--distance", type=float, default=3.0, help="InterFaceGAN/GANSpace distance (default 3)")
-    parser.add_argument("--baselines", default="interfacegan,interfacegan_cond,ganspace", help="comma-separated, or 'none'")
-    parser.add_argument("--baseline-samples", type=int, default=20000, help="labelled latents the baselines are fitted on")
+    parser.add_argument(
+        "--baselines", default="interfacegan,interfacegan_cond,ganspace", help="comma-separated, or 'none'"
+    )
+    parser.add_argument(
+        "--baseline-samples", type=int, default=20000, help="labelled latents the baselines are fitted on"
+    )
     parser.add_argument("--identity-samples", type=int, default=4000)
     parser.add_argument("--identity-pairs", type=int, default=200000, help="random pairs for the 0.1%% FAR threshold")
     parser.add_argument("--seed", type=int, default=0, help="sampling seed of the evaluation")
-    parser.add_argument("--world-seed", type=int, default=None, help="synthetic world seed (default: the one the editors were trained in)")
-    parser.add_argument("--generator", default="", help="converted generator directory: latents from its mapping network")
-    parser.add_argument("--image-classifier", default="", metavar="MODULE:CALLABLE",
-                        help="with --generator: images [B,H,W,3] -> probabilities [B,40] (CelebA order); replaces the synthetic labeller")
-    parser.add_argument("--face-embedder", default="", metavar="MODULE:CALLABLE",
-                        help="with --generator: images -> identity embeddings [B,D]; replaces the synthetic identity")
+    parser.add_argument(
+        "--world-seed",
+        type=int,
+        default=None,
+        help="synthetic world seed (default: the one the editors were trained in)",
+    )
+    parser.add_argument(
+        "--generator", default="", help="converted generator directory: latents from its mapping network"
+    )
+    parser.add_argument(
+        "--image-classifier",
+        default="",
+        metavar="MODULE:CALLABLE",
+        help="with --generator: images [B,H,W,3] -> probabilities [B,40] (CelebA order); replaces the synthetic labeller",
+    )
+    parser.add_argument(
+        "--face-embedder",
+        default="",
+        metavar="MODULE:CALLABLE",
+        help="with --generator: images -> identity embeddings [B,D]; replaces the synthetic identity",
+    )
     parser.add_argument("--batch-size", type=int, default=16, help="rendering batch with --image-classifier")
     parser.set_defaults(handler=_run_eval)
 
@@ -273,13 +370,29 @@ def _run_eval(args) -> int:
     from jaxedit.latent.editors import load_editors
 
     editors = load_editors(args.editors)
-    names = [ATTRIBUTES[i] for i in parse_attributes(args.attributes)] if args.attributes != "all" else list(editors.attributes)
+    names = (
+        [ATTRIBUTES[i] for i in parse_attributes(args.attributes)]
+        if args.attributes != "all"
+        else list(editors.attributes)
+    )
     missing = [name for name in names if name not in editors.attributes]
     if missing:
-        raise AttributeNameError(f"{args.editors}: no transformer for {', '.join(missing)}; these editors cover {', '.join(editors.attributes) or 'none'}")
-    chosen = tuple(b.strip() for b in args.baselines.split(",") if b.strip() and args.baselines.strip().lower() != "none")
-    settings = SuiteSettings(count=args.count, alpha=args.alpha, distance=args.distance, baseline_samples=args.baseline_samples,
-                             identity_samples=args.identity_samples, identity_pairs=args.identity_pairs, baselines=chosen, seed=args.seed)
+        raise AttributeNameError(
+            f"{args.editors}: no transformer for {', '.join(missing)}; these editors cover {', '.join(editors.attributes) or 'none'}"
+        )
+    chosen = tuple(
+        b.strip() for b in args.baselines.split(",") if b.strip() and args.baselines.strip().lower() != "none"
+    )
+    settings = SuiteSettings(
+        count=args.count,
+        alpha=args.alpha,
+        distance=args.distance,
+        baseline_samples=args.baseline_samples,
+        identity_samples=args.identity_samples,
+        identity_pairs=args.identity_pairs,
+        baselines=chosen,
+        seed=args.seed,
+    )
     for name in ("count", "baseline_samples", "identity_samples", "identity_pairs"):
         if getattr(settings, name) < 2:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 2")
@@ -294,7 +407,9 @@ def _run_eval(args) -> int:
     if (args.image_classifier or args.face_embedder) and not args.generator:
         raise ConfigError("--image-classifier and --face-embedder need --generator GEN_DIR to render the latents")
     if bool(args.image_classifier) != bool(args.face_embedder):
-        raise ConfigError("give both --image-classifier and --face-embedder (real weights), or neither (synthetic world)")
+        raise ConfigError(
+            "give both --image-classifier and --face-embedder (real weights), or neither (synthetic world)"
+        )
     generator = None
     if args.generator:
         from jaxedit.stylegan2 import load_generator
@@ -304,7 +419,9 @@ def _run_eval(args) -> int:
     space = "w+" if len(editors.latent_shape) == 2 else "w"
     sampler = lambda key, n: synthetic.sample_latents(world, key, n, space=space)
     if args.image_classifier:
-        labeller = protocol.image_labeller(generator, import_callable(args.image_classifier), batch_size=args.batch_size)
+        labeller = protocol.image_labeller(
+            generator, import_callable(args.image_classifier), batch_size=args.batch_size
+        )
         embedder = protocol.image_embedder(generator, import_callable(args.face_embedder), batch_size=args.batch_size)
         where = f"generator {args.generator}, labeller {args.image_classifier}, identity {args.face_embedder}"
     else:
@@ -312,9 +429,18 @@ def _run_eval(args) -> int:
         where = world.describe()
     out = Path(args.out) if args.out else Path(args.editors).resolve().parent / "eval"
     print(where, file=sys.stderr)
-    _, table = run_suite(editors, labeller, embedder, sampler, out, settings, attributes=names,
-                         extra_settings={"labeller": where, "editors_dir": str(args.editors)}, title=where,
-                         log=lambda message: print(message, file=sys.stderr))
+    _, table = run_suite(
+        editors,
+        labeller,
+        embedder,
+        sampler,
+        out,
+        settings,
+        attributes=names,
+        extra_settings={"labeller": where, "editors_dir": str(args.editors)},
+        title=where,
+        log=lambda message: print(message, file=sys.stderr),
+    )
     print(table)
     print(f"\nwritten to {out}/ (report.json, report.md, plots/)")
     return 0

@@ -42,7 +42,8 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -94,7 +95,9 @@ def check_latents(latents: Any, latent_shape: Sequence[int]) -> None:
         return
     expected = describe_latent_shape(latent_shape)
     if shape == latent_shape:
-        raise InputError(f"editors work on batches, {expected}; got one unbatched latent {list(shape)} (add a leading axis)")
+        raise InputError(
+            f"editors work on batches, {expected}; got one unbatched latent {list(shape)} (add a leading axis)"
+        )
     raise InputError(f"editors work on {expected}, got {_describe_batch(shape)}")
 
 
@@ -154,7 +157,9 @@ def restrict_to_layers(original: jax.Array, edited: jax.Array, layers: Sequence[
     `layers=None` keeps every layer of `edited`. Static layer indices, so jit-friendly.
     """
     if np.shape(original) != np.shape(edited):
-        raise InputError(f"original {list(np.shape(original))} and edited {list(np.shape(edited))} latents differ in shape")
+        raise InputError(
+            f"original {list(np.shape(original))} and edited {list(np.shape(edited))} latents differ in shape"
+        )
     if np.ndim(edited) < 2:
         raise InputError(f"layer ranges apply to W+ latents [B, num_ws, w_dim], got {list(np.shape(edited))}")
     if layers is None:
@@ -275,7 +280,9 @@ def apply_edit(
         layers = default_layers(editors_or_module)
     if layers is not None:
         if latents.ndim != 3:
-            raise InputError(f"layer ranges apply to W+ latents [B, num_ws, w_dim], got {_describe_batch(latents.shape)}")
+            raise InputError(
+                f"layer ranges apply to W+ latents [B, num_ws, w_dim], got {_describe_batch(latents.shape)}"
+            )
         layers = parse_layers(layers, latents.shape[1])
         edited = restrict_to_layers(latents, edited, layers)
     return edited.astype(latents.dtype)
@@ -446,4 +453,6 @@ def to_generator_ws(latents: jax.Array, num_ws: int) -> jax.Array:
         return jnp.repeat(latents[:, None, :], num_ws, axis=1)
     if latents.ndim == 3 and latents.shape[1] == num_ws:
         return latents
-    raise InputError(f"the generator takes W [B, w_dim] or W+ [B, {num_ws}, w_dim] latents, got {_describe_batch(latents.shape)}")
+    raise InputError(
+        f"the generator takes W [B, w_dim] or W+ [B, {num_ws}, w_dim] latents, got {_describe_batch(latents.shape)}"
+    )

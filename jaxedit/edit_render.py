@@ -27,8 +27,9 @@ import dataclasses
 import math
 import os
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
@@ -148,20 +149,25 @@ def _render_panels(generator: Any, ws: np.ndarray, noise_mode: str, batch_size: 
     """uint8 `[N, H, W, 3]` from W+ `[N, num_ws, w_dim]`."""
     from jaxedit.images import to_uint8
 
-    images = [np.asarray(generator.synthesis(jnp.asarray(ws[i:i + batch_size]), noise_mode))
-              for i in range(0, len(ws), batch_size)]
+    images = [
+        np.asarray(generator.synthesis(jnp.asarray(ws[i : i + batch_size]), noise_mode))
+        for i in range(0, len(ws), batch_size)
+    ]
     return to_uint8(np.concatenate(images, axis=0))
 
 
-def _run_sequence(editors: Any, generator: Any, latents: np.ndarray, steps: Sequence[tuple[str, float]],
-                  layers: Any) -> tuple[list[np.ndarray], list[str]]:
+def _run_sequence(
+    editors: Any, generator: Any, latents: np.ndarray, steps: Sequence[tuple[str, float]], layers: Any
+) -> tuple[list[np.ndarray], list[str]]:
     """Generator W+ latents of the input and of each step, and the step labels (canonical names)."""
     num_ws = generator.num_ws
     editor_latents = edit.to_editor_space(latents, editors.latent_shape)
     space_is_w = len(tuple(editors.latent_shape)) == 1
     layer_range = edit.parse_layers(layers, num_ws) if layers is not None else None
     names = [tuple(editors.attributes)[edit.resolve_attribute(editors, name)] for name, _ in steps]
-    outputs = edit.apply_sequence(editors, editor_latents, steps, layers=None if space_is_w else layer_range) if steps else []
+    outputs = (
+        edit.apply_sequence(editors, editor_latents, steps, layers=None if space_is_w else layer_range) if steps else []
+    )
     start = edit.to_generator_ws(editor_latents, num_ws)
     panels = [start] + [edit.to_generator_ws(out, num_ws) for out in outputs]
     if space_is_w and layer_range is not None:
@@ -176,8 +182,15 @@ def _row_labels(count: int, seed: int | None) -> list[str] | None:
     return [f"latent {i}" for i in range(count)] if count > 1 else None
 
 
-def edit_strip(generator: Any, editors: Any, latents: np.ndarray, steps: Sequence[tuple[str, float]],
-               layers: Any = None, noise_mode: str = "const", seed: int | None = None) -> EditResult:
+def edit_strip(
+    generator: Any,
+    editors: Any,
+    latents: np.ndarray,
+    steps: Sequence[tuple[str, float]],
+    layers: Any = None,
+    noise_mode: str = "const",
+    seed: int | None = None,
+) -> EditResult:
     """Input, then one panel per step (each step edits the previous result): a labelled strip.
 
     `latents`: W `[B, w_dim]` or W+ `[B, num_ws, w_dim]` of `generator`; one strip row per latent.
@@ -199,13 +212,26 @@ def edit_strip(generator: Any, editors: Any, latents: np.ndarray, steps: Sequenc
     column_labels = ["input"] + labels
     row_labels = _row_labels(batch, seed)
     picture = labelled_grid(images, column_labels=column_labels, row_labels=row_labels)
-    return EditResult(picture, stacked, tuple(column_labels), None if row_labels is None else tuple(row_labels),
-                      tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)))
+    return EditResult(
+        picture,
+        stacked,
+        tuple(column_labels),
+        None if row_labels is None else tuple(row_labels),
+        tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)),
+    )
 
 
-def edit_sweep(generator: Any, editors: Any, latents: np.ndarray, attribute: str, alphas: Sequence[float],
-               steps: Sequence[tuple[str, float]] = (), layers: Any = None, noise_mode: str = "const",
-               seed: int | None = None) -> EditResult:
+def edit_sweep(
+    generator: Any,
+    editors: Any,
+    latents: np.ndarray,
+    attribute: str,
+    alphas: Sequence[float],
+    steps: Sequence[tuple[str, float]] = (),
+    layers: Any = None,
+    noise_mode: str = "const",
+    seed: int | None = None,
+) -> EditResult:
     """A progressive edit of `attribute` over `alphas`, applied after the `steps` (if any).
 
     A labelled grid: one row per alpha ("Smiling -1.5", ...), one column per latent.
@@ -238,8 +264,13 @@ def edit_sweep(generator: Any, editors: Any, latents: np.ndarray, attribute: str
     if steps:
         column_labels = [f"{c} " + " ".join(step_labels) for c in column_labels]
     picture = labelled_grid(images, column_labels=column_labels, row_labels=row_labels)
-    return EditResult(picture, ws.astype(np.float32), tuple(column_labels), tuple(row_labels),
-                      tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)))
+    return EditResult(
+        picture,
+        ws.astype(np.float32),
+        tuple(column_labels),
+        tuple(row_labels),
+        tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)),
+    )
 
 
 def save_latents(path: str | os.PathLike, latents: np.ndarray) -> Path:

@@ -37,11 +37,13 @@ def grid(images: np.ndarray, columns: int | None = None, padding: int = 0, fill:
         raise InputError("grid: no images")
     columns = columns or math.ceil(math.sqrt(count))
     rows = math.ceil(count / columns)
-    canvas = np.full((rows * height + (rows - 1) * padding, columns * width + (columns - 1) * padding, channels), fill, images.dtype)
+    canvas = np.full(
+        (rows * height + (rows - 1) * padding, columns * width + (columns - 1) * padding, channels), fill, images.dtype
+    )
     for index in range(count):
         r, c = divmod(index, columns)
         y, x = r * (height + padding), c * (width + padding)
-        canvas[y:y + height, x:x + width] = images[index]
+        canvas[y : y + height, x : x + width] = images[index]
     return canvas
 
 
@@ -65,8 +67,13 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     return path
 
 
-def save_grid(path: str | os.PathLike, images, columns: int | None = None, padding: int = 0,
-              value_range: tuple[float, float] = (-1.0, 1.0)) -> Path:
+def save_grid(
+    path: str | os.PathLike,
+    images,
+    columns: int | None = None,
+    padding: int = 0,
+    value_range: tuple[float, float] = (-1.0, 1.0),
+) -> Path:
     """Float images [B, H, W, C] on `value_range` -> one PNG grid at `path`."""
     return save_png(path, grid(to_uint8(images, value_range), columns=columns, padding=padding))
 
@@ -111,8 +118,14 @@ def _wrap_label(text: str, font, width: int) -> list[str]:
     return lines or [""]
 
 
-def labelled_grid(images: np.ndarray, column_labels=None, row_labels=None, font_size: int | None = None,
-                  background: int = 255, text_color: int = 0) -> np.ndarray:
+def labelled_grid(
+    images: np.ndarray,
+    column_labels=None,
+    row_labels=None,
+    font_size: int | None = None,
+    background: int = 255,
+    text_color: int = 0,
+) -> np.ndarray:
     """uint8 [R, C, H, W, 3] -> one uint8 image: the R x C panels edge to edge, labels in bands.
 
     `column_labels` (C strings) go in a band above the panels, `row_labels` (R strings) in a band
@@ -124,7 +137,9 @@ def labelled_grid(images: np.ndarray, column_labels=None, row_labels=None, font_
 
     images = np.asarray(images)
     if images.ndim != 5 or images.dtype != np.uint8:
-        raise InputError(f"labelled_grid: expected uint8 panels [R, C, H, W, C_img], got {images.dtype} {list(images.shape)}")
+        raise InputError(
+            f"labelled_grid: expected uint8 panels [R, C, H, W, C_img], got {images.dtype} {list(images.shape)}"
+        )
     rows, columns, height, width, channels = images.shape
     if column_labels is not None and len(column_labels) != columns:
         raise InputError(f"labelled_grid: {len(column_labels)} column labels for {columns} columns")
@@ -134,7 +149,9 @@ def labelled_grid(images: np.ndarray, column_labels=None, row_labels=None, font_
     font = _label_font(size)
     pad = max(2, size // 4)
     line_height = size + max(1, size // 5)
-    column_lines = [_wrap_label(str(t), font, width - 2 * pad) for t in column_labels] if column_labels is not None else []
+    column_lines = (
+        [_wrap_label(str(t), font, width - 2 * pad) for t in column_labels] if column_labels is not None else []
+    )
     top = (max(len(lines) for lines in column_lines) * line_height + 2 * pad) if column_lines else 0
     row_width = min(2 * width, max(width // 2, 1) * 3) if row_labels is not None else 0
     row_lines = [_wrap_label(str(t), font, row_width - 2 * pad) for t in row_labels] if row_labels is not None else []

@@ -48,9 +48,13 @@ def array_metadata(params_dir: str | Path) -> dict[str, tuple[tuple[int, ...], s
         tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", None)
         if tree is None:
             tree = metadata.item_metadata
-        flat = jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))[0]
+        flat = jax.tree_util.tree_flatten_with_path(
+            tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
+        )[0]
     except Exception as error:  # orbax raises many types on damaged directories
-        raise ConfigError(f"{params_dir}: cannot read array metadata ({type(error).__name__}: {error})".splitlines()[0]) from error
+        raise ConfigError(
+            f"{params_dir}: cannot read array metadata ({type(error).__name__}: {error})".splitlines()[0]
+        ) from error
     result = {}
     for path, leaf in flat:
         key = "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)
@@ -195,8 +199,13 @@ def format_info(described: dict) -> str:
             rows.append((key.replace("_", " "), _format_value(value)))
         if attributes is not None:
             rows.append(("attributes", f"{len(attributes)}: " + ", ".join(attributes)))
-    rows.append(("stored arrays", f"{_human_count(described['parameters'])} in {described['arrays']} arrays, "
-                               f"{_human_bytes(described['parameter_bytes'])} ({', '.join(described['dtypes'])})"))
+    rows.append(
+        (
+            "stored arrays",
+            f"{_human_count(described['parameters'])} in {described['arrays']} arrays, "
+            f"{_human_bytes(described['parameter_bytes'])} ({', '.join(described['dtypes'])})",
+        )
+    )
     source = described.get("source")
     if isinstance(source, dict):
         rows.append(("source", str(source.get("path"))))

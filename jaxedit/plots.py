@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -22,8 +22,16 @@ from jaxedit.errors import InputError
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 
 PALETTE = (
-    (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189),
-    (140, 86, 75), (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207),
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
 )
 _BACKGROUND = (255, 255, 255)
 _INK = (40, 40, 40)
@@ -104,7 +112,9 @@ def draw_panel(
         rotated = label.rotate(90, expand=True)
         image.paste(rotated, (left + 2, plot_top), rotated)
 
-    finite = [(xs[np.isfinite(xs) & np.isfinite(ys)], ys[np.isfinite(xs) & np.isfinite(ys)]) for xs, ys in data.values()]
+    finite = [
+        (xs[np.isfinite(xs) & np.isfinite(ys)], ys[np.isfinite(xs) & np.isfinite(ys)]) for xs, ys in data.values()
+    ]
     all_x = np.concatenate([f[0] for f in finite]) if finite else np.zeros(0)
     all_y = np.concatenate([f[1] for f in finite]) if finite else np.zeros(0)
     if all_x.size == 0:
@@ -150,11 +160,16 @@ def draw_panel(
     if legend and data:
         y = plot_top + 4
         widest = max(draw.textlength(name, font=small) for name in data)
-        draw.rectangle([plot_right - 114, plot_top + 2, plot_right - 84 + widest + 4, plot_top + 6 + len(data) * (font_size + 2)],
-                       fill=_BACKGROUND, outline=_GRID)
+        draw.rectangle(
+            [plot_right - 114, plot_top + 2, plot_right - 84 + widest + 4, plot_top + 6 + len(data) * (font_size + 2)],
+            fill=_BACKGROUND,
+            outline=_GRID,
+        )
         for index, name in enumerate(data):
             color = PALETTE[index % len(PALETTE)]
-            draw.line([(plot_right - 110, y + font_size // 2), (plot_right - 92, y + font_size // 2)], fill=color, width=2)
+            draw.line(
+                [(plot_right - 110, y + font_size // 2), (plot_right - 92, y + font_size // 2)], fill=color, width=2
+            )
             draw.text((plot_right - 88, y), name, fill=_INK, font=small)
             y += font_size + 2
 

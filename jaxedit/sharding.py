@@ -33,13 +33,15 @@ commands for multi-GPU machines, several hosts and TPU pod slices.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxedit.errors import CheckpointError, ConfigError, InputError, TrainingError
 from jaxedit.training_state import (
@@ -322,7 +324,9 @@ def shard_batch(batch: Any, mesh: Mesh, *, attribute_axis: bool = False) -> Any:
     holds only its rows, use `host_local_batch_to_global`.
     """
     if jax.process_count() > 1:
-        raise ConfigError("shard_batch takes a whole batch on one process; with several processes use host_local_batch_to_global")
+        raise ConfigError(
+            "shard_batch takes a whole batch on one process; with several processes use host_local_batch_to_global"
+        )
     axis = 1 if attribute_axis else 0
     for leaf in jax.tree_util.tree_leaves(batch):
         if np.ndim(leaf) > axis:
@@ -367,6 +371,7 @@ def host_local_batch_to_global(local_batch: Any, mesh: Mesh, global_batch_size: 
 
 def gather_to_host(tree: Any) -> Any:
     """Every leaf as a full numpy array on every process (an all-gather across hosts if needed)."""
+
     def fetch(leaf):
         if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
             from jax.experimental import multihost_utils
@@ -505,7 +510,9 @@ def save_sharded_checkpoint(
     with _manager(directory, max_to_keep=max_to_keep) as manager:
         manager.save(
             int(step),
-            args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardSave(state), LAYOUT_ITEM: ocp.args.JsonSave(layout)}),
+            args=ocp.args.Composite(
+                **{STATE_ITEM: ocp.args.StandardSave(state), LAYOUT_ITEM: ocp.args.JsonSave(layout)}
+            ),
             force=True,
         )
         manager.wait_until_finished()
@@ -656,7 +663,9 @@ class ShardedTrainCheckpointer(TrainCheckpointer):
         saved_rows = int(record.get("padded_attributes", self.num_attributes))
         target, direct = restore_target(template, self.mesh, saved_rows)
         try:
-            restored = self._manager.restore(int(step), args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(target)}))
+            restored = self._manager.restore(
+                int(step), args=ocp.args.Composite(**{STATE_ITEM: ocp.args.StandardRestore(target)})
+            )
         except Exception as error:  # orbax raises many types for damaged or mismatched directories
             raise TrainingError(f"{path}: cannot restore ({type(error).__name__}: {error})".splitlines()[0]) from error
         state = fit_restored_state(restored[STATE_ITEM], self.num_attributes, saved_rows, direct, self.mesh)
@@ -709,7 +718,9 @@ def sharded_scan_advance(
     def advance(state, indices):
         indices = np.asarray(indices, np.int32)
         _check_batch_size(indices.shape[1], mesh)
-        state, metrics = scan(state, placed_classifier, placed_correlation, placed_attributes, placed_latents, _place(indices, steps_data))
+        state, metrics = scan(
+            state, placed_classifier, placed_correlation, placed_attributes, placed_latents, _place(indices, steps_data)
+        )
         return state, {name: value[:, :num] for name, value in gather_to_host(metrics).items()}
 
     return advance
@@ -721,7 +732,9 @@ def sharded_classifier_scan_indexed(trainer: Any, mesh: Mesh, *, donate_state: b
     axis 1, metrics [S] replicated. Use a mesh with every device on "data" (``make_mesh(1, None)``)."""
     repl = replicated_sharding(mesh)
     steps_data = NamedSharding(mesh, P(None, DATA_AXIS))
-    return jit_sharded(trainer.scan_indexed, (repl, repl, repl, steps_data), (repl, repl), donate_argnums=(0,) if donate_state else ())
+    return jit_sharded(
+        trainer.scan_indexed, (repl, repl, repl, steps_data), (repl, repl), donate_argnums=(0,) if donate_state else ()
+    )
 
 
 def classifier_scan_advance(trainer: Any, mesh: Mesh, latents: np.ndarray, labels: np.ndarray) -> Callable:

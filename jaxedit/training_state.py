@@ -24,9 +24,10 @@ import signal
 import sys
 import threading
 import warnings
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import FrameType
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -70,11 +71,15 @@ class PreemptionGuard:
         if self._event.is_set() and signum == signal.SIGINT:
             raise KeyboardInterrupt
         if not self._event.is_set():
-            print(f"\n{name} received: finishing the step in flight, then saving a checkpoint "
-                  "(press Ctrl-C again to stop at once, losing unsaved steps)", file=sys.stderr, flush=True)
+            print(
+                f"\n{name} received: finishing the step in flight, then saving a checkpoint "
+                "(press Ctrl-C again to stop at once, losing unsaved steps)",
+                file=sys.stderr,
+                flush=True,
+            )
         self.request(name)
 
-    def __enter__(self) -> "PreemptionGuard":
+    def __enter__(self) -> PreemptionGuard:
         if threading.current_thread() is threading.main_thread():
             for sig in self._signals:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -140,7 +145,7 @@ class TrainCheckpointer:
     def close(self) -> None:
         self._manager.close()
 
-    def __enter__(self) -> "TrainCheckpointer":
+    def __enter__(self) -> TrainCheckpointer:
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -153,7 +158,8 @@ class TrainCheckpointer:
     def incomplete_entries(self) -> list[Path]:
         """Leftovers that are not complete checkpoints (tmp dirs of interrupted saves, damaged steps)."""
         return sorted(
-            p for p in self.directory.iterdir()
+            p
+            for p in self.directory.iterdir()
             if (TMP_MARKER in p.name or p.name.isdigit()) and not is_complete_step_dir(p)
         )
 
@@ -173,10 +179,12 @@ class TrainCheckpointer:
         record = {**record, "step": int(step), "layout": state_layout(state)}
         if is_complete_step_dir(self.directory / str(step)):
             return False
-        args = self._ocp.args.Composite(**{
-            STATE_ITEM: self._ocp.args.StandardSave(_to_host(state)),
-            RECORD_ITEM: self._ocp.args.JsonSave(record),
-        })
+        args = self._ocp.args.Composite(
+            **{
+                STATE_ITEM: self._ocp.args.StandardSave(_to_host(state)),
+                RECORD_ITEM: self._ocp.args.JsonSave(record),
+            }
+        )
         self._manager.save(int(step), args=args, force=True)
         self._manager.wait_until_finished()
         return True
@@ -193,13 +201,17 @@ class TrainCheckpointer:
                 "resume with the same config, overrides and attributes as the interrupted run"
             )
         abstract = jax.tree_util.tree_map(
-            lambda leaf: jax.ShapeDtypeStruct(np.shape(leaf), np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype),
+            lambda leaf: jax.ShapeDtypeStruct(
+                np.shape(leaf), np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
+            ),
             template,
         )
-        args = self._ocp.args.Composite(**{
-            STATE_ITEM: self._ocp.args.StandardRestore(abstract),
-            RECORD_ITEM: self._ocp.args.JsonRestore(),
-        })
+        args = self._ocp.args.Composite(
+            **{
+                STATE_ITEM: self._ocp.args.StandardRestore(abstract),
+                RECORD_ITEM: self._ocp.args.JsonRestore(),
+            }
+        )
         try:
             restored = self._manager.restore(int(step), args=args)
         except Exception as error:  # orbax raises many types for damaged or mismatched directories
@@ -235,8 +247,14 @@ class TrainCheckpointer:
 def state_layout(tree: Any) -> list[list]:
     """JSON-able description of a state pytree: [path, shape, dtype] per leaf."""
     flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [[jax.tree_util.keystr(path), list(np.shape(leaf)), str(np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype)]
-            for path, leaf in flat]
+    return [
+        [
+            jax.tree_util.keystr(path),
+            list(np.shape(leaf)),
+            str(np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype),
+        ]
+        for path, leaf in flat
+    ]
 
 
 def _first_difference(saved: Any, wanted: list[list]) -> str:
@@ -264,6 +282,9 @@ def _check_same_structure(path: Path, template: Any, state: Any) -> None:
 @jax.jit
 def all_finite_per_row(tree: Any) -> jax.Array:
     """[K] bool: row k is True when every leaf's slice `leaf[k]` is finite (leaves are [K, ...])."""
-    rows = [jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1) for leaf in jax.tree_util.tree_leaves(tree)
-            if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    rows = [
+        jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
+        for leaf in jax.tree_util.tree_leaves(tree)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
     return jnp.all(jnp.stack(rows), axis=0)

@@ -66,7 +66,11 @@ def train_sharded(mesh, trainer, classifier_params, correlation, attributes, bat
 
     step = S.sharded_transformer_step(trainer, mesh)
     state = S.shard_transformer_state(state0, mesh)
-    args = (S.replicate(classifier_params, mesh), S.replicate(correlation, mesh), S.shard_per_attribute(attributes, mesh))
+    args = (
+        S.replicate(classifier_params, mesh),
+        S.replicate(correlation, mesh),
+        S.shard_per_attribute(attributes, mesh),
+    )
     for batch in batches:
         global_batch = S.host_local_batch_to_global(batch[S.process_batch_rows(mesh, len(batch))], mesh, len(batch))
         state, metrics = step(state, *args, global_batch)
@@ -74,12 +78,20 @@ def train_sharded(mesh, trainer, classifier_params, correlation, attributes, bat
 
 
 def max_abs_diff(a, b) -> float:
-    return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)))
+    return max(
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+    )
 
 
 def p999_abs_diff(a, b) -> float:
     """The 99.9th percentile of |a - b| over all elements of all leaves."""
-    diffs = np.concatenate([np.abs(np.asarray(x) - np.asarray(y)).ravel() for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))])
+    diffs = np.concatenate(
+        [
+            np.abs(np.asarray(x) - np.asarray(y)).ravel()
+            for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        ]
+    )
     return float(np.quantile(diffs, 0.999))
 
 
@@ -92,7 +104,9 @@ def max_rel_diff(a, b) -> float:
 
 
 def collectives(compiled_text: str) -> dict:
-    return {op: compiled_text.count(f" {op}(") for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute")}
+    return {
+        op: compiled_text.count(f" {op}(") for op in ("all-reduce", "all-gather", "all-to-all", "collective-permute")
+    }
 
 
 def mode_meshes(out: Path, directory: Path) -> None:
@@ -111,7 +125,12 @@ def mode_meshes(out: Path, directory: Path) -> None:
             state, step, args, batch = train_sharded(mesh, *problem_)
             gathered = S.gather_transformer_state(state, NUM_ATTRIBUTES)
             diffs = np.concatenate(
-                [np.abs(x - y).ravel() for x, y in zip(jax.tree_util.tree_leaves(gathered.params), jax.tree_util.tree_leaves(reference.params))]
+                [
+                    np.abs(x - y).ravel()
+                    for x, y in zip(
+                        jax.tree_util.tree_leaves(gathered.params), jax.tree_util.tree_leaves(reference.params)
+                    )
+                ]
             )
             hlo = step.lower(state, *args, batch).compile().as_text()
             result[f"{name} {num_attr}x{num_data}"] = {
@@ -146,7 +165,9 @@ def mode_meshes(out: Path, directory: Path) -> None:
     result["official scan_indexed 8x1"] = {
         "params_max_abs_diff": max_abs_diff(gathered.params, ref_state.params),
         "opt_state_max_rel_diff": max_rel_diff(gathered.opt_state, ref_state.opt_state),
-        "metrics_max_abs_diff": max_abs_diff({k: np.asarray(v)[:, :NUM_ATTRIBUTES] for k, v in metrics.items()}, ref_metrics),
+        "metrics_max_abs_diff": max_abs_diff(
+            {k: np.asarray(v)[:, :NUM_ATTRIBUTES] for k, v in metrics.items()}, ref_metrics
+        ),
     }
     result["checkpoint"] = checkpoint_round_trip(directory, *kept_4x2)
     result["train_transformers"] = train_transformers_on_meshes(directory.parent / "runs", official)
@@ -184,8 +205,9 @@ def labelling_on_local_devices() -> dict:
     generator = _TinyGenerator()
     classifier = lambda images: jax.nn.sigmoid(jnp.mean(images, axis=(1, 2)) @ jnp.ones((3, 40)) * 3.0)
     spread = label_generator_samples(generator, classifier, 40, seed=2, batch_size=16, space="w+", progress=False)
-    single = label_generator_samples(generator, classifier, 40, seed=2, batch_size=16, space="w+", progress=False,
-                                     devices=[jax.devices()[0]])
+    single = label_generator_samples(
+        generator, classifier, 40, seed=2, batch_size=16, space="w+", progress=False, devices=[jax.devices()[0]]
+    )
     return {
         "count": int(spread.latents.shape[0]),
         "latents_max_abs_diff": max_abs_diff(spread.latents, single.latents),
@@ -202,9 +224,9 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
     import dataclasses
 
     from jaxedit import sharding as S
+    from jaxedit.latent import TransformerTrainer
     from train.configs import get_config
     from train.data import TrainingData
-    from jaxedit.latent import TransformerTrainer
     from train.transformers import train_transformers
 
     trainer, classifier_params, correlation, attributes, batches, state0 = problem_
@@ -213,28 +235,78 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
     latents = rng.normal(size=(80,) + preset.latent_shape).astype(np.float32)
     labels = (rng.random((80, preset.num_attributes)) < 0.4).astype(np.float32)
     data = TrainingData(latents, labels, num_train=64, source="worker")  # 4 steps of 16
-    config = dataclasses.replace(get_config("synthetic"), method=preset, steps_per_call=2, checkpoint_every=2, progress=False)
+    config = dataclasses.replace(
+        get_config("synthetic"), method=preset, steps_per_call=2, checkpoint_every=2, progress=False
+    )
     quiet = lambda message: None
     shared = TransformerTrainer.create(preset)  # one set of jitted functions for the seven runs
     single = train_transformers(config, data, classifier_params, "all", root / "single", log=quiet, trainer=shared)
-    half = train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "sharded",
-                              log=quiet, trainer=shared, mesh=S.make_mesh(8, 1))
-    resumed = train_transformers(config, data, classifier_params, "all", root / "sharded", resume=True, log=quiet, trainer=shared,
-                                 mesh=S.make_mesh(6, 1, devices=jax.devices()[:6]))
+    half = train_transformers(
+        dataclasses.replace(config, max_steps=2),
+        data,
+        classifier_params,
+        "all",
+        root / "sharded",
+        log=quiet,
+        trainer=shared,
+        mesh=S.make_mesh(8, 1),
+    )
+    resumed = train_transformers(
+        config,
+        data,
+        classifier_params,
+        "all",
+        root / "sharded",
+        resume=True,
+        log=quiet,
+        trainer=shared,
+        mesh=S.make_mesh(6, 1, devices=jax.devices()[:6]),
+    )
     # A one-device checkpoint resumed on a mesh, and a sharded one resumed on one device.
-    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_mesh", log=quiet, trainer=shared)
-    to_mesh = train_transformers(config, data, classifier_params, "all", root / "to_mesh", resume=True, log=quiet, trainer=shared,
-                                 mesh=S.make_mesh(8, 1))
-    train_transformers(dataclasses.replace(config, max_steps=2), data, classifier_params, "all", root / "to_one", log=quiet, trainer=shared,
-                       mesh=S.make_mesh(8, 1))
-    to_one = train_transformers(config, data, classifier_params, "all", root / "to_one", resume=True, log=quiet, trainer=shared)
+    train_transformers(
+        dataclasses.replace(config, max_steps=2),
+        data,
+        classifier_params,
+        "all",
+        root / "to_mesh",
+        log=quiet,
+        trainer=shared,
+    )
+    to_mesh = train_transformers(
+        config,
+        data,
+        classifier_params,
+        "all",
+        root / "to_mesh",
+        resume=True,
+        log=quiet,
+        trainer=shared,
+        mesh=S.make_mesh(8, 1),
+    )
+    train_transformers(
+        dataclasses.replace(config, max_steps=2),
+        data,
+        classifier_params,
+        "all",
+        root / "to_one",
+        log=quiet,
+        trainer=shared,
+        mesh=S.make_mesh(8, 1),
+    )
+    to_one = train_transformers(
+        config, data, classifier_params, "all", root / "to_one", resume=True, log=quiet, trainer=shared
+    )
     from jaxedit.latent import load_editors
     from train.classifier import train_classifier
 
     editors = load_editors(root / "sharded" / "editors")
-    classifier_config = dataclasses.replace(config, method=preset.replace(classifier_batch_size=16, classifier_epochs=1))
+    classifier_config = dataclasses.replace(
+        config, method=preset.replace(classifier_batch_size=16, classifier_epochs=1)
+    )
     classifier_single = train_classifier(classifier_config, data, root / "classifier_single", log=quiet)
-    classifier_sharded = train_classifier(classifier_config, data, root / "classifier_sharded", log=quiet, mesh=S.make_mesh(4, 2))
+    classifier_sharded = train_classifier(
+        classifier_config, data, root / "classifier_sharded", log=quiet, mesh=S.make_mesh(4, 2)
+    )
     return {
         "classifier_steps": [classifier_single.steps, classifier_sharded.steps],
         "classifier_params_max_abs_diff": max_abs_diff(classifier_sharded.params, classifier_single.params),
@@ -248,7 +320,9 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
         "sharded_checkpoint_resumed_on_one_device_max_abs_diff": max_abs_diff(to_one.params, single.params),
         "resumed_steps": [to_mesh.steps, to_one.steps],
         "editors_dir_max_abs_diff": max_abs_diff(editors.transformer_params, single.params),
-        "checkpoint_steps": sorted(int(p.name) for p in (root / "sharded" / "checkpoints" / "transformers").iterdir() if p.name.isdigit()),
+        "checkpoint_steps": sorted(
+            int(p.name) for p in (root / "sharded" / "checkpoints" / "transformers").iterdir() if p.name.isdigit()
+        ),
     }
 
 
@@ -276,16 +350,32 @@ def checkpoint_round_trip(directory: Path, mesh, state, problem_) -> dict:
             "rows": int(leaf.shape[0]),
             "spec": str(leaf.sharding.spec),
             "devices": len(leaf.sharding.device_set),
-            "equal": all(np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(S.gather_transformer_state(restored, num)), jax.tree_util.tree_leaves(saved))),
+            "equal": all(
+                np.array_equal(x, y)
+                for x, y in zip(
+                    jax.tree_util.tree_leaves(S.gather_transformer_state(restored, num)),
+                    jax.tree_util.tree_leaves(saved),
+                )
+            ),
             "max_abs_diff": max_abs_diff(S.gather_transformer_state(restored, num), saved),
         }
         # The restored state keeps training on the new mesh, in step with the one-device run.
         if name == "8x1":
             step_fn = S.sharded_transformer_step(trainer, target)
             more = np.random.default_rng(7).normal(size=(BATCH,) + preset.latent_shape).astype(np.float32)
-            trained, _ = step_fn(restored, S.replicate(classifier_params, target), S.replicate(correlation, target), S.shard_per_attribute(attributes, target), S.shard_batch(more, target))
-            expected, _ = trainer.step(jax.tree_util.tree_map(np.asarray, saved), classifier_params, correlation, attributes, more)
-            result[name]["continued_step_max_abs_diff"] = max_abs_diff(S.gather_transformer_state(trained, NUM_ATTRIBUTES), expected)
+            trained, _ = step_fn(
+                restored,
+                S.replicate(classifier_params, target),
+                S.replicate(correlation, target),
+                S.shard_per_attribute(attributes, target),
+                S.shard_batch(more, target),
+            )
+            expected, _ = trainer.step(
+                jax.tree_util.tree_map(np.asarray, saved), classifier_params, correlation, attributes, more
+            )
+            result[name]["continued_step_max_abs_diff"] = max_abs_diff(
+                S.gather_transformer_state(trained, NUM_ATTRIBUTES), expected
+            )
     return result
 
 
@@ -293,7 +383,9 @@ def mode_distributed(out: Path, directory: Path, port: int, num_processes: int, 
     from jaxedit import sharding as S
 
     address = f"127.0.0.1:{port}"
-    S.initialize_distributed(address, num_processes, process_id, coordinator_bind_address=address, initialization_timeout=60)
+    S.initialize_distributed(
+        address, num_processes, process_id, coordinator_bind_address=address, initialization_timeout=60
+    )
     from jaxedit.latent import ClassifierTrainer
 
     result = {
@@ -332,14 +424,20 @@ def mode_distributed(out: Path, directory: Path, port: int, num_processes: int, 
     for x, y in zip(latents, labels):
         local_x, local_y = x[rows], y[rows]  # this host's shard only
         classifier_state, metrics = classifier_step(
-            classifier_state, S.host_local_batch_to_global(local_x, data_mesh, BATCH), S.host_local_batch_to_global(local_y, data_mesh, BATCH)
+            classifier_state,
+            S.host_local_batch_to_global(local_x, data_mesh, BATCH),
+            S.host_local_batch_to_global(local_y, data_mesh, BATCH),
         )
     with jax.default_device(local_device):
         expected = classifier_state0
         for x, y in zip(latents, labels):
             expected, expected_metrics = classifier_trainer.step(expected, x, y)
-    result["classifier_max_abs_diff_vs_single"] = max_abs_diff(S.gather_to_host(classifier_state).params, expected.params)
-    result["classifier_p999_abs_diff_vs_single"] = p999_abs_diff(S.gather_to_host(classifier_state).params, expected.params)
+    result["classifier_max_abs_diff_vs_single"] = max_abs_diff(
+        S.gather_to_host(classifier_state).params, expected.params
+    )
+    result["classifier_p999_abs_diff_vs_single"] = p999_abs_diff(
+        S.gather_to_host(classifier_state).params, expected.params
+    )
     result["classifier_loss_diff"] = abs(float(S.gather_to_host(metrics["loss"])) - float(expected_metrics["loss"]))
     result["classifier_lr"] = preset.classifier_lr
 
@@ -350,7 +448,10 @@ def mode_distributed(out: Path, directory: Path, port: int, num_processes: int, 
     result["restored_step"] = step
     result["restored_mesh"] = S.describe_mesh(other_mesh)
     result["restored_equal"] = all(
-        np.array_equal(x, y) for x, y in zip(jax.tree_util.tree_leaves(S.gather_transformer_state(restored, num)), jax.tree_util.tree_leaves(gathered))
+        np.array_equal(x, y)
+        for x, y in zip(
+            jax.tree_util.tree_leaves(S.gather_transformer_state(restored, num)), jax.tree_util.tree_leaves(gathered)
+        )
     )
     if process_id == 0:
         np.savez(directory.parent / "expected.npz", *[np.asarray(x) for x in jax.tree_util.tree_leaves(gathered)])

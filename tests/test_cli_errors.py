@@ -50,22 +50,49 @@ def world(tmp_path_factory):
     assert cli_main(["convert", "stylegan2", str(ROSINALITY), str(root / "gen")]) == 0
     preset = PRESETS["paper"].replace(w_dim=32, classifier_hidden=(8,), transformer_hidden=8)
     keys = jax.random.split(jax.random.key(0), 3)
-    save_editors(root / "editors", preset, init_classifier_params(classifier_from_preset(preset), keys[0]),
-                 stack_slots([init_transformer_params(transformer_from_preset(preset), k) for k in keys[1:]]), ["Smiling", "Young"])
+    save_editors(
+        root / "editors",
+        preset,
+        init_classifier_params(classifier_from_preset(preset), keys[0]),
+        stack_slots([init_transformer_params(transformer_from_preset(preset), k) for k in keys[1:]]),
+        ["Smiling", "Young"],
+    )
     tnets = root / "tnets"
     tnets.mkdir()
     shutil.copy(LATENT_FIXTURES / "tnet_small.pth.tar", tnets / "tnet_31.pth.tar")
-    assert cli_main(["convert", "latent-transformer", "--classifier", str(LATENT_FIXTURES / "latent_classifier_small.pth"),
-                     "--tnets", str(tnets), str(root / "official")]) == 0
+    assert (
+        cli_main(
+            [
+                "convert",
+                "latent-transformer",
+                "--classifier",
+                str(LATENT_FIXTURES / "latent_classifier_small.pth"),
+                "--tnets",
+                str(tnets),
+                str(root / "official"),
+            ]
+        )
+        == 0
+    )
     np.save(root / "w_bad.npy", np.zeros((2, 7), np.float32))
     np.save(root / "w_nan.npy", np.full((1, 32), np.nan, np.float32))
     (root / "garbage.npy").write_bytes(b"not an npy file at all")
     (root / "notes.txt").write_text("hello")
     noise_res = [4, 8, 8, 16, 16, 32, 32, 64, 64]  # the 64x64 fixture's conv layers
-    np.savez(root / "noise_nan.npz", **{f"noise_{j}": np.full((r, r), np.nan if j == 3 else 0.0, np.float32) for j, r in enumerate(noise_res)})
-    np.savez(root / "noise_extra.npz", **{f"noise_{j}": np.zeros((r, r), np.float32) for j, r in enumerate(noise_res + [64])})
-    return {"root": root, "gen": root / "gen", "editors": root / "editors", "official": root / "official",
-            "unreadable": _unreadable(root, "unreadable.pt")}
+    np.savez(
+        root / "noise_nan.npz",
+        **{f"noise_{j}": np.full((r, r), np.nan if j == 3 else 0.0, np.float32) for j, r in enumerate(noise_res)},
+    )
+    np.savez(
+        root / "noise_extra.npz", **{f"noise_{j}": np.zeros((r, r), np.float32) for j, r in enumerate(noise_res + [64])}
+    )
+    return {
+        "root": root,
+        "gen": root / "gen",
+        "editors": root / "editors",
+        "official": root / "official",
+        "unreadable": _unreadable(root, "unreadable.pt"),
+    }
 
 
 def _cases(w):
@@ -77,18 +104,34 @@ def _cases(w):
         (["convert", "stylegan2", str(r / "missing.pt"), str(r / "c1")], "no such file"),
         (["convert", "stylegan2", str(STYLEGAN2_FIXTURES), str(r / "c2")], str(STYLEGAN2_FIXTURES)),
         (["convert", "stylegan2", str(w["unreadable"]), str(r / "c3")], "unreadable.pt"),
-        (["convert", "stylegan2", str(LATENT_FIXTURES / "tnet_small.pth.tar"), str(r / "c4")], "not a StyleGAN2 checkpoint"),
+        (
+            ["convert", "stylegan2", str(LATENT_FIXTURES / "tnet_small.pth.tar"), str(r / "c4")],
+            "not a StyleGAN2 checkpoint",
+        ),
         (["convert", "stylegan2", str(r / "notes.txt"), str(r / "c5")], "notes.txt"),
         (["convert", "stylegan2", str(ROSINALITY), gen], "already exists"),
         (["convert", "latent-transformer", "--classifier", str(r / "missing.pth"), str(r / "c6")], "missing.pth"),
         (["convert", "latent-transformer", "--classifier", str(ROSINALITY), str(r / "c7")], "rosinality_small.pt"),
-        (["convert", "latent-transformer", "--classifier", str(LATENT_FIXTURES / "latent_classifier_small.pth"),
-          "--tnets", str(r / "notes.txt"), str(r / "c8")], "notes.txt"),
+        (
+            [
+                "convert",
+                "latent-transformer",
+                "--classifier",
+                str(LATENT_FIXTURES / "latent_classifier_small.pth"),
+                "--tnets",
+                str(r / "notes.txt"),
+                str(r / "c8"),
+            ],
+            "notes.txt",
+        ),
         # generate
         (["generate", gen, "--seeds", "3-1", "--out", out], "runs backwards"),
         (["generate", gen, "--seeds", "x", "--out", out], "--seeds 'x'"),
         (["generate", gen, "--seeds", "0-4294967295", "--out", out], "more than 1,000,000 seeds"),
-        (["generate", gen, "--seeds", "1", "--truncation", "nan", "--out", out], "--truncation nan: expected a finite number"),
+        (
+            ["generate", gen, "--seeds", "1", "--truncation", "nan", "--out", out],
+            "--truncation nan: expected a finite number",
+        ),
         (["generate", gen, "--seeds", "1", "--truncation", "abc", "--out", out], "invalid float value: 'abc'"),
         (["generate", str(r / "nowhere"), "--seeds", "1", "--out", out], "no such directory"),
         (["generate", eds, "--seeds", "1", "--out", out], "holds 'editors', expected 'generator'"),
@@ -98,8 +141,14 @@ def _cases(w):
         (["generate", gen, "--seeds", "1", "--columns", "0", "--out", out], "--columns 0: expected a positive integer"),
         (["generate", gen, "--seeds", "\u0661", "--out", out], "--seeds"),  # a non-ASCII digit is not a seed
         (["generate", gen, "--seeds", "1", "--out", str(r / "notes.txt" / "x.png")], "notes.txt is not a directory"),
-        (["generate", gen, "--seeds", "1", "--noise-maps", str(r / "noise_nan.npz"), "--out", out], "noise_3: contains non-finite values"),
-        (["generate", gen, "--seeds", "1", "--noise-maps", str(r / "noise_extra.npz"), "--out", out], "unexpected noise_9"),
+        (
+            ["generate", gen, "--seeds", "1", "--noise-maps", str(r / "noise_nan.npz"), "--out", out],
+            "noise_3: contains non-finite values",
+        ),
+        (
+            ["generate", gen, "--seeds", "1", "--noise-maps", str(r / "noise_extra.npz"), "--out", out],
+            "unexpected noise_9",
+        ),
         # edit
         ([*edit, "--attr", "Smiling=abc", "--out", out], "'abc' is not a number"),
         ([*edit, "--attr", "Smiling", "--out", out], "expected NAME=ALPHA"),
@@ -113,19 +162,34 @@ def _cases(w):
         ([*edit, "--attr", "Smiling=1", "--layers", "0-12", "--out", out], "outside this latent's W+ layers 0..9"),
         ([*edit, "--attr", "Smiling=1", "--out", str(r / "out.jpg")], "expected a .png path"),
         (["edit", gen, eds, "--seed", "x", "--attr", "Smiling=1", "--out", out], "--seed 'x': expected an integer"),
-        (["edit", gen, eds, "--seed", "1", "--truncation", "1,5", "--attr", "Smiling=1", "--out", out], "--truncation '1,5'"),
-        (["edit", gen, gen, "--seed", "1", "--attr", "Smiling=1", "--out", out], "holds 'generator', expected 'editors'"),
-        (["edit", eds, eds, "--seed", "1", "--attr", "Smiling=1", "--out", out], "holds 'editors', expected 'generator'"),
+        (
+            ["edit", gen, eds, "--seed", "1", "--truncation", "1,5", "--attr", "Smiling=1", "--out", out],
+            "--truncation '1,5'",
+        ),
+        (
+            ["edit", gen, gen, "--seed", "1", "--attr", "Smiling=1", "--out", out],
+            "holds 'generator', expected 'editors'",
+        ),
+        (
+            ["edit", eds, eds, "--seed", "1", "--attr", "Smiling=1", "--out", out],
+            "holds 'editors', expected 'generator'",
+        ),
         (["edit", gen, str(w["official"]), "--seed", "1", "--attr", "Smiling=1", "--out", out], "w_dim is 32"),
         (["edit", gen, str(r / "nowhere"), "--seed", "1", "--attr", "Smiling=1", "--out", out], "no such directory"),
         (["edit", gen, eds, "--latent", str(r / "missing.npy"), "--attr", "Smiling=1", "--out", out], "no such file"),
         (["edit", gen, eds, "--latent", str(w["unreadable"]), "--attr", "Smiling=1", "--out", out], "unreadable.pt"),
-        (["edit", gen, eds, "--latent", str(r / "garbage.npy"), "--attr", "Smiling=1", "--out", out], "not a readable .npy"),
+        (
+            ["edit", gen, eds, "--latent", str(r / "garbage.npy"), "--attr", "Smiling=1", "--out", out],
+            "not a readable .npy",
+        ),
         (["edit", gen, eds, "--latent", str(r / "w_bad.npy"), "--attr", "Smiling=1", "--out", out], "got [2, 7]"),
         (["edit", gen, eds, "--latent", str(r / "w_nan.npy"), "--attr", "Smiling=1", "--out", out], "non-finite"),
         (["edit", gen, eds, "--seed", "1", "--attr", "Smiling=1"], "required: --out"),
         ([*edit, "--attr", "Smiling=1", "--out", str(r / "notes.txt" / "x.png")], "notes.txt is not a directory"),
-        ([*edit, "--attr", "Smiling=1", "--out", out, "--save-latents", str(r / "notes.txt" / "l.npy")], "--save-latents"),
+        (
+            [*edit, "--attr", "Smiling=1", "--out", out, "--save-latents", str(r / "notes.txt" / "l.npy")],
+            "--save-latents",
+        ),
         # eval
         (["eval", str(r / "nowhere")], "no such directory"),
         (["eval", gen], "holds 'generator', expected 'editors'"),
@@ -148,7 +212,7 @@ def test_every_bad_input_is_one_line_without_traceback(world, capsys):
             code = cli_main(argv)
         except SystemExit as exit_:  # argparse usage errors
             code = exit_.code
-        except Exception as error:  # noqa: BLE001 - any escape is a failure of this test
+        except Exception as error:
             failures.append(f"{argv}: raised {type(error).__name__}: {error}")
             continue
         captured = capsys.readouterr()
@@ -167,8 +231,20 @@ def test_unreadable_path_really_is_unreadable(world):
 
 def test_debug_shows_the_traceback(world):
     with pytest.raises(JaxeditError, match="did you mean Smiling"):
-        cli_main(["--debug", "edit", str(world["gen"]), str(world["editors"]), "--seed", "1", "--attr", "Smilng=1",
-                  "--out", str(world["root"] / "x.png")])
+        cli_main(
+            [
+                "--debug",
+                "edit",
+                str(world["gen"]),
+                str(world["editors"]),
+                "--seed",
+                "1",
+                "--attr",
+                "Smilng=1",
+                "--out",
+                str(world["root"] / "x.png"),
+            ]
+        )
 
 
 def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
@@ -179,17 +255,48 @@ def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
 def test_real_processes_exit_with_one_line(world, tmp_path):
     """The installed entry point and the training modules, as users run them."""
     cases = [
-        (["-m", "jaxedit.cli", "edit", str(world["gen"]), str(world["editors"]), "--seed", "1", "--sweep", "Smiling=1:0:0",
-          "--out", str(tmp_path / "x.png")], "COUNT must be at least 1"),
+        (
+            [
+                "-m",
+                "jaxedit.cli",
+                "edit",
+                str(world["gen"]),
+                str(world["editors"]),
+                "--seed",
+                "1",
+                "--sweep",
+                "Smiling=1:0:0",
+                "--out",
+                str(tmp_path / "x.png"),
+            ],
+            "COUNT must be at least 1",
+        ),
         (["-m", "train", "--quick", "--attributes", "Smilng"], "did you mean Smiling"),
         (["-m", "train", "--quick", "--generator", str(world["editors"])], "expected 'generator'"),
-        (["-m", "train.transformers", "--config", "official", "--attributes", "Smilng", "--workdir", str(tmp_path / "t")], "did you mean Smiling"),
-        (["-m", "train.classifier", "--config", "official", "--batch_size", "abc", "--workdir", str(tmp_path / "c")], "'abc'"),
+        (
+            [
+                "-m",
+                "train.transformers",
+                "--config",
+                "official",
+                "--attributes",
+                "Smilng",
+                "--workdir",
+                str(tmp_path / "t"),
+            ],
+            "did you mean Smiling",
+        ),
+        (
+            ["-m", "train.classifier", "--config", "official", "--batch_size", "abc", "--workdir", str(tmp_path / "c")],
+            "'abc'",
+        ),
     ]
     failures = []
     for args, expected in cases:
         result = _run(args)
         err = result.stderr.strip("\n")
         if result.returncode == 0 or "\n" in err or "Traceback" in err or expected not in err:
-            failures.append(f"{args}: exit {result.returncode}, stderr {result.stderr[-600:]!r} (wanted one line with {expected!r})")
+            failures.append(
+                f"{args}: exit {result.returncode}, stderr {result.stderr[-600:]!r} (wanted one line with {expected!r})"
+            )
     assert not failures, "\n".join(failures)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -49,7 +48,10 @@ def converted(tmp_path_factory):
     shutil.copy(TNET, tnets / f"tnet_{SMILING}.pth.tar")
     shutil.copy(TNET, tnets / "tnet_5.pth.tar")
     out = root / "editors"
-    assert cli_main(["convert", "latent-transformer", "--classifier", str(CLASSIFIER), "--tnets", str(tnets), str(out)]) == 0
+    assert (
+        cli_main(["convert", "latent-transformer", "--classifier", str(CLASSIFIER), "--tnets", str(tnets), str(out)])
+        == 0
+    )
     return jaxedit.load_editors(out)
 
 
@@ -77,9 +79,20 @@ def test_transformer_outputs_match_the_official_code(converted, io):
 
 def _official_small_preset(fixture_config):
     config = fixture_config["config"]
-    preset = PRESETS["official"].replace(num_ws=fixture_config["wplus_layers"], classifier_hidden=tuple(fixture_config["classifier_dims"][1:-1]))
-    assert (preset.lr, preset.beta1, preset.beta2, preset.weight_decay) == (config["lr"], config["beta_1"], config["beta_2"], config["weight_decay"])
-    assert (preset.class_weight, preset.recon_weight, preset.attribute_weight) == (config["w"]["pb"], config["w"]["recon"], config["w"]["reg"])
+    preset = PRESETS["official"].replace(
+        num_ws=fixture_config["wplus_layers"], classifier_hidden=tuple(fixture_config["classifier_dims"][1:-1])
+    )
+    assert (preset.lr, preset.beta1, preset.beta2, preset.weight_decay) == (
+        config["lr"],
+        config["beta_1"],
+        config["beta_2"],
+        config["weight_decay"],
+    )
+    assert (preset.class_weight, preset.recon_weight, preset.attribute_weight) == (
+        config["w"]["pb"],
+        config["w"]["recon"],
+        config["w"]["reg"],
+    )
     assert preset.batch_size == config["batch_size"] and preset.epochs == config["epochs"]
     return preset
 
@@ -95,14 +108,19 @@ def test_three_official_training_steps_match_the_recorded_run(converted, io, fix
     attributes = jnp.array([SMILING], jnp.int32)
     recorded = []
     for index in range(3):
-        state, metrics = trainer.step(state, converted.classifier_params, correlation, attributes, io[f"train_batch_{index}"])
+        state, metrics = trainer.step(
+            state, converted.classifier_params, correlation, attributes, io[f"train_batch_{index}"]
+        )
         recorded.append([float(metrics[name][0]) for name in ("total", "class", "recon", "attribute")])
     np.testing.assert_allclose(np.array(recorded), io["train_losses"], rtol=1e-5, atol=0)
 
     params = slot(state.params, 0)
     initial = converted.transformer_params_for("Smiling")
     for layer in range(2):
-        for ours, initial_ours, key in ((params["kernel"][layer].T, initial["kernel"][layer].T, "weight"), (params["bias"][layer], initial["bias"][layer], "bias")):
+        for ours, initial_ours, key in (
+            (params["kernel"][layer].T, initial["kernel"][layer].T, "weight"),
+            (params["bias"][layer], initial["bias"][layer], "bias"),
+        ):
             reference = io[f"tnet_after_3_steps.dense.{layer}.{key}"]
             ours = np.asarray(ours)
             # relative to the tensor's size: 1e-5 (measured ~8e-7)
@@ -148,7 +166,9 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path, capsys):
     # the tnet given as the classifier: a layout error, through the CLI as one line, exit 2
     assert cli_main(["convert", "latent-transformer", "--classifier", str(TNET), str(out)]) == 2
     message = capsys.readouterr().err.strip()
-    assert message.startswith("jaxedit: error:") and "unexpected key 'dense.0.weight'" in message and "\n" not in message
+    assert (
+        message.startswith("jaxedit: error:") and "unexpected key 'dense.0.weight'" in message and "\n" not in message
+    )
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
@@ -158,7 +178,11 @@ def test_non_finite_tnet_values_are_refused(tmp_path):
 
     tnets = tmp_path / "tnets"
     tnets.mkdir()
-    state = {f"dense.{l}.{part}": np.zeros((8, 8) if part == "weight" else (8,), np.float32) for l in range(3) for part in ("weight", "bias")}
+    state = {
+        f"dense.{layer}.{part}": np.zeros((8, 8) if part == "weight" else (8,), np.float32)
+        for layer in range(3)
+        for part in ("weight", "bias")
+    }
     state["dense.1.bias"][4] = np.nan
     write_torch_zip(tnets / "tnet_9.pth.tar", {key: Tensor(value) for key, value in state.items()})
     with pytest.raises(CheckpointError, match=r"tnet_9.pth.tar: tensor 'dense.1.bias' contains non-finite values"):
@@ -188,25 +212,42 @@ def test_full_size_official_tnets_written_without_torch(tmp_path):
     for index in (20, 15):
         states[index] = {key: rng.normal(size=shape).astype(np.float32) for key, shape in manifest["tnet"].items()}
     write_torch_zip(tnets / "tnet_20.pth.tar", {key: Tensor(value) for key, value in states[20].items()})
-    write_torch_zip(tnets / "tnet_15.pth.tar", {"state_dict": {f"module.{key}": Tensor(value) for key, value in states[15].items()}})
+    write_torch_zip(
+        tnets / "tnet_15.pth.tar", {"state_dict": {f"module.{key}": Tensor(value) for key, value in states[15].items()}}
+    )
     widths = (9216, 16, 8, 40)
     classifier = {}
     for i in range(3):
-        classifier[f"fcs.{i}.weight"] = (rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i])).astype(np.float32)
+        classifier[f"fcs.{i}.weight"] = (rng.normal(size=(widths[i + 1], widths[i])) / np.sqrt(widths[i])).astype(
+            np.float32
+        )
         classifier[f"fcs.{i}.bias"] = rng.normal(size=widths[i + 1]).astype(np.float32)
-    write_torch_zip(tmp_path / "latent_classifier_epoch_20.pth", {key: Tensor(value) for key, value in classifier.items()})
+    write_torch_zip(
+        tmp_path / "latent_classifier_epoch_20.pth", {key: Tensor(value) for key, value in classifier.items()}
+    )
 
     out = convert_latent_transformer(tmp_path / "latent_classifier_epoch_20.pth", tmp_path / "editors", tnets=tnets)
     editors = jaxedit.load_editors(out)
     assert editors.attributes == ("Eyeglasses", "Male")
-    assert editors.latent_shape == (18, 512) and editors.preset == PRESETS["official"].replace(classifier_hidden=(16, 8))
+    assert editors.latent_shape == (18, 512) and editors.preset == PRESETS["official"].replace(
+        classifier_hidden=(16, 8)
+    )
 
     w = rng.normal(size=(3, 18, 512)).astype(np.float32)
     alpha = np.array([-1.0, 0.5, 1.5], np.float32)
     for name, index in (("Male", 20), ("Eyeglasses", 15)):
         state = states[index]
-        direction = np.stack([w[:, l] @ state[f"dense.{l}.weight"].T.astype(np.float64) / np.sqrt(512) + state[f"dense.{l}.bias"] for l in range(18)], axis=1)
-        np.testing.assert_allclose(np.asarray(editors.transform(w, name, alpha)), w + alpha[:, None, None] * direction, atol=1e-4)
+        direction = np.stack(
+            [
+                w[:, layer] @ state[f"dense.{layer}.weight"].T.astype(np.float64) / np.sqrt(512)
+                + state[f"dense.{layer}.bias"]
+                for layer in range(18)
+            ],
+            axis=1,
+        )
+        np.testing.assert_allclose(
+            np.asarray(editors.transform(w, name, alpha)), w + alpha[:, None, None] * direction, atol=1e-4
+        )
     x = w.reshape(3, -1).astype(np.float64)
     for i in range(3):
         x = x @ classifier[f"fcs.{i}.weight"].T + classifier[f"fcs.{i}.bias"]
@@ -214,7 +255,10 @@ def test_full_size_official_tnets_written_without_torch(tmp_path):
     np.testing.assert_allclose(np.asarray(editors.classify(w)), x, atol=1e-4)
 
     # a tnet with 17 layers next to 18-layer ones is refused, naming the file
-    write_torch_zip(tnets / "tnet_3.pth.tar", {key: Tensor(value) for key, value in states[20].items() if not key.startswith("dense.17.")})
+    write_torch_zip(
+        tnets / "tnet_3.pth.tar",
+        {key: Tensor(value) for key, value in states[20].items() if not key.startswith("dense.17.")},
+    )
     with pytest.raises(CheckpointError, match=r"tnet_(3|15)\.pth\.tar: .*layers of 512, but tnet_.*has"):
         convert_latent_transformer(tmp_path / "latent_classifier_epoch_20.pth", tmp_path / "editors2", tnets=tnets)
     assert not (tmp_path / "editors2").exists()

@@ -209,17 +209,23 @@ def test_editor_is_a_pytree_usable_in_jit_and_vmap(wplus_editors):
     stacked = edit.Editor(wplus_editors.transformer_params, editor.module, editor.latent_shape, "all", editor.layers)
     every = jax.vmap(lambda e: e(w, 0.8))(stacked)
     for k, name in enumerate(wplus_editors.attributes):
-        np.testing.assert_allclose(np.asarray(every[k]), np.asarray(edit.get_editor(wplus_editors, name)(w, 0.8)), rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            np.asarray(every[k]), np.asarray(edit.get_editor(wplus_editors, name)(w, 0.8)), rtol=1e-6, atol=1e-6
+        )
 
 
 def test_sequence_and_sweep_inside_jit(w_editors):
     w = np.random.default_rng(2).normal(size=(3, 8)).astype(np.float32)
     steps = [("Smiling", 1.0), ("Young", -0.5)]
     jitted = jax.jit(lambda latents: edit.apply_sequence(w_editors, latents, steps)[-1])
-    np.testing.assert_allclose(np.asarray(jitted(w)), np.asarray(edit.apply_sequence(w_editors, w, steps)[-1]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jitted(w)), np.asarray(edit.apply_sequence(w_editors, w, steps)[-1]), rtol=1e-6, atol=1e-6
+    )
     jitted_sweep = jax.jit(lambda latents, alphas: edit.sweep(w_editors, latents, "Young", alphas))
     alphas = jnp.linspace(-1, 1, 3)
-    np.testing.assert_allclose(np.asarray(jitted_sweep(w, alphas)), np.asarray(edit.sweep(w_editors, w, "Young", alphas)), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(jitted_sweep(w, alphas)), np.asarray(edit.sweep(w_editors, w, "Young", alphas)), rtol=1e-6, atol=1e-6
+    )
 
 
 # ---- errors and warnings ------------------------------------------------------------------------

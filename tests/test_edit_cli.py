@@ -31,7 +31,9 @@ def dirs(tmp_path_factory):
     w = np.asarray(generator.mapping(z))[:, 0]
     w_norm = (w - w.mean(0)) / w.std(0)
     labels = (w_norm @ np.random.default_rng(1).normal(size=(32, 40)) > 0).astype(np.float32)
-    preset = PRESETS["paper"].replace(w_dim=32, classifier_hidden=(64,), transformer_hidden=32, lr=3e-3, recon_weight=10.0)
+    preset = PRESETS["paper"].replace(
+        w_dim=32, classifier_hidden=(64,), transformer_hidden=32, lr=3e-3, recon_weight=10.0
+    )
     classifier = ClassifierTrainer.create(preset.replace(classifier_lr=3e-3), steps_per_epoch=8)
     state = classifier.init(jax_key(0))
     idx = np.random.default_rng(2).integers(0, len(w), size=(300, 256))
@@ -40,8 +42,12 @@ def dirs(tmp_path_factory):
     trainer = TransformerTrainer.create(preset)
     t_state = trainer.init(jax_key(1), len(attributes))
     t_idx = np.random.default_rng(3).integers(0, len(w), size=(400, 32))
-    t_state, _ = trainer.scan_indexed(t_state, state.params, correlation_matrix(labels), np.asarray(attributes, np.int32), w, t_idx)
-    editors_dir = save_editors(root / "editors", preset, state.params, t_state.params, attributes, training={"origin": "test"})
+    t_state, _ = trainer.scan_indexed(
+        t_state, state.params, correlation_matrix(labels), np.asarray(attributes, np.int32), w, t_idx
+    )
+    editors_dir = save_editors(
+        root / "editors", preset, state.params, t_state.params, attributes, training={"origin": "test"}
+    )
     return gen_dir, editors_dir, generator
 
 
@@ -52,13 +58,29 @@ def jax_key(seed):
 
 
 def _panel(image: np.ndarray, row: int, column: int, top: int, left: int = 0) -> np.ndarray:
-    return image[top + row * RES: top + (row + 1) * RES, left + column * RES: left + (column + 1) * RES]
+    return image[top + row * RES : top + (row + 1) * RES, left + column * RES : left + (column + 1) * RES]
 
 
 def test_strip_has_one_panel_per_step_at_the_generator_resolution(dirs, tmp_path, capsys):
     gen_dir, editors_dir, generator = dirs
     out, saved = tmp_path / "strip.png", tmp_path / "strip.npy"
-    assert cli_main(["edit", str(gen_dir), str(editors_dir), "--seed", "3", *STEPS, "--out", str(out), "--save-latents", str(saved)]) == 0
+    assert (
+        cli_main(
+            [
+                "edit",
+                str(gen_dir),
+                str(editors_dir),
+                "--seed",
+                "3",
+                *STEPS,
+                "--out",
+                str(out),
+                "--save-latents",
+                str(saved),
+            ]
+        )
+        == 0
+    )
     assert "strip of 4 panels at 64x64 (input, +Smiling 1.25, +Eyeglasses -1, +Young 1)" in capsys.readouterr().out
     image = np.asarray(Image.open(out).convert("RGB"))
     height, width, _ = image.shape
@@ -66,9 +88,11 @@ def test_strip_has_one_panel_per_step_at_the_generator_resolution(dirs, tmp_path
     top = height - RES
     band = image[:top]
     for column in range(4):  # each panel has its label (dark text on white) above it
-        assert (band[:, column * RES:(column + 1) * RES] < 128).any()
+        assert (band[:, column * RES : (column + 1) * RES] < 128).any()
     z = np.random.RandomState(3).randn(1, generator.z_dim).astype(np.float32)
-    np.testing.assert_array_equal(_panel(image, 0, 0, top), to_uint8(np.asarray(generator(z)))[0])  # the input is seed 3
+    np.testing.assert_array_equal(
+        _panel(image, 0, 0, top), to_uint8(np.asarray(generator(z)))[0]
+    )  # the input is seed 3
     panels = [_panel(image, 0, c, top).astype(int) for c in range(4)]
     for a in range(4):
         for b in range(a + 1, 4):
@@ -78,7 +102,9 @@ def test_strip_has_one_panel_per_step_at_the_generator_resolution(dirs, tmp_path
     assert latents.shape == (4, 1, generator.num_ws, generator.w_dim)
     np.testing.assert_allclose(latents[0], np.asarray(generator.mapping(z)), rtol=1e-6, atol=1e-6)
     editors = jaxedit.load_editors(editors_dir)
-    expected = jaxedit.edit.apply_sequence(editors, latents[0][:, 0], [("Smiling", 1.25), ("Eyeglasses", -1), ("Young", 1)])
+    expected = jaxedit.edit.apply_sequence(
+        editors, latents[0][:, 0], [("Smiling", 1.25), ("Eyeglasses", -1), ("Young", 1)]
+    )
     for step, result in enumerate(expected, start=1):
         np.testing.assert_allclose(latents[step][:, 0], np.asarray(result), rtol=1e-5, atol=1e-5)
         assert np.all(latents[step] == latents[step][:, :1])  # W edits reach every W+ layer
@@ -91,16 +117,28 @@ def test_edits_move_the_trained_classifier_the_right_way(dirs, tmp_path):
     w = np.asarray(generator.mapping(z))[:, 0]
     k = editors.attributes.index("Smiling")
     before = np.asarray(editors.classify(w))[:, jaxedit.attribute_index("Smiling")]
-    up = np.asarray(editors.classify(jaxedit.edit.get_editor(editors, "Smiling")(w, 1.0)))[:, jaxedit.attribute_index("Smiling")]
-    down = np.asarray(editors.classify(jaxedit.edit.get_editor(editors, "Smiling")(w, -1.0)))[:, jaxedit.attribute_index("Smiling")]
+    up = np.asarray(editors.classify(jaxedit.edit.get_editor(editors, "Smiling")(w, 1.0)))[
+        :, jaxedit.attribute_index("Smiling")
+    ]
+    down = np.asarray(editors.classify(jaxedit.edit.get_editor(editors, "Smiling")(w, -1.0)))[
+        :, jaxedit.attribute_index("Smiling")
+    ]
     assert k == 0 and np.mean(up > before) > 0.9 and np.mean(down < before) > 0.9
 
 
 def test_sweep_grid_rows_are_the_sweep_values(dirs, tmp_path, capsys):
     gen_dir, editors_dir, generator = dirs
     out = tmp_path / "sweep.png"
-    assert cli_main(["edit", str(gen_dir), str(editors_dir), "--seed", "3", "--sweep", "smiling=-1.5:1.5:5", "--out", str(out)]) == 0
-    assert "5 x 1 grid at 64x64 (Smiling -1.5, Smiling -0.75, Smiling 0, Smiling 0.75, Smiling 1.5)" in capsys.readouterr().out
+    assert (
+        cli_main(
+            ["edit", str(gen_dir), str(editors_dir), "--seed", "3", "--sweep", "smiling=-1.5:1.5:5", "--out", str(out)]
+        )
+        == 0
+    )
+    assert (
+        "5 x 1 grid at 64x64 (Smiling -1.5, Smiling -0.75, Smiling 0, Smiling 0.75, Smiling 1.5)"
+        in capsys.readouterr().out
+    )
     image = np.asarray(Image.open(out).convert("RGB"))
     height, width, _ = image.shape
     top, left = height - 5 * RES, width - RES
@@ -117,8 +155,23 @@ def test_latent_file_rows_layers_and_warnings(dirs, tmp_path, capsys):
     w = np.asarray(generator.mapping(z))[:, 0]
     np.save(tmp_path / "w.npy", w)
     out, saved = tmp_path / "two.png", tmp_path / "two.npy"
-    code = cli_main(["edit", str(gen_dir), str(editors_dir), "--latent", str(tmp_path / "w.npy"), "--attr", "Smiling=4",
-                     "--layers", "0-3", "--out", str(out), "--save-latents", str(saved)])
+    code = cli_main(
+        [
+            "edit",
+            str(gen_dir),
+            str(editors_dir),
+            "--latent",
+            str(tmp_path / "w.npy"),
+            "--attr",
+            "Smiling=4",
+            "--layers",
+            "0-3",
+            "--out",
+            str(out),
+            "--save-latents",
+            str(saved),
+        ]
+    )
     assert code == 0
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("jaxedit: warning: alpha 4 is outside [-3, 3]")
@@ -130,7 +183,19 @@ def test_latent_file_rows_layers_and_warnings(dirs, tmp_path, capsys):
     assert np.abs(latents[1][:, :4] - latents[0][:, :4]).min() > 0
     # a saved panel is again a valid latent file (W+ with distinct layers now: W editors refuse it)
     np.save(tmp_path / "last.npy", latents[-1])
-    code = cli_main(["edit", str(gen_dir), str(editors_dir), "--latent", str(tmp_path / "last.npy"), "--attr", "Young=1", "--out", str(out)])
+    code = cli_main(
+        [
+            "edit",
+            str(gen_dir),
+            str(editors_dir),
+            "--latent",
+            str(tmp_path / "last.npy"),
+            "--attr",
+            "Young=1",
+            "--out",
+            str(out),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err == "jaxedit: error: editors work on W [B, 32], got W+ [2, 10, 32]\n"
 
@@ -138,7 +203,19 @@ def test_latent_file_rows_layers_and_warnings(dirs, tmp_path, capsys):
 def test_latent_of_the_wrong_shape(dirs, tmp_path, capsys):
     gen_dir, editors_dir, _ = dirs
     np.save(tmp_path / "bad.npy", np.zeros((3, 7), np.float32))
-    code = cli_main(["edit", str(gen_dir), str(editors_dir), "--latent", str(tmp_path / "bad.npy"), "--attr", "Young=1", "--out", str(tmp_path / "x.png")])
+    code = cli_main(
+        [
+            "edit",
+            str(gen_dir),
+            str(editors_dir),
+            "--latent",
+            str(tmp_path / "bad.npy"),
+            "--attr",
+            "Young=1",
+            "--out",
+            str(tmp_path / "x.png"),
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
     assert "expected W [32] / [B, 32] or W+ [10, 32] / [B, 10, 32] for this generator, got [3, 7]" in err

@@ -106,12 +106,16 @@ def test_strength_curve_and_matched_comparison():
     from jaxedit.eval.sequential import at_matched_reversal, strength_curve
 
     latents = (np.random.default_rng(1).choice([-1.0, 1.0], size=(6, 40)) * 0.5).astype(np.float32)
-    curve = strength_curve([EditMethod("add", _additive, 1.0)], _labeller, _embedder, latents, SEQUENCE, 0.99, fractions=(1.5, 0.5))
+    curve = strength_curve(
+        [EditMethod("add", _additive, 1.0)], _labeller, _embedder, latents, SEQUENCE, 0.99, fractions=(1.5, 0.5)
+    )
     points = curve["add"]
     assert [p["fraction"] for p in points] == [0.5, 1.5] and [p["strength"] for p in points] == [0.5, 1.5]
     assert [p["targets_flipped"] for p in points] == [0.0, 1.0]
-    made_up = [{"targets_flipped": 0.2, "others_kept": 0.9, "identity_kept": 1.0, "strength": 1.0, "all_targets_flipped": 0.0},
-               {"targets_flipped": 0.6, "others_kept": 0.7, "identity_kept": 0.5, "strength": 3.0, "all_targets_flipped": 0.4}]
+    made_up = [
+        {"targets_flipped": 0.2, "others_kept": 0.9, "identity_kept": 1.0, "strength": 1.0, "all_targets_flipped": 0.0},
+        {"targets_flipped": 0.6, "others_kept": 0.7, "identity_kept": 0.5, "strength": 3.0, "all_targets_flipped": 0.4},
+    ]
     matched = at_matched_reversal(made_up, 0.5)
     assert matched["others_kept"] == pytest.approx(0.75) and matched["strength"] == pytest.approx(2.5)
     assert matched["identity_kept"] == pytest.approx(0.625) and matched["targets_flipped"] == 0.5

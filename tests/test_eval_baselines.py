@@ -23,11 +23,15 @@ def test_svm_recovers_known_boundaries(linear_world):
     x, scores, normals = linear_world
     fit = baselines.fit_interfacegan(x, scores, jax.random.PRNGKey(0))
     cosines = np.sum(np.asarray(fit.normals) * normals, axis=1)
-    assert np.all(cosines > 0.93), cosines  # (a random direction in 24-d: |cos| ~ 0.2)  # right direction and sign (towards "present")
+    assert np.all(cosines > 0.93), (
+        cosines
+    )  # (a random direction in 24-d: |cos| ~ 0.2)  # right direction and sign (towards "present")
     np.testing.assert_allclose(np.linalg.norm(np.asarray(fit.normals), axis=1), 1.0, atol=1e-5)
     assert np.all(np.asarray(fit.val_accuracy) > 0.97)
     edited = baselines.interfacegan_edit(x[:10], fit.normals[0], jnp.full(10, 3.0))
-    np.testing.assert_allclose(np.asarray(edited - x[:10]), np.tile(3.0 * np.asarray(fit.normals[0]), (10, 1)), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(edited - x[:10]), np.tile(3.0 * np.asarray(fit.normals[0]), (10, 1)), atol=1e-5
+    )
     assert np.all(np.asarray(fit.decision(edited))[:, 0] > np.asarray(fit.decision(x[:10]))[:, 0])
 
 

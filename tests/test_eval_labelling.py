@@ -47,14 +47,18 @@ def test_label_generator_samples_and_save(generator, tmp_path):
     np.testing.assert_allclose(np.asarray(image_classifier(images)), samples.probabilities[:8], atol=1e-5)
     again = label_generator_samples(generator, image_classifier, count=12, seed=3, batch_size=8, progress=False)
     np.testing.assert_array_equal(again.z, samples.z)
-    plus = label_generator_samples(generator, image_classifier, count=5, seed=3, batch_size=8, space="w+", progress=False)
+    plus = label_generator_samples(
+        generator, image_classifier, count=5, seed=3, batch_size=8, space="w+", progress=False
+    )
     assert plus.latents.shape == (5, generator.num_ws, generator.w_dim)
     path = save_labelled(tmp_path / "labelled.npz", samples)
     dataset = load_latent_dataset(path)
     np.testing.assert_array_equal(dataset.latents, samples.latents)
     assert dataset.names == ATTRIBUTES
     with pytest.raises(InputError, match="probabilities in"):
-        label_generator_samples(generator, lambda images: 5.0 + image_classifier(images), count=4, batch_size=4, progress=False)
+        label_generator_samples(
+            generator, lambda images: 5.0 + image_classifier(images), count=4, batch_size=4, progress=False
+        )
 
 
 def test_protocol_runs_on_rendered_images(generator):

@@ -21,7 +21,12 @@ def test_metrics_on_a_hand_made_case():
     assert metrics.identity_preservation(e0, e1, 0.5, success) == pytest.approx(2 / 3)
     assert metrics.identity_preservation(e0, e1, 0.7, success) == pytest.approx(1 / 3)
     result = metrics.edit_metrics(before, after, e0, e1, 0, 0.5)
-    assert result == {"accuracy": 0.75, "attribute_preservation": 0.5, "identity_preservation": pytest.approx(2 / 3), "successes": 3}
+    assert result == {
+        "accuracy": 0.75,
+        "attribute_preservation": 0.5,
+        "identity_preservation": pytest.approx(2 / 3),
+        "successes": 3,
+    }
 
 
 def test_probabilities_are_thresholded_and_no_success_gives_zero():

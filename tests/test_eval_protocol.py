@@ -44,22 +44,47 @@ def idle_edit(x, attribute, strength):
 @pytest.fixture(scope="module")
 def evaluation():
     latents = jax.random.normal(jax.random.PRNGKey(0), (400, 6))
-    threshold = identity.far_threshold(toy_embedder, jax.random.normal(jax.random.PRNGKey(1), (2000, 6)),
-                                       jax.random.PRNGKey(2), num_pairs=20000)
-    methods = [protocol.EditMethod("oracle", oracle_edit, 1.0), protocol.EditMethod("leaky", leaky_edit, 1.0),
-               protocol.EditMethod("idle", idle_edit, 1.0)]
-    return protocol.evaluate(methods, toy_labeller, toy_embedder, latents, ["smiling", "Male", 2], threshold,
-                             labeller_attributes=NAMES, sweep=(0.0, 0.5, 1.0), batch_size=128)
+    threshold = identity.far_threshold(
+        toy_embedder, jax.random.normal(jax.random.PRNGKey(1), (2000, 6)), jax.random.PRNGKey(2), num_pairs=20000
+    )
+    methods = [
+        protocol.EditMethod("oracle", oracle_edit, 1.0),
+        protocol.EditMethod("leaky", leaky_edit, 1.0),
+        protocol.EditMethod("idle", idle_edit, 1.0),
+    ]
+    return protocol.evaluate(
+        methods,
+        toy_labeller,
+        toy_embedder,
+        latents,
+        ["smiling", "Male", 2],
+        threshold,
+        labeller_attributes=NAMES,
+        sweep=(0.0, 0.5, 1.0),
+        batch_size=128,
+    )
 
 
 def test_known_answers_with_a_different_labeller(evaluation):
     for name in NAMES:
-        assert evaluation.table[name]["oracle"] == {"accuracy": 1.0, "attribute_preservation": 1.0,
-                                                    "identity_preservation": 1.0, "successes": 400}
+        assert evaluation.table[name]["oracle"] == {
+            "accuracy": 1.0,
+            "attribute_preservation": 1.0,
+            "identity_preservation": 1.0,
+            "successes": 400,
+        }
         leaky = evaluation.table[name]["leaky"]
-        assert leaky["accuracy"] == 1.0 and leaky["attribute_preservation"] == 0.5 and leaky["identity_preservation"] == 0.0
-        assert evaluation.table[name]["idle"] == {"accuracy": 0.0, "attribute_preservation": 0.0,
-                                                  "identity_preservation": 0.0, "successes": 0}
+        assert (
+            leaky["accuracy"] == 1.0
+            and leaky["attribute_preservation"] == 0.5
+            and leaky["identity_preservation"] == 0.0
+        )
+        assert evaluation.table[name]["idle"] == {
+            "accuracy": 0.0,
+            "attribute_preservation": 0.0,
+            "identity_preservation": 0.0,
+            "successes": 0,
+        }
     assert 0.5 < evaluation.threshold < 1.0  # 3-d identities: impostor cosines are spread widely
 
 
@@ -83,9 +108,15 @@ def test_json_markdown_and_plots(evaluation, tmp_path):
     report.write_json(result, tmp_path / "report.json")
     assert json.loads((tmp_path / "report.json").read_text()) == result
     table = report.markdown_table(result, ["Male", "Young"])
-    assert "| Male | 100.00 / 100.00 / 0.00 |" in table and "average (3 attributes)" in table and "Smiling |" not in table
+    assert (
+        "| Male | 100.00 / 100.00 / 0.00 |" in table and "average (3 attributes)" in table and "Smiling |" not in table
+    )
     paths = report.write_plots(evaluation, tmp_path / "plots", attributes=["Male"])
-    assert [p.name for p in paths] == ["target_probability.png", "attribute_preservation.png", "identity_preservation.png"]
+    assert [p.name for p in paths] == [
+        "target_probability.png",
+        "attribute_preservation.png",
+        "identity_preservation.png",
+    ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
 
@@ -93,7 +124,9 @@ def test_bad_labeller_and_unknown_attribute():
     latents = jnp.zeros((4, 6))
     method = protocol.EditMethod("idle", idle_edit, 1.0, attributes=("Male",))
     with pytest.raises(InputError, match="labeller returned shape"):
-        protocol.evaluate([method], lambda x: jnp.zeros((4, 2)), toy_embedder, latents, ["Male"], 0.5, labeller_attributes=NAMES)
+        protocol.evaluate(
+            [method], lambda x: jnp.zeros((4, 2)), toy_embedder, latents, ["Male"], 0.5, labeller_attributes=NAMES
+        )
     with pytest.raises(AttributeNameError):
         protocol.evaluate([method], toy_labeller, toy_embedder, latents, ["Bald"], 0.5, labeller_attributes=NAMES)
     with pytest.raises(AttributeNameError, match="cannot edit Young"):
@@ -102,7 +135,12 @@ def test_bad_labeller_and_unknown_attribute():
 
 def test_transformer_method_applies_the_attribute_transformer():
     from jaxedit.latent.editors import editors_from_params
-    from jaxedit.latent.modules import classifier_from_preset, init_classifier_params, init_transformer_params, transformer_from_preset
+    from jaxedit.latent.modules import (
+        classifier_from_preset,
+        init_classifier_params,
+        init_transformer_params,
+        transformer_from_preset,
+    )
     from jaxedit.latent.presets import get_preset
     from jaxedit.latent.steps import stack_slots
 
@@ -122,23 +160,39 @@ def test_transformer_method_applies_the_attribute_transformer():
 def test_matched_accuracy_interpolates_the_baseline_sweep():
     from jaxedit.eval.protocol import Evaluation
 
-    curve = {"fraction": [0.0, 0.5, 1.0], "strength": [0.0, 1.5, 3.0], "target_probability": [0.1, 0.5, 0.9],
-             "attribute_preservation": [1.0, 0.9, 0.8], "identity_preservation": [1.0, 1.0, 1.0],
-             "accuracy": [0.0, 0.4, 0.8], "attribute_preservation_successful": [0.0, 0.9, 0.7],
-             "identity_preservation_successful": [0.0, 1.0, 0.5]}
+    curve = {
+        "fraction": [0.0, 0.5, 1.0],
+        "strength": [0.0, 1.5, 3.0],
+        "target_probability": [0.1, 0.5, 0.9],
+        "attribute_preservation": [1.0, 0.9, 0.8],
+        "identity_preservation": [1.0, 1.0, 1.0],
+        "accuracy": [0.0, 0.4, 0.8],
+        "attribute_preservation_successful": [0.0, 0.9, 0.7],
+        "identity_preservation_successful": [0.0, 1.0, 0.5],
+    }
     never = dict(curve, accuracy=[0.0, 0.1, 0.2])
     ours = {"accuracy": 0.6, "attribute_preservation": 0.95, "identity_preservation": 1.0, "successes": 6}
-    evaluation = Evaluation({"Male": {"ours": ours, "ifg": {}, "weak": {}}}, {"Male": {"ours": curve, "ifg": curve, "weak": never}},
-                            0.5, 10, ("ours", "ifg", "weak"))
+    evaluation = Evaluation(
+        {"Male": {"ours": ours, "ifg": {}, "weak": {}}},
+        {"Male": {"ours": curve, "ifg": curve, "weak": never}},
+        0.5,
+        10,
+        ("ours", "ifg", "weak"),
+    )
     matched = report.matched_accuracy(evaluation)
     ifg = matched["attributes"]["Male"]["ifg"]
     assert ifg["fraction"] == pytest.approx(0.75) and ifg["accuracy"] == pytest.approx(0.6)
     assert ifg["attribute_preservation"] == pytest.approx(0.8) and ifg["identity_preservation"] == pytest.approx(0.75)
     assert matched["attributes"]["Male"]["weak"] is None and set(matched["average"]) == {"ifg"}
-    assert matched["average"]["ifg"]["attributes"] == 1 and matched["average"]["ifg"]["ours_attribute_preservation"] == 0.95
+    assert (
+        matched["average"]["ifg"]["attributes"] == 1
+        and matched["average"]["ifg"]["ours_attribute_preservation"] == 0.95
+    )
     assert "| ifg | 1 | 80.00 / 95.00 | 75.00 / 100.00 |" in report.matched_markdown(matched)
     # below the first success: preservation from the first point that flipped anything
     low = dict(ours, accuracy=0.2)
-    evaluation = Evaluation({"Male": {"ours": low, "ifg": {}}}, {"Male": {"ours": curve, "ifg": curve}}, 0.5, 10, ("ours", "ifg"))
+    evaluation = Evaluation(
+        {"Male": {"ours": low, "ifg": {}}}, {"Male": {"ours": curve, "ifg": curve}}, 0.5, 10, ("ours", "ifg")
+    )
     ifg = report.matched_accuracy(evaluation)["attributes"]["Male"]["ifg"]
     assert ifg["fraction"] == pytest.approx(0.25) and ifg["attribute_preservation"] == pytest.approx(0.9)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import shutil
 
 import jax
@@ -25,8 +24,20 @@ def converted(tmp_path_factory):
     tnets = root / "tnets"
     tnets.mkdir()
     shutil.copy(LATENT_FIXTURES / "tnet_small.pth.tar", tnets / "tnet_15.pth.tar")
-    assert cli_main(["convert", "latent-transformer", "--classifier", str(LATENT_FIXTURES / "latent_classifier_small.pth"),
-                     "--tnets", str(tnets), str(root / "editors")]) == 0
+    assert (
+        cli_main(
+            [
+                "convert",
+                "latent-transformer",
+                "--classifier",
+                str(LATENT_FIXTURES / "latent_classifier_small.pth"),
+                "--tnets",
+                str(tnets),
+                str(root / "editors"),
+            ]
+        )
+        == 0
+    )
     return root / "gen", root / "editors"
 
 
@@ -41,8 +52,14 @@ def test_generator_info_matches_the_fixture_architecture(converted, capsys):
     text = capsys.readouterr().out
     config = json.loads((STYLEGAN2_FIXTURES / "rosinality_small_config.json").read_text())
     assert "jaxedit generator directory" in text
-    for label, value in (("resolution", config["size"]), ("num ws", config["n_latent"]), ("w dim", config["style_dim"]),
-                         ("z dim", config["style_dim"]), ("mapping layers", config["n_mlp"]), ("conv clamp", "none")):
+    for label, value in (
+        ("resolution", config["size"]),
+        ("num ws", config["n_latent"]),
+        ("w dim", config["style_dim"]),
+        ("z dim", config["style_dim"]),
+        ("mapping layers", config["n_mlp"]),
+        ("conv clamp", "none"),
+    ):
         assert any(line.split() == [*label.split(), str(value)] for line in text.splitlines()), (label, text)
     channels = ", ".join(f"{r}: {c}" for r, c in sorted(config["channels"].items(), key=lambda kv: int(kv[0])))
     assert f"channels        {channels}" in text
@@ -50,8 +67,11 @@ def test_generator_info_matches_the_fixture_architecture(converted, capsys):
     _, params = read_model_dir(gen)
     described = describe(gen)
     assert described["parameters"] == _sizes(params)  # every stored value, from the metadata alone
-    noise_and_avg = sum(int(np.size(leaf)) for path, leaf in jax.tree_util.tree_leaves_with_path(params)
-                        if "noise_const" in jax.tree_util.keystr(path) or "w_avg" in jax.tree_util.keystr(path))
+    noise_and_avg = sum(
+        int(np.size(leaf))
+        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        if "noise_const" in jax.tree_util.keystr(path) or "w_avg" in jax.tree_util.keystr(path)
+    )
     assert described["generator"]["parameters"] == _sizes(params) - noise_and_avg
     assert described["created"] and described["created"][:4].isdigit()
 
@@ -63,7 +83,11 @@ def test_editors_info_lists_preset_attributes_and_sources(converted, capsys):
     described = json.loads(capsys.readouterr().out)
     assert described["kind"] == "editors"
     summary = described["editors"]
-    assert summary["preset"] == "official" and summary["attributes"] == ["Eyeglasses"] and summary["latent_shape"] == [2, 512]
+    assert (
+        summary["preset"] == "official"
+        and summary["attributes"] == ["Eyeglasses"]
+        and summary["latent_shape"] == [2, 512]
+    )
     assert summary["edit_layers"].startswith("0-1 of 0-1")  # the preset's 0..10, clipped to 2 layers
     assert summary["classifier_parameters"] == 1024 * 64 + 64 + 64 * 32 + 32 + 32 * 40 + 40
     assert summary["transformer_parameters"] == 2 * 512 * 512 + 2 * 512
@@ -73,11 +97,14 @@ def test_editors_info_lists_preset_attributes_and_sources(converted, capsys):
     assert "attributes              1: Eyeglasses" in text and "source tnets" in text and "created" in text
 
 
-@pytest.mark.parametrize("make, message", [
-    (lambda tmp: tmp / "missing", "no such directory"),
-    (lambda tmp: (tmp / "file.txt").write_text("x") and tmp / "file.txt", "not a directory"),
-    (lambda tmp: tmp, "not a jaxedit model directory"),
-])
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda tmp: tmp / "missing", "no such directory"),
+        (lambda tmp: (tmp / "file.txt").write_text("x") and tmp / "file.txt", "not a directory"),
+        (lambda tmp: tmp, "not a jaxedit model directory"),
+    ],
+)
 def test_info_on_wrong_paths_is_one_line(tmp_path, capsys, make, message):
     path = make(tmp_path)
     assert cli_main(["info", str(path)]) == 2

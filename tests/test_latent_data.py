@@ -28,7 +28,9 @@ def test_official_npy_pair_with_minus_one_labels(tmp_path):
     latents, labels = _arrays()
     np.save(tmp_path / "celebahq_dlatents_psp.npy", latents)
     np.save(tmp_path / "celebahq_anno.npy", 2 * labels - 1)
-    data = load_latent_dataset(tmp_path / "celebahq_dlatents_psp.npy", tmp_path / "celebahq_anno.npy", latent_shape=(3, 8), num_attributes=40)
+    data = load_latent_dataset(
+        tmp_path / "celebahq_dlatents_psp.npy", tmp_path / "celebahq_anno.npy", latent_shape=(3, 8), num_attributes=40
+    )
     np.testing.assert_array_equal(data.latents, latents)
     np.testing.assert_array_equal(data.labels, labels.astype(np.float32))
     assert data.labels.dtype == np.float32 and len(data) == 20 and data.latent_shape == (3, 8)
@@ -56,12 +58,12 @@ def test_our_npz_round_trip_and_column_names(tmp_path):
 @pytest.mark.parametrize(
     "change, error, message",
     [
-        (lambda l, y: (l, y[:-1]), InputError, "20 latents but 19 label rows"),
-        (lambda l, y: (l, y * 2), InputError, "labels must be 0/1 or -1/1, found values 0, 2"),
-        (lambda l, y: (np.where(np.arange(20)[:, None, None] == 3, np.nan, l), y), InputError, "NaN or infinite"),
-        (lambda l, y: (l.reshape(20, 24), y), InputError, r"latents of shape \[20, 24\], expected \[N, 3, 8\]"),
-        (lambda l, y: (l, y[:, :39]), InputError, r"labels of shape \[20, 39\], expected \[N, 40\]"),
-        (lambda l, y: (l.astype(np.int32), y), InputError, "expected floating point"),
+        (lambda x, y: (x, y[:-1]), InputError, "20 latents but 19 label rows"),
+        (lambda x, y: (x, y * 2), InputError, "labels must be 0/1 or -1/1, found values 0, 2"),
+        (lambda x, y: (np.where(np.arange(20)[:, None, None] == 3, np.nan, x), y), InputError, "NaN or infinite"),
+        (lambda x, y: (x.reshape(20, 24), y), InputError, r"latents of shape \[20, 24\], expected \[N, 3, 8\]"),
+        (lambda x, y: (x, y[:, :39]), InputError, r"labels of shape \[20, 39\], expected \[N, 40\]"),
+        (lambda x, y: (x.astype(np.int32), y), InputError, "expected floating point"),
     ],
 )
 def test_bad_arrays_fail_in_one_line(change, error, message):

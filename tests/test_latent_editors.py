@@ -35,7 +35,14 @@ def _trained(preset, attributes):
 @pytest.mark.parametrize("preset", [OFFICIAL, PAPER], ids=lambda p: p.name)
 def test_saved_editors_load_back_identically(tmp_path, preset):
     classifier_params, transformer_params = _trained(preset, ["Smiling", "Eyeglasses", "Young"])
-    out = save_editors(tmp_path / "editors", preset, classifier_params, transformer_params, ["smiling", 15, "Young"], training={"steps": 3, "seed": 0})
+    out = save_editors(
+        tmp_path / "editors",
+        preset,
+        classifier_params,
+        transformer_params,
+        ["smiling", 15, "Young"],
+        training={"steps": 3, "seed": 0},
+    )
     editors = jaxedit.load_editors(out)
     assert editors.attributes == ("Smiling", "Eyeglasses", "Young")
     assert editors.preset == preset and editors.latent_shape == preset.latent_shape
@@ -44,7 +51,9 @@ def test_saved_editors_load_back_identically(tmp_path, preset):
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     # by name (any case) or CelebA index, in the order of the stacked axis
     for key in ("eyeglasses", 15, "15"):
-        for got, want in zip(jax.tree.leaves(editors.transformer_params_for(key)), jax.tree.leaves(slot(transformer_params, 1))):
+        for got, want in zip(
+            jax.tree.leaves(editors.transformer_params_for(key)), jax.tree.leaves(slot(transformer_params, 1))
+        ):
             np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
     w = jax.random.normal(jax.random.key(2), (4, *preset.latent_shape))
     expected = editors.transformer_module.apply({"params": slot(transformer_params, 2)}, w, jnp.full((4,), 0.7))

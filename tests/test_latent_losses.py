@@ -38,14 +38,33 @@ def test_presets_hold_the_numbers_of_the_reference():
     assert official.latent_shape == (18, 512) and official.classifier_widths == (9216, 2048, 512, 40)
     assert (official.classifier_activation, official.classifier_negative_slope) == ("leaky_relu", 0.2)
     assert (official.class_weight, official.attribute_weight, official.recon_weight) == (1.0, 1.0, 10.0)
-    assert (official.lr, official.beta1, official.beta2, official.weight_decay, official.batch_size, official.epochs) == (1e-3, 0.9, 0.999, 5e-4, 32, 10)
-    assert (official.classifier_lr, official.classifier_weight_decay, official.classifier_batch_size, official.classifier_epochs) == (1e-4, 5e-4, 256, 20)
+    assert (
+        official.lr,
+        official.beta1,
+        official.beta2,
+        official.weight_decay,
+        official.batch_size,
+        official.epochs,
+    ) == (1e-3, 0.9, 0.999, 5e-4, 32, 10)
+    assert (
+        official.classifier_lr,
+        official.classifier_weight_decay,
+        official.classifier_batch_size,
+        official.classifier_epochs,
+    ) == (1e-4, 5e-4, 256, 20)
     assert (official.classifier_decay_epochs, official.classifier_lr_decay, official.train_fraction) == (10, 0.1, 0.9)
     assert official.edit_alpha_range == (-1.5, 1.5) and official.edit_layers == (0, 11)
     assert official.edit_layer_mask() == (True,) * 11 + (False,) * 7
     assert paper.latent_shape == (512,) and paper.classifier_activation == "relu" and len(paper.classifier_widths) == 4
     assert (paper.class_weight, paper.attribute_weight, paper.recon_weight) == (1.0, 1.0, 100.0)
-    assert (paper.lr, paper.beta1, paper.beta2, paper.weight_decay, paper.batch_size, paper.epochs) == (1e-4, 0.9, 0.999, 0.0, 16, 10)
+    assert (paper.lr, paper.beta1, paper.beta2, paper.weight_decay, paper.batch_size, paper.epochs) == (
+        1e-4,
+        0.9,
+        0.999,
+        0.0,
+        16,
+        10,
+    )
     assert paper.edit_layers is None and paper.table_alpha == 1.25
 
 
@@ -78,7 +97,9 @@ def test_classifier_is_the_documented_mlp():
             x = x @ np.asarray(layer["kernel"], np.float64) + np.asarray(layer["bias"], np.float64)
             if index < 2:
                 x = np.where(x > 0, x, slope * x)
-        np.testing.assert_allclose(np.asarray(module.apply({"params": params}, jnp.asarray(w, jnp.float32))), x, atol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(module.apply({"params": params}, jnp.asarray(w, jnp.float32))), x, atol=1e-5
+        )
 
 
 def test_paper_transformer_is_w_plus_alpha_h_of_w():
@@ -103,7 +124,9 @@ def test_official_transformer_scales_the_weight_not_the_bias():
     w = np.asarray(jax.random.normal(jax.random.key(1), (2, 3, 4)), np.float64)
     kernel = np.asarray(params["kernel"], np.float64)
     expected = w + 0.5 * (np.einsum("bli,lio->blo", w, kernel) / 2.0 + 1.0)
-    np.testing.assert_allclose(np.asarray(module.apply({"params": params}, jnp.asarray(w, jnp.float32), 0.5)), expected, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(module.apply({"params": params}, jnp.asarray(w, jnp.float32), 0.5)), expected, atol=1e-5
+    )
     with pytest.raises(ValueError, match=r"expects latents \[B, 3, 4\]"):
         module.apply({"params": params}, jnp.zeros((2, 12)), 0.5)
 
@@ -156,8 +179,14 @@ def test_official_losses_match_the_formulas():
     reg = np.mean((logits1 * mask - logits0 * mask) ** 2)
     recon = np.mean((w1 - w0) ** 2)
     f32 = lambda x: jnp.asarray(x, jnp.float32)
-    got = L.transformer_losses(PRESETS["official"], f32(logits0), f32(logits1), f32(w0), f32(w1), f32(target), j, f32(mask))
-    np.testing.assert_allclose([float(got[k]) for k in ("class", "attribute", "recon", "total")], [class_loss, reg, recon, class_loss + reg + 10 * recon], rtol=1e-5)
+    got = L.transformer_losses(
+        PRESETS["official"], f32(logits0), f32(logits1), f32(w0), f32(w1), f32(target), j, f32(mask)
+    )
+    np.testing.assert_allclose(
+        [float(got[k]) for k in ("class", "attribute", "recon", "total")],
+        [class_loss, reg, recon, class_loss + reg + 10 * recon],
+        rtol=1e-5,
+    )
 
 
 def test_paper_losses_match_the_formulas():
@@ -165,11 +194,19 @@ def test_paper_losses_match_the_formulas():
     w0, w1 = w0.reshape(8, 12), w1.reshape(8, 12)
     j = 2
     class_loss = np.mean(_bce(_sigmoid(logits1[:, j]), target))
-    attribute = sum(mask[i] * np.mean(np.abs(_sigmoid(logits1[:, i]) - _sigmoid(logits0[:, i]))) for i in range(5) if i != j)
+    attribute = sum(
+        mask[i] * np.mean(np.abs(_sigmoid(logits1[:, i]) - _sigmoid(logits0[:, i]))) for i in range(5) if i != j
+    )
     recon = np.mean(np.linalg.norm(w1 - w0, axis=1))
     f32 = lambda x: jnp.asarray(x, jnp.float32)
-    got = L.transformer_losses(PRESETS["paper"], f32(logits0), f32(logits1), f32(w0), f32(w1), f32(target), j, f32(mask))
-    np.testing.assert_allclose([float(got[k]) for k in ("class", "attribute", "recon", "total")], [class_loss, attribute, recon, class_loss + attribute + 100 * recon], rtol=1e-5)
+    got = L.transformer_losses(
+        PRESETS["paper"], f32(logits0), f32(logits1), f32(w0), f32(w1), f32(target), j, f32(mask)
+    )
+    np.testing.assert_allclose(
+        [float(got[k]) for k in ("class", "attribute", "recon", "total")],
+        [class_loss, attribute, recon, class_loss + attribute + 100 * recon],
+        rtol=1e-5,
+    )
 
 
 def test_paper_recon_gradient_is_finite_at_zero_edit():
@@ -187,12 +224,16 @@ def test_loss_terms_use_the_classifier_decision_for_alpha_and_target():
     zero = jax.tree.map(jnp.zeros_like, init_transformer_params(transformer, jax.random.key(1)))
     w = jax.random.normal(jax.random.key(2), (16, 1, 8))
     correlation = jnp.eye(40)
-    terms = jax.jit(lambda t, c: transformer_loss_terms(preset, classifier, transformer, t, c, correlation, 7, w))(zero, classifier_params)
+    terms = jax.jit(lambda t, c: transformer_loss_terms(preset, classifier, transformer, t, c, correlation, 7, w))(
+        zero, classifier_params
+    )
     logits = np.asarray(classifier.apply({"params": classifier_params}, w), np.float64)
     target = (logits[:, 7] < 0).astype(np.float64)  # p < 0.5 -> target 1
     batch = 16
     weights = np.where(target == 1, batch / max(target.sum(), 1e-8), batch / max(batch - target.sum(), 1e-8))
-    np.testing.assert_allclose(float(terms["class"]), np.mean(weights * _bce(_sigmoid(logits[:, 7]), target)), rtol=1e-5)
+    np.testing.assert_allclose(
+        float(terms["class"]), np.mean(weights * _bce(_sigmoid(logits[:, 7]), target)), rtol=1e-5
+    )
     assert float(terms["recon"]) == 0.0 and float(terms["attribute"]) == 0.0
     assert float(terms["flip_rate"]) == 0.0  # an identity edit flips nothing
 

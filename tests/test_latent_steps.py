@@ -39,7 +39,9 @@ def setup(request):
 
 
 def _max_relative_difference(a, b):
-    return max(float(jnp.max(jnp.abs(x - y)) / jnp.max(jnp.abs(y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+    return max(
+        float(jnp.max(jnp.abs(x - y)) / jnp.max(jnp.abs(y))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
+    )
 
 
 def test_vmapped_attributes_equal_separate_runs(setup):
@@ -47,12 +49,14 @@ def test_vmapped_attributes_equal_separate_runs(setup):
     together, metrics = trainer.scan_steps(state, classifier_params, correlation, ATTRIBUTES, batches)
     assert set(metrics) == set(TRANSFORMER_METRICS) and metrics["total"].shape == (3, 5)
     for k in range(ATTRIBUTES.shape[0]):
-        alone = jax.tree.map(lambda leaf: leaf[k : k + 1], state)
+        alone = jax.tree.map(lambda leaf, k=k: leaf[k : k + 1], state)
         alone, alone_metrics = trainer.scan_steps(alone, classifier_params, correlation, ATTRIBUTES[k : k + 1], batches)
         # relative to each tensor's largest value; measured 1e-7..2.5e-6 (Adam divides gradients
         # near its eps by their own size, which magnifies float32 rounding of batched matmuls)
         assert _max_relative_difference(slot(together.params, k), slot(alone.params, 0)) < 1e-5, (preset.name, k)
-        np.testing.assert_allclose(np.asarray(metrics["total"][:, k]), np.asarray(alone_metrics["total"][:, 0]), rtol=1e-5)
+        np.testing.assert_allclose(
+            np.asarray(metrics["total"][:, k]), np.asarray(alone_metrics["total"][:, 0]), rtol=1e-5
+        )
     # the slots really are different attributes: same batch, same init would still give different losses
     assert len(set(np.round(np.asarray(metrics["class"][0]), 6).tolist())) == 5
 
@@ -67,10 +71,15 @@ def test_scans_equal_repeated_steps(setup):
     latents = batches.reshape(-1, *preset.latent_shape)
     indices = jnp.arange(latents.shape[0], dtype=jnp.int32)[::-1].reshape(3, 16)
     indexed, _ = trainer.scan_indexed(state, classifier_params, correlation, ATTRIBUTES, latents, indices)
-    gathered, _ = trainer.scan_steps(state, classifier_params, correlation, ATTRIBUTES, gather_batches(latents, indices))
+    gathered, _ = trainer.scan_steps(
+        state, classifier_params, correlation, ATTRIBUTES, gather_batches(latents, indices)
+    )
     assert _max_relative_difference(indexed.params, gathered.params) < 1e-6
     # Adam moved every slot
-    assert all(float(jnp.max(jnp.abs(a - b))) > 0 for a, b in zip(jax.tree.leaves(scanned.params), jax.tree.leaves(state.params)))
+    assert all(
+        float(jnp.max(jnp.abs(a - b))) > 0
+        for a, b in zip(jax.tree.leaves(scanned.params), jax.tree.leaves(state.params))
+    )
 
 
 def test_forty_attributes_in_one_call():
@@ -79,7 +88,9 @@ def test_forty_attributes_in_one_call():
     classifier_params = ClassifierTrainer.create(preset, 1).init(jax.random.key(0)).params
     state = trainer.init(jax.random.key(1), 40)
     assert state.params["kernel"].shape == (40, 2, 32, 32)
-    state, metrics = trainer.step(state, classifier_params, jnp.eye(40), jnp.arange(40, dtype=jnp.int32), jnp.ones((4, 2, 32)))
+    state, metrics = trainer.step(
+        state, classifier_params, jnp.eye(40), jnp.arange(40, dtype=jnp.int32), jnp.ones((4, 2, 32))
+    )
     assert metrics["total"].shape == (40,) and bool(jnp.all(jnp.isfinite(metrics["total"])))
 
 
@@ -116,12 +127,16 @@ def test_optimizers_are_torch_adam_with_weight_decay_in_the_gradient():
     for g in grads:
         updates, state = optimizer.update(g, state, p)
         p = p + updates
-    expected = _torch_adam(params, grads, preset.classifier_lr, preset.beta1, preset.beta2, preset.eps, preset.classifier_weight_decay)
+    expected = _torch_adam(
+        params, grads, preset.classifier_lr, preset.beta1, preset.beta2, preset.eps, preset.classifier_weight_decay
+    )
     np.testing.assert_allclose(np.asarray(p), expected, rtol=1e-6, atol=1e-8)
 
 
 def test_classifier_training_learns_a_linear_rule():
-    preset = PRESETS["paper"].replace(w_dim=8, classifier_hidden=(16, 16), classifier_lr=1e-2, classifier_decay_epochs=15)
+    preset = PRESETS["paper"].replace(
+        w_dim=8, classifier_hidden=(16, 16), classifier_lr=1e-2, classifier_decay_epochs=15
+    )
     latents = jax.random.normal(jax.random.key(0), (512, 8))
     directions = jax.random.normal(jax.random.key(1), (8, 40))
     labels = (latents @ directions > 0).astype(jnp.float32)

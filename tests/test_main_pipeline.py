@@ -7,9 +7,31 @@ import pytest
 
 from jaxedit.attributes import ATTRIBUTES
 
-TINY = ["--w-dim", "32", "--z-dim", "32", "--mapping-layers", "2", "--samples", "3000", "--transformer-samples", "640",
-        "--epochs", "1", "--classifier-epochs", "2", "--eval-count", "100", "--identity-samples", "400",
-        "--identity-pairs", "20000", "--no-progress", "--set", "batch_size=32"]
+TINY = [
+    "--w-dim",
+    "32",
+    "--z-dim",
+    "32",
+    "--mapping-layers",
+    "2",
+    "--samples",
+    "3000",
+    "--transformer-samples",
+    "640",
+    "--epochs",
+    "1",
+    "--classifier-epochs",
+    "2",
+    "--eval-count",
+    "100",
+    "--identity-samples",
+    "400",
+    "--identity-pairs",
+    "20000",
+    "--no-progress",
+    "--set",
+    "batch_size=32",
+]
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +73,26 @@ def test_jaxedit_eval_rebuilds_the_world_from_the_editors(run, capsys):
     out, _ = run
     from jaxedit.cli import main
 
-    code = main(["eval", str(out / "editors"), "--out", str(out / "eval"), "--attributes", "Smiling,Male", "--count", "80",
-                 "--baseline-samples", "2000", "--identity-samples", "300", "--identity-pairs", "5000", "--baselines", "interfacegan"])
+    code = main(
+        [
+            "eval",
+            str(out / "editors"),
+            "--out",
+            str(out / "eval"),
+            "--attributes",
+            "Smiling,Male",
+            "--count",
+            "80",
+            "--baseline-samples",
+            "2000",
+            "--identity-samples",
+            "300",
+            "--identity-pairs",
+            "5000",
+            "--baselines",
+            "interfacegan",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "| Male |" in printed and "average (2 attributes)" in printed
@@ -66,8 +106,22 @@ def test_official_preset_on_w_plus(tmp_path):
 
     out = tmp_path / "official"
     flags = [*TINY, "--set", "classifier_hidden=64,32"]
-    assert pipeline.main(["--preset", "official", "--num-ws", "4", "--attributes", "Young,Male,Smiling,Eyeglasses,No_Beard",
-                          "--out", str(out), *flags]) == 0
+    assert (
+        pipeline.main(
+            [
+                "--preset",
+                "official",
+                "--num-ws",
+                "4",
+                "--attributes",
+                "Young,Male,Smiling,Eyeglasses,No_Beard",
+                "--out",
+                str(out),
+                *flags,
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["method"]["space"] == "w+" and report["settings"]["method"]["num_ws"] == 4
     assert list(report["attributes"]) == ["Young", "Male", "Smiling", "Eyeglasses", "No_Beard"]

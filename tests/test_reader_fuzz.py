@@ -30,8 +30,7 @@ TARGETS = {
     "psp_small.pt": (STYLEGAN2_FIXTURES / "psp_small.pt", 200),
     "nvlabs_small.pkl": (STYLEGAN2_FIXTURES / "nvlabs_small.pkl", 300),
     "nvlabs_small_clamp.pkl": (STYLEGAN2_FIXTURES / "nvlabs_small_clamp.pkl", 100),
-    "latent_classifier_small.pth": (FIXTURES / "latent_transformer" / "latent_classifier_small.pth",
-                                    300),
+    "latent_classifier_small.pth": (FIXTURES / "latent_transformer" / "latent_classifier_small.pth", 300),
     "tnet_small.pth.tar": (FIXTURES / "latent_transformer" / "tnet_small.pth.tar", 250),
     "dtypes_zip.pt": (FIXTURES / "reader" / "dtypes_zip.pt", 300),
     "dtypes_legacy.pt": (FIXTURES / "reader" / "dtypes_legacy.pt", 300),
@@ -47,9 +46,19 @@ CASE_SECONDS = 5.0
 PWNED = Path("/tmp/jaxedit_pwned")
 MEMORY_FACTOR = 6  # peak traced bytes <= MEMORY_FACTOR * file size + MEMORY_SLACK
 MEMORY_SLACK = 4 << 20
-FORBIDDEN_EVENTS = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-                    "subprocess.Popen", "exec", "compile", "import", "pickle.find_class",
-                    "ctypes")
+FORBIDDEN_EVENTS = (
+    "os.system",
+    "os.exec",
+    "os.posix_spawn",
+    "os.spawn",
+    "os.fork",
+    "subprocess.Popen",
+    "exec",
+    "compile",
+    "import",
+    "pickle.find_class",
+    "ctypes",
+)
 INERT_LEAVES = (str, bytes, int, float, complex, bool, type(None), np.ndarray, np.generic, np.dtype)
 _ALLOWED_INTERNAL = (torch_reader._StorageRef,)  # a bare storage (not inside a tensor)
 
@@ -137,8 +146,7 @@ def _run_case(path: Path, data: bytes, *, trace_memory: bool) -> None:
 
 def _positions(n: int):
     hot = min(n, 20_000)
-    return st.one_of(st.integers(0, n - 1), st.integers(0, hot - 1),
-                     st.integers(max(0, n - 4096), n - 1))
+    return st.one_of(st.integers(0, n - 1), st.integers(0, hot - 1), st.integers(max(0, n - 4096), n - 1))
 
 
 @st.composite
@@ -148,20 +156,18 @@ def mutations(draw, n: int) -> tuple:
     if kind == "truncate":
         return (kind, draw(st.integers(0, n - 1)))
     if kind == "flip":
-        flips = draw(st.lists(st.tuples(_positions(n), st.integers(1, 255)), min_size=1,
-                              max_size=8))
+        flips = draw(st.lists(st.tuples(_positions(n), st.integers(1, 255)), min_size=1, max_size=8))
         return (kind, tuple(flips))
     if kind == "delete":
         return (kind, draw(_positions(n)), draw(st.integers(1, 64)))
     donor = draw(st.integers(0, len(DONORS)))  # len(DONORS) stands for the file itself
-    return (kind, donor, draw(st.integers(0, 1 << 30)), draw(st.integers(1, 512)),
-            draw(_positions(n)))
+    return (kind, donor, draw(st.integers(0, 1 << 30)), draw(st.integers(1, 512)), draw(_positions(n)))
 
 
 def _mutate(data: bytes, recipe: tuple) -> bytes:
     kind = recipe[0]
     if kind == "truncate":
-        return data[:recipe[1]]
+        return data[: recipe[1]]
     out = bytearray(data)
     if kind == "flip":
         for pos, mask in recipe[1]:
@@ -169,23 +175,33 @@ def _mutate(data: bytes, recipe: tuple) -> bytes:
         return bytes(out)
     if kind == "delete":
         _, start, length = recipe
-        return bytes(out[:start] + out[start + length:])
+        return bytes(out[:start] + out[start + length :])
     _, donor_index, d_start, length, start = recipe
     donor = DONORS[donor_index] if donor_index < len(DONORS) else data
     d_start %= len(donor)
-    chunk = donor[d_start:d_start + length]
+    chunk = donor[d_start : d_start + length]
     if kind == "insert":
         return bytes(out[:start] + chunk + out[start:])
-    return bytes(out[:start] + chunk + out[start + len(chunk):])
+    return bytes(out[:start] + chunk + out[start + len(chunk) :])
 
 
 _GLOBAL_NAMES = [
-    ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_parameter"),
-    ("torch", "FloatStorage"), ("torch", "BFloat16Storage"), ("torch.storage", "_load_from_bytes"),
-    ("collections", "OrderedDict"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
-    ("dnnlib.util", "EasyDict"), ("argparse", "Namespace"), ("_codecs", "encode"),
-    ("torch_utils.persistence", "_reconstruct_persistent_obj"), ("torch", "Size"),
-    ("posix", "system"), ("builtins", "getattr"), ("copyreg", "_reconstructor"),
+    ("torch._utils", "_rebuild_tensor_v2"),
+    ("torch._utils", "_rebuild_parameter"),
+    ("torch", "FloatStorage"),
+    ("torch", "BFloat16Storage"),
+    ("torch.storage", "_load_from_bytes"),
+    ("collections", "OrderedDict"),
+    ("numpy", "dtype"),
+    ("numpy.core.multiarray", "scalar"),
+    ("dnnlib.util", "EasyDict"),
+    ("argparse", "Namespace"),
+    ("_codecs", "encode"),
+    ("torch_utils.persistence", "_reconstruct_persistent_obj"),
+    ("torch", "Size"),
+    ("posix", "system"),
+    ("builtins", "getattr"),
+    ("copyreg", "_reconstructor"),
 ]
 
 
@@ -196,9 +212,41 @@ def _short_str(text: str) -> bytes:
 
 @st.composite
 def _token(draw) -> bytes:
-    simple = [b"(", b"]", b"}", b")", b"\x8f", b"N", b"\x88", b"\x89", b"a", b"e", b"s", b"u",
-              b"\x90", b"\x91", b"t", b"\x85", b"\x86", b"\x87", b"l", b"d", b"0", b"1", b"2",
-              b"\x94", b"R", b"b", b"\x81", b"\x93", b"Q", b"i", b"\x82\x01", b"c", b"."]
+    simple = [
+        b"(",
+        b"]",
+        b"}",
+        b")",
+        b"\x8f",
+        b"N",
+        b"\x88",
+        b"\x89",
+        b"a",
+        b"e",
+        b"s",
+        b"u",
+        b"\x90",
+        b"\x91",
+        b"t",
+        b"\x85",
+        b"\x86",
+        b"\x87",
+        b"l",
+        b"d",
+        b"0",
+        b"1",
+        b"2",
+        b"\x94",
+        b"R",
+        b"b",
+        b"\x81",
+        b"\x93",
+        b"Q",
+        b"i",
+        b"\x82\x01",
+        b"c",
+        b".",
+    ]
     kind = draw(st.integers(0, 9))
     if kind <= 3:
         return draw(st.sampled_from(simple))
@@ -207,8 +255,9 @@ def _token(draw) -> bytes:
     if kind == 5:
         return b"\x8a\x08" + draw(st.binary(min_size=8, max_size=8))
     if kind == 6:
-        return _short_str(draw(st.sampled_from(["storage", "cpu", "0", "f4", "latin1", "<",
-                                                "class", "state", "class_name", "type"])))
+        return _short_str(
+            draw(st.sampled_from(["storage", "cpu", "0", "f4", "latin1", "<", "class", "state", "class_name", "type"]))
+        )
     if kind == 7:
         return draw(st.sampled_from([b"h", b"q"])) + bytes([draw(st.integers(0, 6))])
     if kind == 8:
@@ -224,8 +273,13 @@ def random_pickles(draw) -> bytes:
 
 
 def _fuzz_settings(max_examples: int):
-    return settings(max_examples=max_examples, deadline=None, derandomize=True, database=None,
-                    suppress_health_check=list(HealthCheck))
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -39,7 +39,12 @@ def worker_env(num_devices: int) -> dict:
 
 def run_worker(args: list[str], num_devices: int) -> None:
     process = subprocess.run(
-        [sys.executable, str(WORKER), *args], env=worker_env(num_devices), cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT_S
+        [sys.executable, str(WORKER), *args],
+        env=worker_env(num_devices),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
     )
     assert process.returncode == 0, f"worker {args[0]} failed:\n{process.stderr[-4000:]}"
 
@@ -106,7 +111,12 @@ def test_checkpoint_from_4x2_restores_on_8x1_and_one_device(equivalence):
     for name, devices, rows in (("8x1", 8, 40), ("1 device", 1, 40), ("3x2 (padded to 42)", 6, 42)):
         restored = result[name]
         assert restored["equal"] and restored["max_abs_diff"] == 0.0, (name, restored)
-        assert (restored["step"], restored["num_attributes"], restored["rows"], restored["devices"]) == (3, 40, rows, devices)
+        assert (restored["step"], restored["num_attributes"], restored["rows"], restored["devices"]) == (
+            3,
+            40,
+            rows,
+            devices,
+        )
         assert restored["spec"] == "P('attr',)"
     assert result["8x1"]["continued_step_max_abs_diff"] <= 1e-6
 
@@ -166,7 +176,12 @@ def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
         assert process.returncode == 0, stderr[-4000:]
     results = [json.loads(out.read_text()) for out in outs]
     for index, result in enumerate(results):
-        assert (result["process_index"], result["process_count"], result["local_devices"], result["global_devices"]) == (index, 2, 4, 8)
+        assert (
+            result["process_index"],
+            result["process_count"],
+            result["local_devices"],
+            result["global_devices"],
+        ) == (index, 2, 4, 8)
         assert result["transformer_params_max_abs_diff_vs_single"] <= 1e-6, result
         assert result["transformer_opt_state_max_rel_diff_vs_single"] <= 1e-6, result
         assert result["transformer_rows_fed"] == [0, 32]  # attr spans hosts: each host feeds the whole batch
@@ -179,7 +194,9 @@ def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
     from jaxedit.latent import TransformerTrainer
     from tests.sharding_worker import NUM_ATTRIBUTES, small_official_preset
 
-    template = jax.eval_shape(lambda: TransformerTrainer.create(small_official_preset()).init(jax.random.key(0), NUM_ATTRIBUTES))
+    template = jax.eval_shape(
+        lambda: TransformerTrainer.create(small_official_preset()).init(jax.random.key(0), NUM_ATTRIBUTES)
+    )
     step, restored, num = S.restore_sharded_checkpoint(checkpoint, template, S.single_device_mesh())
     expected = np.load(tmp_path / "shared" / "expected.npz")
     leaves = jax.tree_util.tree_leaves(S.gather_transformer_state(restored, num))

@@ -43,7 +43,11 @@ def assert_one_line_error(code: int, err: str, *needles: str) -> None:
 
 def nothing_written(out_dir) -> bool:
     parent = os.path.dirname(os.path.abspath(out_dir))
-    leftovers = [n for n in os.listdir(parent) if n.startswith(f".{os.path.basename(out_dir)}.")] if os.path.isdir(parent) else []
+    leftovers = (
+        [n for n in os.listdir(parent) if n.startswith(f".{os.path.basename(out_dir)}.")]
+        if os.path.isdir(parent)
+        else []
+    )
     return not os.path.exists(out_dir) and not leftovers
 
 
@@ -72,13 +76,18 @@ def random_tensors_for(manifest: dict, rng: np.random.Generator) -> dict[str, np
 @pytest.mark.slow
 def test_full_config_f_layouts_convert_and_render_1024(tmp_path, capsys):
     rng = np.random.default_rng(0)
-    manifests = {name: json.loads((STYLEGAN2_FIXTURES / f"{name}_ffhq1024_manifest.json").read_text()) for name in ("rosinality", "nvlabs")}
+    manifests = {
+        name: json.loads((STYLEGAN2_FIXTURES / f"{name}_ffhq1024_manifest.json").read_text())
+        for name in ("rosinality", "nvlabs")
+    }
 
     ros = manifests["rosinality"]
     ros_tensors = random_tensors_for(ros["g_ema"], rng)
     latent_avg = rng.standard_normal(ros["latent_avg"], np.float32)
-    write_torch_zip(tmp_path / "stylegan2-ffhq-config-f.pt", {
-        "g_ema": OrderedDict((k, Tensor(v)) for k, v in ros_tensors.items()), "latent_avg": Tensor(latent_avg)})
+    write_torch_zip(
+        tmp_path / "stylegan2-ffhq-config-f.pt",
+        {"g_ema": OrderedDict((k, Tensor(v)) for k, v in ros_tensors.items()), "latent_avg": Tensor(latent_avg)},
+    )
     del ros_tensors
     code, out, err = run_cli(capsys, "convert", "stylegan2", tmp_path / "stylegan2-ffhq-config-f.pt", tmp_path / "ros")
     assert code == 0, err
@@ -86,11 +95,19 @@ def test_full_config_f_layouts_convert_and_render_1024(tmp_path, capsys):
     assert "W+ layers (num_ws): 18" in out and "parameters: 30,370,060" in out
 
     nv_tensors = random_tensors_for(manifests["nvlabs"], rng)
-    kwargs = {"z_dim": 512, "c_dim": 0, "w_dim": 512, "img_resolution": 1024, "img_channels": 3,
-              "mapping_kwargs": {"num_layers": 8}, "synthesis_kwargs": {"channel_base": 32768, "channel_max": 512,
-                                                                        "num_fp16_res": 4, "conv_clamp": 256}}
-    write_nvlabs_pickle(tmp_path / "stylegan2-ffhq-1024x1024.pkl", {
-        "G": None, "D": None, "G_ema": nvlabs_module_tree(nv_tensors, kwargs), "augment_pipe": None})
+    kwargs = {
+        "z_dim": 512,
+        "c_dim": 0,
+        "w_dim": 512,
+        "img_resolution": 1024,
+        "img_channels": 3,
+        "mapping_kwargs": {"num_layers": 8},
+        "synthesis_kwargs": {"channel_base": 32768, "channel_max": 512, "num_fp16_res": 4, "conv_clamp": 256},
+    }
+    write_nvlabs_pickle(
+        tmp_path / "stylegan2-ffhq-1024x1024.pkl",
+        {"G": None, "D": None, "G_ema": nvlabs_module_tree(nv_tensors, kwargs), "augment_pipe": None},
+    )
     code, out, err = run_cli(capsys, "convert", "stylegan2", tmp_path / "stylegan2-ffhq-1024x1024.pkl", tmp_path / "nv")
     assert code == 0, err
     assert "detected format: nvlabs" in out and "W+ layers (num_ws): 18" in out and "parameters: 30,370,060" in out
@@ -98,8 +115,10 @@ def test_full_config_f_layouts_convert_and_render_1024(tmp_path, capsys):
     g_nv = load_generator(tmp_path / "nv")
     assert g_nv.config == GeneratorConfig(resolution=1024, channels=nvlabs_channels(1024), conv_clamp=256)
     # spot-check the tensor mapping of the largest block and the stored noise / average latent
-    np.testing.assert_array_equal(np.asarray(g_nv.params["synthesis"]["b1024"]["conv1"]["kernel"]),
-                                  nv_tensors["synthesis.b1024.conv1.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        np.asarray(g_nv.params["synthesis"]["b1024"]["conv1"]["kernel"]),
+        nv_tensors["synthesis.b1024.conv1.weight"].transpose(2, 3, 1, 0),
+    )
     np.testing.assert_array_equal(np.asarray(g_nv.noise_const[-1]), nv_tensors["synthesis.b1024.conv1.noise_const"])
     np.testing.assert_array_equal(np.asarray(g_nv.w_avg), nv_tensors["mapping.w_avg"])
     del g_nv, nv_tensors
@@ -131,18 +150,23 @@ def nvlabs_state():
 
 
 def write_rosinality(path, state, latent_avg):
-    write_torch_zip(path, {"g_ema": OrderedDict((k, Tensor(v)) for k, v in state.items()), "latent_avg": Tensor(latent_avg)})
+    write_torch_zip(
+        path, {"g_ema": OrderedDict((k, Tensor(v)) for k, v in state.items()), "latent_avg": Tensor(latent_avg)}
+    )
     return path
 
 
-@pytest.mark.parametrize("edit, needles", [
-    ("reshape", ["convs.2.conv.weight: expected shape [1, 24, 32, 3, 3], got [1, 16, 32, 3, 3]"]),
-    ("drop", ["missing key to_rgbs.1.conv.weight"]),
-    ("extra", ["unexpected key convs.0.conv.extra"]),
-    ("nan", ["style.2.weight: contains non-finite values"]),
-    ("fir", ["convs.0.conv.blur.kernel", "standard FIR"]),
-    ("latent_avg", ["latent_avg: expected shape [32]"]),
-])
+@pytest.mark.parametrize(
+    "edit, needles",
+    [
+        ("reshape", ["convs.2.conv.weight: expected shape [1, 24, 32, 3, 3], got [1, 16, 32, 3, 3]"]),
+        ("drop", ["missing key to_rgbs.1.conv.weight"]),
+        ("extra", ["unexpected key convs.0.conv.extra"]),
+        ("nan", ["style.2.weight: contains non-finite values"]),
+        ("fir", ["convs.0.conv.blur.kernel", "standard FIR"]),
+        ("latent_avg", ["latent_avg: expected shape [32]"]),
+    ],
+)
 def test_broken_rosinality_files_name_the_key(tmp_path, capsys, rosinality_state, edit, needles):
     state, latent_avg = dict(rosinality_state[0]), rosinality_state[1]
     if edit == "reshape":
@@ -165,15 +189,18 @@ def test_broken_rosinality_files_name_the_key(tmp_path, capsys, rosinality_state
     assert nothing_written(out)
 
 
-@pytest.mark.parametrize("edit, needles", [
-    ("reshape", ["synthesis.b8.conv0.weight: expected shape [32, 32, 3, 3], got [16, 32, 3, 3]"]),
-    ("drop", ["missing key mapping.w_avg"]),
-    ("resnet", ["architecture 'resnet' is not supported"]),
-    ("conditional", ["c_dim=10", "not supported"]),
-    ("stylegan3", ["StyleGAN3"]),
-    ("clamp_nan", ["conv_clamp nan", "positive number"]),
-    ("clamp_negative", ["conv_clamp -256", "positive number"]),
-])
+@pytest.mark.parametrize(
+    "edit, needles",
+    [
+        ("reshape", ["synthesis.b8.conv0.weight: expected shape [32, 32, 3, 3], got [16, 32, 3, 3]"]),
+        ("drop", ["missing key mapping.w_avg"]),
+        ("resnet", ["architecture 'resnet' is not supported"]),
+        ("conditional", ["c_dim=10", "not supported"]),
+        ("stylegan3", ["StyleGAN3"]),
+        ("clamp_nan", ["conv_clamp nan", "positive number"]),
+        ("clamp_negative", ["conv_clamp -256", "positive number"]),
+    ],
+)
 def test_broken_nvlabs_files_name_the_problem(tmp_path, capsys, nvlabs_state, edit, needles):
     state, kwargs = dict(nvlabs_state[0]), json.loads(json.dumps(nvlabs_state[1]))
     if edit == "reshape":
@@ -296,18 +323,21 @@ def test_seeds_use_numpy_randomstate_and_png_grid_matches_npy(gen_dir, tmp_path,
     np.testing.assert_array_equal(grid[64:, 64:], expected[3])
 
 
-@pytest.mark.parametrize("args, needles", [
-    (["--ws", "{w4x32}"], ["--ws", "expected [B, 10, 32], got [4, 32]"]),
-    (["--z", "{ws}"], ["--z", "expected [B, 32], got [4, 10, 32]"]),
-    (["--w", "{missing}"], ["--w", "no such file"]),
-    (["--seeds", "7-3"], ["--seeds", "backwards"]),
-    (["--seeds", "a,b"], ["--seeds"]),
-    (["--seeds", "0", "--truncation-cutoff", "11"], ["truncation cutoff 11", "0..10"]),
-    (["--seeds", "0", "--batch-size", "0"], ["--batch-size"]),
-    (["--seeds", "0", "--truncation", "nan"], ["--truncation", "finite"]),
-    (["--seeds", "0", "--truncation", "inf"], ["--truncation", "finite"]),
-    (["--seeds", "0", "--noise-maps", "{w4x32}"], ["--noise-maps"]),
-])
+@pytest.mark.parametrize(
+    "args, needles",
+    [
+        (["--ws", "{w4x32}"], ["--ws", "expected [B, 10, 32], got [4, 32]"]),
+        (["--z", "{ws}"], ["--z", "expected [B, 32], got [4, 10, 32]"]),
+        (["--w", "{missing}"], ["--w", "no such file"]),
+        (["--seeds", "7-3"], ["--seeds", "backwards"]),
+        (["--seeds", "a,b"], ["--seeds"]),
+        (["--seeds", "0", "--truncation-cutoff", "11"], ["truncation cutoff 11", "0..10"]),
+        (["--seeds", "0", "--batch-size", "0"], ["--batch-size"]),
+        (["--seeds", "0", "--truncation", "nan"], ["--truncation", "finite"]),
+        (["--seeds", "0", "--truncation", "inf"], ["--truncation", "finite"]),
+        (["--seeds", "0", "--noise-maps", "{w4x32}"], ["--noise-maps"]),
+    ],
+)
 def test_generate_input_errors_are_one_line(gen_dir, tmp_path, capsys, args, needles):
     files = {"w4x32": tmp_path / "w.npy", "ws": tmp_path / "ws.npy", "missing": tmp_path / "missing.npy"}
     np.save(files["w4x32"], np.zeros((4, 32), np.float32))

@@ -17,9 +17,18 @@ from tests.conftest import STYLEGAN2_FIXTURES
 TOLERANCE = 1e-4
 ROSINALITY_LIKE = ["rosinality_small", "psp_small"]
 NVLABS_LIKE = ["nvlabs_small", "nvlabs_small_clamp"]
-SOURCES = {"rosinality_small": "rosinality_small.pt", "psp_small": "psp_small.pt",
-           "nvlabs_small": "nvlabs_small.pkl", "nvlabs_small_clamp": "nvlabs_small_clamp.pkl"}
-EXPECTED_FORMAT = {"rosinality_small": "rosinality", "psp_small": "psp", "nvlabs_small": "nvlabs", "nvlabs_small_clamp": "nvlabs"}
+SOURCES = {
+    "rosinality_small": "rosinality_small.pt",
+    "psp_small": "psp_small.pt",
+    "nvlabs_small": "nvlabs_small.pkl",
+    "nvlabs_small_clamp": "nvlabs_small_clamp.pkl",
+}
+EXPECTED_FORMAT = {
+    "rosinality_small": "rosinality",
+    "psp_small": "psp",
+    "nvlabs_small": "nvlabs",
+    "nvlabs_small_clamp": "nvlabs",
+}
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +125,9 @@ def test_rosinality_images_through_the_cli(generators, converted, tmp_path, name
     mixed = save(tmp_path, "mixed", g.mix(g.mapping(io["z"]), g.mapping(io["z2"]), 3))
     assert_close(cli_images(tmp_path, gen_dir, "--ws", mixed), io["img_mix3"], "CLI img_mix3")
     noise_file = STYLEGAN2_FIXTURES / "rosinality_small_io.npz"  # holds noise_0 .. noise_8 as [1, 1, R, R]
-    assert_close(cli_images(tmp_path, gen_dir, "--ws", wplus, "--noise-maps", str(noise_file)), io["img_noise"], "CLI img_noise")
+    assert_close(
+        cli_images(tmp_path, gen_dir, "--ws", wplus, "--noise-maps", str(noise_file)), io["img_noise"], "CLI img_noise"
+    )
 
 
 @pytest.mark.parametrize("name", NVLABS_LIKE)
@@ -135,12 +146,19 @@ def test_nvlabs_latents_and_images_through_the_api(generators, name):
 @pytest.mark.parametrize("name", NVLABS_LIKE)
 def test_nvlabs_images_through_the_cli(converted, tmp_path, name):
     io, gen_dir = io_of(name), converted[name]
-    ws, ws_random, z = save(tmp_path, "ws", io["ws"]), save(tmp_path, "ws_random", io["ws_random"]), save(tmp_path, "z", io["z"])
+    ws, ws_random, z = (
+        save(tmp_path, "ws", io["ws"]),
+        save(tmp_path, "ws_random", io["ws_random"]),
+        save(tmp_path, "z", io["z"]),
+    )
     assert_close(cli_images(tmp_path, gen_dir, "--ws", ws, "--noise", "const"), io["img_const"], "CLI img_const")
     assert_close(cli_images(tmp_path, gen_dir, "--ws", ws, "--noise", "none"), io["img_none"], "CLI img_none")
     assert_close(cli_images(tmp_path, gen_dir, "--ws", ws_random), io["img_random_ws"], "CLI img_random_ws")
-    assert_close(cli_images(tmp_path, gen_dir, "--z", z, "--truncation", "0.7", "--truncation-cutoff", "4"),
-                 io["img_trunc07_cut4"], "CLI img_trunc07_cut4")
+    assert_close(
+        cli_images(tmp_path, gen_dir, "--z", z, "--truncation", "0.7", "--truncation-cutoff", "4"),
+        io["img_trunc07_cut4"],
+        "CLI img_trunc07_cut4",
+    )
 
 
 def test_clamp_changes_the_output(generators):
@@ -180,5 +198,7 @@ def test_generator_module_renders_the_truncated_fixture(generators):
 
     g, io = generators["nvlabs_small"], io_of("nvlabs_small")
     module = Generator(g.config)
-    images = jax.jit(lambda params, z, w_avg: module.apply({"params": params}, z, w_avg, 0.7, 4))(g.params, io["z"], g.w_avg)
+    images = jax.jit(lambda params, z, w_avg: module.apply({"params": params}, z, w_avg, 0.7, 4))(
+        g.params, io["z"], g.w_avg
+    )
     assert_close(nchw(images), io["img_trunc07_cut4"], "Generator.apply img_trunc07_cut4")

@@ -19,10 +19,10 @@ from jaxedit.stylegan2 import (
     GeneratorConfig,
     MappingNetwork,
     mix_styles,
+    ops,
     random_generator,
     truncate,
 )
-from jaxedit.stylegan2 import ops
 
 FIR = np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64.0
 
@@ -35,7 +35,7 @@ def np_conv2d_same(x, w):
     out = np.zeros(x.shape[:2] + (w.shape[-1],))
     for dy in range(k):
         for dx in range(k):
-            out += xp[dy:dy + x.shape[0], dx:dx + x.shape[1]] @ w[dy, dx]
+            out += xp[dy : dy + x.shape[0], dx : dx + x.shape[1]] @ w[dy, dx]
     return out
 
 
@@ -60,7 +60,7 @@ def np_fir(x, f, pad):
     out = np.zeros((xp.shape[0] - k + 1, xp.shape[1] - k + 1, x.shape[2]))
     for dy in range(k):
         for dx in range(k):
-            out += f[dy, dx] * xp[dy:dy + out.shape[0], dx:dx + out.shape[1]]
+            out += f[dy, dx] * xp[dy : dy + out.shape[0], dx : dx + out.shape[1]]
     return out
 
 
@@ -108,8 +108,15 @@ def test_fast_modulated_conv_equals_per_sample_weights(up):
 
 def test_epilogue_order_noise_bias_lrelu_gain_clamp():
     y = jnp.asarray([[[[1.0, -2.0]]]])
-    out = ops.conv_epilogue(y, jnp.asarray([[2.0, 1.0]]), jnp.asarray([[[[0.5]]]]), jnp.asarray(0.4),
-                            jnp.asarray([0.1, 0.0]), conv_clamp=1.0, out_dtype=jnp.float32)
+    out = ops.conv_epilogue(
+        y,
+        jnp.asarray([[2.0, 1.0]]),
+        jnp.asarray([[[[0.5]]]]),
+        jnp.asarray(0.4),
+        jnp.asarray([0.1, 0.0]),
+        conv_clamp=1.0,
+        out_dtype=jnp.float32,
+    )
     # channel 0: 1*2 + 0.4*0.5 + 0.1 = 2.3 -> *sqrt2 = 3.25 -> clip 1; channel 1: -2 + 0.2 = -1.8 -> *0.2*sqrt2
     np.testing.assert_allclose(np.asarray(out).ravel(), [1.0, -1.8 * 0.2 * np.sqrt(2)], rtol=1e-6)
 
@@ -122,7 +129,9 @@ def test_truncation_cutoff_and_mixing():
     cut = np.asarray(truncate(ws, w_avg, 0.5, cutoff=2))
     np.testing.assert_allclose(cut[:, :2], np.asarray(w_avg + 0.5 * (ws[:, :2] - w_avg)), rtol=1e-6)
     np.testing.assert_array_equal(cut[:, 2:], np.asarray(ws[:, 2:]))
-    np.testing.assert_allclose(np.asarray(truncate(ws, w_avg, 0.0)), np.broadcast_to(np.asarray(w_avg), ws.shape), atol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(truncate(ws, w_avg, 0.0)), np.broadcast_to(np.asarray(w_avg), ws.shape), atol=1e-6
+    )
     mixed = np.asarray(mix_styles(ws, ws2, 4))
     np.testing.assert_array_equal(mixed[:, :4], np.asarray(ws[:, :4]))
     np.testing.assert_array_equal(mixed[:, 4:], np.asarray(ws2[:, 4:]))
@@ -146,7 +155,9 @@ def test_mapping_init_is_equalized_lr():
 @pytest.fixture(scope="module")
 def small_generator():
     """An unusual architecture: 32x32, z_dim != w_dim, 2 mapping layers, shrinking channels, clamp."""
-    cfg = GeneratorConfig(resolution=32, z_dim=12, w_dim=20, mapping_layers=2, channels={4: 16, 8: 12, 16: 8, 32: 6}, conv_clamp=4.0)
+    cfg = GeneratorConfig(
+        resolution=32, z_dim=12, w_dim=20, mapping_layers=2, channels={4: 16, 8: 12, 16: 8, 32: 6}, conv_clamp=4.0
+    )
     return random_generator(cfg, jax.random.PRNGKey(0))
 
 
@@ -193,7 +204,8 @@ def test_noise_modes_and_explicit_noise(small_generator):
     ws = g.mapping(np.random.default_rng(3).standard_normal((2, 12)).astype(np.float32))
     # give the noise a visible strength (random init has noise_strength 0)
     params = jax.tree_util.tree_map_with_path(
-        lambda p, v: jnp.full_like(v, 0.5) if jax.tree_util.keystr(p).endswith("['noise_strength']") else v, g.params)
+        lambda p, v: jnp.full_like(v, 0.5) if jax.tree_util.keystr(p).endswith("['noise_strength']") else v, g.params
+    )
     g = dataclasses.replace(g, params=params)
     const = np.asarray(g.synthesis(ws, "const"))
     explicit = np.asarray(g.synthesis(ws, noise=[np.asarray(n) for n in g.noise_const]))

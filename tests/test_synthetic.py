@@ -116,7 +116,10 @@ def test_identity_ignores_attributes_and_separates_latents(world, sample):
     moved = w[:500] + 3.0 * (gender @ basis)
     same = np.sum(np.asarray(S.identity_embedding(world, moved)) * emb[:500], axis=1)
     assert same.min() > 0.999
-    changed = np.asarray(S.attribute_labels(world, moved))[:, ATTRIBUTES.index("Male")] != labels[:500, ATTRIBUTES.index("Male")]
+    changed = (
+        np.asarray(S.attribute_labels(world, moved))[:, ATTRIBUTES.index("Male")]
+        != labels[:500, ATTRIBUTES.index("Male")]
+    )
     assert changed.mean() > 0.3
     # a small random move keeps identity, a large one loses it
     direction = np.array(jax.random.normal(jax.random.PRNGKey(1), w[:500].shape))
@@ -131,7 +134,9 @@ def test_w_plus_broadcast_matches_w_and_jitter_perturbs(world):
     w = S.sample_latents(world, key, 200)
     ws = S.sample_latents(world, key, 200, space="w+")
     assert ws.shape == (200, world.config.num_ws, world.w_dim)
-    np.testing.assert_allclose(np.asarray(S.attribute_logits(world, ws)), np.asarray(S.attribute_logits(world, w)), atol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(S.attribute_logits(world, ws)), np.asarray(S.attribute_logits(world, w)), atol=1e-3
+    )
     jittered = S.build_world(dataclasses.replace(world.config, w_plus_jitter=0.1, calibration_samples=2000))
     wj = S.sample_latents(jittered, key, 50, space="w+")
     assert float(jnp.std(wj - wj[:, :1])) > 0.01

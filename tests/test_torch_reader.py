@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 import sys
 import time
@@ -26,7 +25,7 @@ from jaxedit.convert.torch_reader import (
     module_state_dict,
     read_checkpoint,
 )
-from jaxedit.errors import CheckpointError, JaxeditError, UnsafeCheckpointError
+from jaxedit.errors import CheckpointError, UnsafeCheckpointError
 from tests.conftest import FIXTURES, STYLEGAN2_FIXTURES
 
 READER_FIXTURES = FIXTURES / "reader"
@@ -39,8 +38,11 @@ MALICIOUS = ["malicious.pkl", "malicious.pt", "malicious_nested.pkl", "malicious
 # Flattening our output the way the reference generator flattened torch's
 # ------------------------------------------------------------------------------------------------
 def _entry(a: np.ndarray) -> dict:
-    return {"dtype": str(a.dtype), "shape": list(a.shape),
-            "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()}
+    return {
+        "dtype": str(a.dtype),
+        "shape": list(a.shape),
+        "sha256": hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest(),
+    }
 
 
 def _plain(value):
@@ -145,10 +147,14 @@ def test_namespace_and_python_values():
 
 
 def test_reads_all_six_fixtures_quickly():
-    paths = [STYLEGAN2_FIXTURES / "rosinality_small.pt", STYLEGAN2_FIXTURES / "psp_small.pt",
-             STYLEGAN2_FIXTURES / "nvlabs_small.pkl", STYLEGAN2_FIXTURES / "nvlabs_small_clamp.pkl",
-             FIXTURES / "latent_transformer" / "latent_classifier_small.pth",
-             FIXTURES / "latent_transformer" / "tnet_small.pth.tar"]
+    paths = [
+        STYLEGAN2_FIXTURES / "rosinality_small.pt",
+        STYLEGAN2_FIXTURES / "psp_small.pt",
+        STYLEGAN2_FIXTURES / "nvlabs_small.pkl",
+        STYLEGAN2_FIXTURES / "nvlabs_small_clamp.pkl",
+        FIXTURES / "latent_transformer" / "latent_classifier_small.pth",
+        FIXTURES / "latent_transformer" / "tnet_small.pth.tar",
+    ]
     best = float("inf")
     for _ in range(3):
         start = time.perf_counter()
@@ -172,9 +178,20 @@ def no_pwned():
 class _AuditGuard:
     """Records process-spawning / code-loading audit events while active."""
 
-    FORBIDDEN = ("os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-                 "subprocess.Popen", "exec", "compile", "import", "pickle.find_class",
-                 "ctypes", "builtins.input")
+    FORBIDDEN = (
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "os.fork",
+        "subprocess.Popen",
+        "exec",
+        "compile",
+        "import",
+        "pickle.find_class",
+        "ctypes",
+        "builtins.input",
+    )
 
     def __init__(self):
         self.active = False
@@ -228,15 +245,15 @@ def _tuple(*items: bytes) -> bytes:
     return b"(" + b"".join(items) + b"t"
 
 
-def _tensor(key: str, numel: int, offset: int, size, stride, stype="FloatStorage",
-            legacy=False) -> bytes:
+def _tensor(key: str, numel: int, offset: int, size, stride, stype="FloatStorage", legacy=False) -> bytes:
     pid = [_str("storage"), _global("torch", stype), _str(key), _str("cpu"), _int(numel)]
     if legacy:
         pid.append(b"N")
-    return (_global("torch._utils", "_rebuild_tensor_v2")
-            + _tuple(_tuple(*pid) + b"Q", _int(offset), _tuple(*map(_int, size)),
-                     _tuple(*map(_int, stride)), b"\x89", b"}")
-            + b"R")
+    return (
+        _global("torch._utils", "_rebuild_tensor_v2")
+        + _tuple(_tuple(*pid) + b"Q", _int(offset), _tuple(*map(_int, size)), _tuple(*map(_int, stride)), b"\x89", b"}")
+        + b"R"
+    )
 
 
 def _dict_pickle(items: dict[str, bytes]) -> bytes:
@@ -254,10 +271,16 @@ def _write_zip(path: Path, data_pkl: bytes, storages: dict[str, bytes], top="arc
     return path
 
 
-def _write_legacy(path: Path, obj_pkl: bytes, storages: dict[str, bytes], itemsize=4,
-                  little=True) -> Path:
-    sys_info = (b"\x80\x02}" + _str("protocol_version") + _int(1001) + b"s"
-                + _str("little_endian") + (b"\x88" if little else b"\x89") + b"s.")
+def _write_legacy(path: Path, obj_pkl: bytes, storages: dict[str, bytes], itemsize=4, little=True) -> Path:
+    sys_info = (
+        b"\x80\x02}"
+        + _str("protocol_version")
+        + _int(1001)
+        + b"s"
+        + _str("little_endian")
+        + (b"\x88" if little else b"\x89")
+        + b"s."
+    )
     keys = b"\x80\x02]" + b"".join(_str(k) + b"a" for k in storages) + b"."
     out = b"\x80\x02" + _int(0x1950A86A20F9469CFC6C) + b"." + b"\x80\x02" + _int(1001) + b"."
     out += sys_info + obj_pkl + keys
@@ -279,8 +302,7 @@ def _one_line_error(exc_type, path: Path, *, contains: str = "", **kw) -> str:
 
 def test_strided_views_in_hand_built_zip(tmp_path):
     storage = np.arange(14, dtype="<f4")
-    pkl = _dict_pickle({"t": _tensor("0", 14, 2, (3, 4), (1, 3)),
-                        "e": _tensor("0", 14, 5, (2, 3), (0, 1))})
+    pkl = _dict_pickle({"t": _tensor("0", 14, 2, (3, 4), (1, 3)), "e": _tensor("0", 14, 5, (2, 3), (0, 1))})
     obj = read_checkpoint(_write_zip(tmp_path / "ok.pt", pkl, {"0": storage.tobytes()}))
     np.testing.assert_array_equal(obj["t"], storage[2:14].reshape(4, 3).T)
     np.testing.assert_array_equal(obj["e"], np.stack([storage[5:8]] * 2))
@@ -332,25 +354,35 @@ def test_legacy_big_endian_and_truncation(tmp_path):
 
 
 def test_nested_blob_refused(tmp_path):
-    inner_object = (b"\x80\x02" + _global("torch.storage", "_load_from_bytes")
-                    + b"C\x01x\x85R.")
+    inner_object = b"\x80\x02" + _global("torch.storage", "_load_from_bytes") + b"C\x01x\x85R."
     inner = _write_legacy(tmp_path / "inner", inner_object, {}).read_bytes()
-    pkl = (b"\x80\x02}" + _str("w") + _global("torch.storage", "_load_from_bytes")
-           + b"B" + struct.pack("<I", len(inner)) + inner + b"\x85R" + b"s.")
+    pkl = (
+        b"\x80\x02}"
+        + _str("w")
+        + _global("torch.storage", "_load_from_bytes")
+        + b"B"
+        + struct.pack("<I", len(inner))
+        + inner
+        + b"\x85R"
+        + b"s."
+    )
     (tmp_path / "nested_blob.pkl").write_bytes(pkl)
     msg = _one_line_error(UnsafeCheckpointError, tmp_path / "nested_blob.pkl")
     assert "storage blob" in msg and "_load_from_bytes" in msg
 
 
-@pytest.mark.parametrize("payload, contains", [
-    (b"\x80\x02\x82\x01.", "EXT1"),                                   # copyreg extension code
-    (b"\x80\x02(iposix\nsystem\n.", "INST"),
-    (b"\x80\x02]}b.", "BUILD"),                                        # state-setting on a list
-    (_global("collections", "OrderedDict") + b")\x81.", "OrderedDict"),  # NEWOBJ of a non-class
-    (b"\x80\x02" + _global("numpy", "dtype") + _tuple(_str("O")) + b"R.", "dtype"),
-    (b"\x80\x02" + _global("builtins", "eval") + _tuple(_str("1")) + b"R.", "builtins.eval"),
-    (b"\x80\x02" + _global("torch", "load") + b".", "torch.load"),
-])
+@pytest.mark.parametrize(
+    "payload, contains",
+    [
+        (b"\x80\x02\x82\x01.", "EXT1"),  # copyreg extension code
+        (b"\x80\x02(iposix\nsystem\n.", "INST"),
+        (b"\x80\x02]}b.", "BUILD"),  # state-setting on a list
+        (_global("collections", "OrderedDict") + b")\x81.", "OrderedDict"),  # NEWOBJ of a non-class
+        (b"\x80\x02" + _global("numpy", "dtype") + _tuple(_str("O")) + b"R.", "dtype"),
+        (b"\x80\x02" + _global("builtins", "eval") + _tuple(_str("1")) + b"R.", "builtins.eval"),
+        (b"\x80\x02" + _global("torch", "load") + b".", "torch.load"),
+    ],
+)
 def test_refused_constructs(tmp_path, payload, contains, no_pwned):
     path = tmp_path / "bad.pkl"
     path.write_bytes(payload if payload.startswith(b"\x80") else b"\x80\x02" + payload)
@@ -394,16 +426,21 @@ def test_not_checkpoints(tmp_path):
     cases["torchscript.pt"] = zbuf.getvalue()
     for name, data in cases.items():
         (tmp_path / name).write_bytes(data)
-        _one_line_error(CheckpointError, tmp_path / name,
-                        contains="TorchScript" if name == "torchscript.pt" else "")
+        _one_line_error(CheckpointError, tmp_path / name, contains="TorchScript" if name == "torchscript.pt" else "")
     _one_line_error(CheckpointError, tmp_path / "missing.pt", contains="cannot open")
     _one_line_error(CheckpointError, tmp_path, contains="not a regular file")  # a directory
     _one_line_error(CheckpointError, Path("/dev/zero"), contains="not a regular file")
 
 
-@pytest.mark.parametrize("rel", ["stylegan2/rosinality_small.pt", "stylegan2/nvlabs_small.pkl",
-                                 "latent_transformer/tnet_small.pth.tar",
-                                 "reader/dtypes_legacy.pt"])
+@pytest.mark.parametrize(
+    "rel",
+    [
+        "stylegan2/rosinality_small.pt",
+        "stylegan2/nvlabs_small.pkl",
+        "latent_transformer/tnet_small.pth.tar",
+        "reader/dtypes_legacy.pt",
+    ],
+)
 def test_truncated_fixtures(tmp_path, rel):
     data = (FIXTURES / rel).read_bytes()
     for cut in (1, 2, 10, 100, len(data) // 3, len(data) // 2, len(data) - 200, len(data) - 1):
@@ -444,15 +481,28 @@ def test_operation_cap():
 def test_repeated_blob_is_parsed_once(tmp_path):
     """One memoized storage blob passed to _load_from_bytes 60000 times stays linear and fast."""
     raw = np.arange(4, dtype="<f4").tobytes()
-    blob = _write_legacy(tmp_path / "blob", b"\x80\x02" + _tuple(
-        _str("storage"), _global("torch", "FloatStorage"), _str("k"), _str("cpu"), _int(4), b"N")
-        + b"Q.", {"k": raw}).read_bytes()
+    blob = _write_legacy(
+        tmp_path / "blob",
+        b"\x80\x02"
+        + _tuple(_str("storage"), _global("torch", "FloatStorage"), _str("k"), _str("cpu"), _int(4), b"N")
+        + b"Q.",
+        {"k": raw},
+    ).read_bytes()
     call = b"h\x00h\x01\x85R0"  # BINGET fn, BINGET blob, TUPLE1, REDUCE, POP
-    pkl = (b"\x80\x02" + _global("torch.storage", "_load_from_bytes") + b"q\x00"
-           + b"B" + struct.pack("<I", len(blob)) + blob + b"q\x010" + b"0" + call * 60_000
-           + _global("torch._utils", "_rebuild_tensor_v2")
-           + _tuple(b"h\x00h\x01\x85R", _int(0), _tuple(_int(4)), _tuple(_int(1)), b"\x89", b"}")
-           + b"R.")
+    pkl = (
+        b"\x80\x02"
+        + _global("torch.storage", "_load_from_bytes")
+        + b"q\x00"
+        + b"B"
+        + struct.pack("<I", len(blob))
+        + blob
+        + b"q\x010"
+        + b"0"
+        + call * 60_000
+        + _global("torch._utils", "_rebuild_tensor_v2")
+        + _tuple(b"h\x00h\x01\x85R", _int(0), _tuple(_int(4)), _tuple(_int(1)), b"\x89", b"}")
+        + b"R."
+    )
     (tmp_path / "many.pkl").write_bytes(pkl)
     start = time.perf_counter()
     out = read_checkpoint(tmp_path / "many.pkl")
@@ -478,20 +528,25 @@ def test_memory_map_views_equal_copies():
 # ------------------------------------------------------------------------------------------------
 # Flattening NVlabs module trees
 # ------------------------------------------------------------------------------------------------
-def _module(params=None, buffers=None, modules=None, non_persistent=(),
-            **attrs) -> PersistentObject:
-    state = {"_parameters": params or {}, "_buffers": buffers or {}, "_modules": modules or {},
-             "_non_persistent_buffers_set": set(non_persistent), **attrs}
+def _module(params=None, buffers=None, modules=None, non_persistent=(), **attrs) -> PersistentObject:
+    state = {
+        "_parameters": params or {},
+        "_buffers": buffers or {},
+        "_modules": modules or {},
+        "_non_persistent_buffers_set": set(non_persistent),
+        **attrs,
+    }
     return PersistentObject("Layer", state)
 
 
 def test_module_state_dict_rules():
     w, b, f = np.ones((2, 2), np.float32), np.zeros(2, np.float32), np.ones(3, np.float32)
-    child = _module({"weight": w, "bias": None}, {"filter": f, "scratch": f},
-                    non_persistent=("scratch",))
-    root = _module({"const": b}, modules={"fc": child, "empty": None},
-                   _init_kwargs={"z_dim": np.int64(32), "gain": np.float64(0.5),
-                                 "nested": {"k": [1]}})
+    child = _module({"weight": w, "bias": None}, {"filter": f, "scratch": f}, non_persistent=("scratch",))
+    root = _module(
+        {"const": b},
+        modules={"fc": child, "empty": None},
+        _init_kwargs={"z_dim": np.int64(32), "gain": np.float64(0.5), "nested": {"k": [1]}},
+    )
     assert list(module_state_dict(root)) == ["const", "fc.weight", "fc.filter"]
     assert list(module_state_dict(root, prefix="G")) == ["G.const", "G.fc.weight", "G.fc.filter"]
     kwargs = init_kwargs(root)

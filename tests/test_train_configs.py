@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxedit.errors import ConfigError, InputError
 from jaxedit.data.latents import epoch_indices
+from jaxedit.errors import ConfigError, InputError
 from jaxedit.latent.loop import BatchOrder, MetricsLog, Schedule
 from jaxedit.plots import PALETTE, line_plot, small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer
@@ -21,8 +21,17 @@ from train.configs import CONFIGS, TrainConfig, apply_overrides, get_config, par
 def test_named_configs_carry_the_reference_presets():
     official, paper, synthetic = get_config("official"), get_config("paper"), get_config("synthetic")
     assert official.method.latent_shape == (18, 512) and official.method.classifier_widths == (9216, 2048, 512, 40)
-    assert (official.method.batch_size, official.method.lr, official.method.weight_decay, official.method.epochs) == (32, 1e-3, 5e-4, 10)
-    assert (official.method.classifier_batch_size, official.method.classifier_epochs, official.method.classifier_lr) == (256, 20, 1e-4)
+    assert (official.method.batch_size, official.method.lr, official.method.weight_decay, official.method.epochs) == (
+        32,
+        1e-3,
+        5e-4,
+        10,
+    )
+    assert (
+        official.method.classifier_batch_size,
+        official.method.classifier_epochs,
+        official.method.classifier_lr,
+    ) == (256, 20, 1e-4)
     assert paper.method.latent_shape == (512,) and (paper.method.batch_size, paper.method.lr) == (16, 1e-4)
     assert synthetic.data == "synthetic" and synthetic.synthetic_samples > 0
     for config in CONFIGS.values():
@@ -30,10 +39,19 @@ def test_named_configs_carry_the_reference_presets():
 
 
 def test_overrides_parse_types_and_reach_run_and_method_fields():
-    config = apply_overrides(get_config("official"), {
-        "lr": "3e-4", "epochs": "2", "classifier_hidden": "64,32", "edit_layers": "none", "progress": "false",
-        "method.batch_size": "8", "steps-per-call": "7", "seed": 5,
-    })
+    config = apply_overrides(
+        get_config("official"),
+        {
+            "lr": "3e-4",
+            "epochs": "2",
+            "classifier_hidden": "64,32",
+            "edit_layers": "none",
+            "progress": "false",
+            "method.batch_size": "8",
+            "steps-per-call": "7",
+            "seed": 5,
+        },
+    )
     assert config.method.lr == 3e-4 and config.method.epochs == 2 and config.method.classifier_hidden == (64, 32)
     assert config.method.edit_layers is None and config.method.batch_size == 8
     assert config.progress is False and config.steps_per_call == 7 and config.seed == 5
@@ -42,17 +60,20 @@ def test_overrides_parse_types_and_reach_run_and_method_fields():
     assert parse_override_args(["--lr", "1", "--epochs=3"]) == {"lr": "1", "epochs": "3"}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    ({"lrr": "1"}, "unknown config field --lrr; did you mean --lr"),
-    ({"epochs": "two"}, "--epochs: expected an integer, got 'two'"),
-    ({"lr": "nan"}, "--lr: expected a finite number"),
-    ({"edit_layers": "1,2,3"}, "--edit_layers: expected 2 comma-separated values"),
-    ({"progress": "maybe"}, "--progress: expected true or false"),
-    ({"preset": "mine"}, "--preset: expected one of paper, official"),
-    ({"data": "web"}, "data must be one of files, synthetic"),
-    ({"steps_per_call": "0"}, "steps_per_call must be >= 1"),
-    ({"batch_size": "0"}, "batch_size must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"lrr": "1"}, "unknown config field --lrr; did you mean --lr"),
+        ({"epochs": "two"}, "--epochs: expected an integer, got 'two'"),
+        ({"lr": "nan"}, "--lr: expected a finite number"),
+        ({"edit_layers": "1,2,3"}, "--edit_layers: expected 2 comma-separated values"),
+        ({"progress": "maybe"}, "--progress: expected true or false"),
+        ({"preset": "mine"}, "--preset: expected one of paper, official"),
+        ({"data": "web"}, "data must be one of files, synthetic"),
+        ({"steps_per_call": "0"}, "steps_per_call must be >= 1"),
+        ({"batch_size": "0"}, "batch_size must be a positive integer"),
+    ],
+)
 def test_bad_overrides_fail_with_one_line(overrides, message):
     with pytest.raises(ConfigError) as error:
         apply_overrides(get_config("official"), overrides)
@@ -73,15 +94,33 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
     cases = [
         (classifier_main, ["--workdir", str(tmp_path / "a"), "--bogus", "1"], "unknown config field --bogus"),
         (classifier_main, ["--workdir", str(tmp_path / "a"), "--config", "nope"], "unknown config 'nope'"),
-        (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path / "missing.npy")], "no such file"),
+        (
+            classifier_main,
+            ["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path / "missing.npy")],
+            "no such file",
+        ),
         (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path)], "is a directory"),
         (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(data)], "latents of shape [400, 2, 16]"),
-        (classifier_main, ["--workdir", str(tmp_path / "a"), *TINY_CLI, "--latents", str(data), "--epochs"], "--epochs: missing value"),
-        (transformers_main, ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data), "--attributes", "Smilling"],
-         "did you mean Smiling"),
-        (transformers_main, ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data)], "no classifier here"),
-        (transformers_main, ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data), "--classifier", str(data)],
-         "not a directory"),
+        (
+            classifier_main,
+            ["--workdir", str(tmp_path / "a"), *TINY_CLI, "--latents", str(data), "--epochs"],
+            "--epochs: missing value",
+        ),
+        (
+            transformers_main,
+            ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data), "--attributes", "Smilling"],
+            "did you mean Smiling",
+        ),
+        (
+            transformers_main,
+            ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data)],
+            "no classifier here",
+        ),
+        (
+            transformers_main,
+            ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data), "--classifier", str(data)],
+            "not a directory",
+        ),
     ]
     for main, argv, expected in cases:
         status, err = _run(main, argv, capsys)
@@ -127,13 +166,20 @@ def test_metrics_log_truncates_one_stage_and_tolerates_a_torn_line(tmp_path):
 
 def test_plots_draw_every_series_in_its_colour(tmp_path):
     xs = np.arange(50)
-    path = line_plot({"class": (xs, np.exp(-xs / 10)), "recon": (xs, np.where(xs == 20, np.nan, xs / 50))},
-                     "Smiling", "step", "loss", tmp_path / "one.png")
+    path = line_plot(
+        {"class": (xs, np.exp(-xs / 10)), "recon": (xs, np.where(xs == 20, np.nan, xs / 50))},
+        "Smiling",
+        "step",
+        "loss",
+        tmp_path / "one.png",
+    )
     image = np.asarray(Image.open(path).convert("RGB"))
     assert image.shape == (420, 640, 3)
     for colour in PALETTE[:2]:
         assert (np.abs(image.astype(int) - colour).sum(axis=-1) < 30).sum() > 100
-    grid = small_multiples({f"a{i}": {"loss": (xs, xs * i)} for i in range(5)}, tmp_path / "grid.png", panel_size=(200, 150))
+    grid = small_multiples(
+        {f"a{i}": {"loss": (xs, xs * i)} for i in range(5)}, tmp_path / "grid.png", panel_size=(200, 150)
+    )
     assert Image.open(grid).size == (3 * 200, 2 * 150)
     with pytest.raises(InputError, match="xs has 50 points, ys has 3"):
         line_plot({"bad": (xs, [1, 2, 3])}, "t", "x", "y", tmp_path / "bad.png")
@@ -169,7 +215,9 @@ def test_training_data_from_the_official_npy_pair_and_from_a_synthetic_hook(tmp_
     latents, labels = tiny_arrays(200)
     np.save(tmp_path / "dlatents.npy", latents)
     np.save(tmp_path / "anno.npy", np.where(labels > 0, 1, -1).astype(np.int64))  # CelebA's -1/1 coding
-    config = apply_overrides(tiny_config(), {"latents": str(tmp_path / "dlatents.npy"), "labels": str(tmp_path / "anno.npy")})
+    config = apply_overrides(
+        tiny_config(), {"latents": str(tmp_path / "dlatents.npy"), "labels": str(tmp_path / "anno.npy")}
+    )
     data = load_training_data(config)
     assert data.num_train == 180 and data.heldout_latents.shape == (20, 2, 16)
     np.testing.assert_array_equal(data.labels, labels)
@@ -177,8 +225,12 @@ def test_training_data_from_the_official_npy_pair_and_from_a_synthetic_hook(tmp_
     hooked = load_training_data(synthetic, synthetic=lambda c: tiny_data(c.synthetic_samples))
     assert hooked.latents.shape == (400, 2, 16) and hooked.num_train == 360
     with pytest.raises(InputError, match=r"expects \[N, 2, 16\]"):
-        load_training_data(synthetic, synthetic=lambda c: tiny_data(400).__class__(
-            np.zeros((400, 3, 16), np.float32), tiny_data(400).labels, 360, "wrong"))
+        load_training_data(
+            synthetic,
+            synthetic=lambda c: tiny_data(400).__class__(
+                np.zeros((400, 3, 16), np.float32), tiny_data(400).labels, 360, "wrong"
+            ),
+        )
 
 
 class _RecordingCheckpointer:
@@ -204,11 +256,23 @@ def _run_fake_loop(tmp_path, checkpoint_every, checkpoint_seconds, sleep, guard=
         return {"w": state["w"] + len(indices)}, {"loss": np.ones((len(indices), 1))}
 
     checkpointer = _RecordingCheckpointer(tmp_path)
-    result = run_steps({"w": np.zeros(2)}, start_step=0, schedule=schedule, order=BatchOrder(schedule, 0), advance=advance,
-                       steps_per_call=3, checkpointer=checkpointer, checkpoint_every=checkpoint_every,
-                       checkpoint_seconds=checkpoint_seconds, record=lambda step: {"step_in_record": step},
-                       row_names=["classifier"], finite_rows=lambda state: np.isfinite(state["w"]).all()[None],
-                       metrics_log=None, stage="test", guard=guard)
+    result = run_steps(
+        {"w": np.zeros(2)},
+        start_step=0,
+        schedule=schedule,
+        order=BatchOrder(schedule, 0),
+        advance=advance,
+        steps_per_call=3,
+        checkpointer=checkpointer,
+        checkpoint_every=checkpoint_every,
+        checkpoint_seconds=checkpoint_seconds,
+        record=lambda step: {"step_in_record": step},
+        row_names=["classifier"],
+        finite_rows=lambda state: np.isfinite(state["w"]).all()[None],
+        metrics_log=None,
+        stage="test",
+        guard=guard,
+    )
     return result, checkpointer.saved
 
 

@@ -27,7 +27,7 @@ from train.classifier import classifier_schedule, train_classifier
 from train.transformers import train_transformers
 
 ATTRS = ["Smiling", "Eyeglasses", "Young"]
-QUIET = lambda message: None  # noqa: E731
+QUIET = lambda message: None
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,9 @@ def setup():
     config = tiny_config()
     data = tiny_data()
     transformer_trainer = TransformerTrainer.create(config.method)
-    classifier_trainer = ClassifierTrainer.create(config.method, classifier_schedule(config, data.num_train).steps_per_epoch)
+    classifier_trainer = ClassifierTrainer.create(
+        config.method, classifier_schedule(config, data.num_train).steps_per_epoch
+    )
     classifier_params = init_classifier_params(transformer_trainer.classifier, jax.random.PRNGKey(5))
     return config, data, transformer_trainer, classifier_trainer, classifier_params
 
@@ -85,20 +87,25 @@ def test_transformers_stopped_and_resumed_match_uninterrupted_bitwise(setup, ref
     guard = PreemptionGuard()
     advance = _stopping_advance(trainer, data, classifier_params, [31, 15, 39], guard, stop_after_calls=3)
     with pytest.raises(TrainingInterrupted) as stopped:
-        train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard,
-                           advance=advance, log=QUIET)
+        train_transformers(
+            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard, advance=advance, log=QUIET
+        )
     assert stopped.value.step == 12 and stopped.value.exit_status == 75
     with TrainCheckpointer(tmp_path / "checkpoints" / "transformers") as checkpointer:
         assert checkpointer.complete_steps() == [8, 12]
     assert not (tmp_path / "editors").exists()
 
-    resumed = train_transformers(config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer, log=QUIET)
+    resumed = train_transformers(
+        config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer, log=QUIET
+    )
     assert resumed.steps == run.steps
     for got, want in zip(_leaves(resumed.params), _leaves(run.params)):
         np.testing.assert_array_equal(got, want)
     # The editors on disk are the same, and the metric log shows every chunk once, with the same values.
-    for got, want in zip(_leaves(load_editors(tmp_path / "editors").transformer_params),
-                         _leaves(load_editors(reference_dir / "editors").transformer_params)):
+    for got, want in zip(
+        _leaves(load_editors(tmp_path / "editors").transformer_params),
+        _leaves(load_editors(reference_dir / "editors").transformer_params),
+    ):
         np.testing.assert_array_equal(got, want)
     assert _metric_lines(tmp_path, "transformers") == _metric_lines(reference_dir, "transformers")
     assert (tmp_path / "transformer_losses.png").stat().st_size > 1000
@@ -110,8 +117,9 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_still_matches(setup, refer
     guard = PreemptionGuard()
     advance = _stopping_advance(trainer, data, classifier_params, [31, 15, 39], guard, stop_after_calls=5)
     with pytest.raises(TrainingInterrupted):
-        train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard,
-                           advance=advance, log=QUIET)
+        train_transformers(
+            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard, advance=advance, log=QUIET
+        )
     directory = tmp_path / "checkpoints" / "transformers"
     assert sorted(p.name for p in directory.iterdir()) == ["16", "20"]
     # What a kill during the save of step 20 can leave: no commit marker (orbax writes it last,
@@ -121,8 +129,9 @@ def test_resume_skips_a_damaged_newest_checkpoint_and_still_matches(setup, refer
     (directory / "24.orbax-checkpoint-tmp-1700000000" / COMMIT_FILE).unlink()
 
     warnings = []
-    resumed = train_transformers(config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer,
-                                 log=warnings.append)
+    resumed = train_transformers(
+        config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer, log=warnings.append
+    )
     assert any("incomplete checkpoint 20" in w for w in warnings)
     assert any("24.orbax-checkpoint-tmp" in w for w in warnings)
     assert any("resuming at step 16/44" in w for w in warnings)
@@ -163,14 +172,26 @@ def test_resume_refuses_a_different_setup_and_fresh_runs_refuse_old_checkpoints(
         train_transformers(config, data, classifier_params, ATTRS, workdir, trainer=trainer, log=QUIET)
     other_lr = dataclasses.replace(config, method=config.method.replace(lr=config.method.lr * 2))
     with pytest.raises(ConfigError, match="lr="):
-        train_transformers(other_lr, data, classifier_params, ATTRS, workdir, resume=True,
-                           trainer=TransformerTrainer.create(other_lr.method), log=QUIET)
+        train_transformers(
+            other_lr,
+            data,
+            classifier_params,
+            ATTRS,
+            workdir,
+            resume=True,
+            trainer=TransformerTrainer.create(other_lr.method),
+            log=QUIET,
+        )
     with pytest.raises(ConfigError, match="different training setup"):
-        train_transformers(config, data, classifier_params, ["Smiling"], workdir, resume=True, trainer=trainer, log=QUIET)
+        train_transformers(
+            config, data, classifier_params, ["Smiling"], workdir, resume=True, trainer=trainer, log=QUIET
+        )
     other_data = tiny_data(seed=1)  # as many rows, other values: the steps would read different batches
     assert other_data.latents.shape == data.latents.shape
     with pytest.raises(ConfigError, match="data_sha256="):
-        train_transformers(config, other_data, classifier_params, ATTRS, workdir, resume=True, trainer=trainer, log=QUIET)
+        train_transformers(
+            config, other_data, classifier_params, ATTRS, workdir, resume=True, trainer=trainer, log=QUIET
+        )
     short = dataclasses.replace(config, max_steps=2)  # max_steps may change on resume; the data may not
     train_classifier(short, data, tmp_path / "c", trainer=classifier_trainer, log=QUIET)
     with pytest.raises(ConfigError, match="data_sha256="):
@@ -180,8 +201,15 @@ def test_resume_refuses_a_different_setup_and_fresh_runs_refuse_old_checkpoints(
 def test_an_attribute_trained_alone_matches_its_slot_in_a_group(setup, reference, tmp_path):
     config, data, trainer, _, classifier_params = setup
     run, _ = reference
-    alone = train_transformers(dataclasses.replace(config, max_steps=44), data, classifier_params, ["Eyeglasses"],
-                               tmp_path, trainer=trainer, log=QUIET)
+    alone = train_transformers(
+        dataclasses.replace(config, max_steps=44),
+        data,
+        classifier_params,
+        ["Eyeglasses"],
+        tmp_path,
+        trainer=trainer,
+        log=QUIET,
+    )
     for got, want in zip(_leaves(alone.params), _leaves(run.params)):
         np.testing.assert_allclose(got[0], want[1], rtol=1e-5, atol=1e-6)
 
@@ -203,8 +231,9 @@ def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_
         return trainer.scan_indexed(state, classifier_params, correlation, ids, latents, jnp.asarray(indices))
 
     with pytest.raises(TrainingError, match=r"non-finite \w+ for attribute Eyeglasses at step 17"):
-        train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=trainer,
-                           advance=poisoned_advance, log=QUIET)
+        train_transformers(
+            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, advance=poisoned_advance, log=QUIET
+        )
     with TrainCheckpointer(tmp_path / "checkpoints" / "transformers") as checkpointer:
         assert checkpointer.complete_steps() == [8, 16]
         step, state, _ = checkpointer.restore_latest(jax.tree.map(np.asarray, trainer.init(jax.random.PRNGKey(0), 3)))
@@ -220,8 +249,21 @@ def test_an_absurd_learning_rate_fails_with_a_one_line_error(setup, tmp_path, ca
     config = tiny_config()
     save_editors(tmp_path / "classifier", config.method, classifier_params, None, [])
     data_file = write_tiny_npz(tmp_path / "data.npz")
-    status = main(["--config", "official", *TINY_CLI, "--latents", str(data_file), "--lr", "1e38",
-                   "--attributes", "Smiling,Young", "--workdir", str(tmp_path)])
+    status = main(
+        [
+            "--config",
+            "official",
+            *TINY_CLI,
+            "--latents",
+            str(data_file),
+            "--lr",
+            "1e38",
+            "--attributes",
+            "Smiling,Young",
+            "--workdir",
+            str(tmp_path),
+        ]
+    )
     error = capsys.readouterr().err.strip().splitlines()
     assert status == 1
     assert len(error) == 1 and "non-finite" in error[0] and "attribute Smiling" in error[0] and "step" in error[0]

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 
 from jaxedit.latent.editors import load_editors, save_editors
+from jaxedit.latent.loop import TrainingInterrupted
 from jaxedit.latent.modules import classifier_from_preset, init_classifier_params
 from jaxedit.latent.steps import TransformerTrainer
-from jaxedit.latent.loop import TrainingInterrupted
 from jaxedit.training_state import TMP_MARKER, PreemptionGuard, TrainCheckpointer
 from tests.train_tiny import TINY_CLI, tiny_config, tiny_data, write_tiny_npz
 from train.transformers import train_transformers
@@ -50,17 +50,40 @@ def prepared(tmp_path_factory):
     save_editors(root / "classifier", config.method, classifier_params, None, [])
     data_file = write_tiny_npz(root / "data.npz")
     trainer = TransformerTrainer.create(config.method)
-    reference = train_transformers(config, tiny_data(), classifier_params, ATTRIBUTES.split(","), root / "reference",
-                                   trainer=trainer, log=lambda message: None)
+    reference = train_transformers(
+        config,
+        tiny_data(),
+        classifier_params,
+        ATTRIBUTES.split(","),
+        root / "reference",
+        trainer=trainer,
+        log=lambda message: None,
+    )
     return root, data_file, reference, trainer
 
 
 def _command(workdir: Path, data_file: Path, classifier: Path) -> list[str]:
     return [
-        sys.executable, "-m", "train.transformers", "--config", "official", *TINY_CLI,
-        "--epochs", str(EPOCHS), "--steps_per_call", "1", "--checkpoint_every", "0",
-        "--latents", str(data_file), "--attributes", ATTRIBUTES, "--classifier", str(classifier),
-        "--workdir", str(workdir),
+        sys.executable,
+        "-m",
+        "train.transformers",
+        "--config",
+        "official",
+        *TINY_CLI,
+        "--epochs",
+        str(EPOCHS),
+        "--steps_per_call",
+        "1",
+        "--checkpoint_every",
+        "0",
+        "--latents",
+        str(data_file),
+        "--attributes",
+        ATTRIBUTES,
+        "--classifier",
+        str(classifier),
+        "--workdir",
+        str(workdir),
     ]
 
 
@@ -97,7 +120,9 @@ def test_sigterm_saves_exits_75_and_cli_resume_matches_an_uninterrupted_run(prep
     assert f"resuming at step {stopped_at}/{total}" in resumed.stderr
     editors = load_editors(workdir / "editors")
     assert editors.attributes == ("Smiling", "Young")
-    for got, want in zip(jax.tree_util.tree_leaves(editors.transformer_params), jax.tree_util.tree_leaves(reference.params)):
+    for got, want in zip(
+        jax.tree_util.tree_leaves(editors.transformer_params), jax.tree_util.tree_leaves(reference.params)
+    ):
         np.testing.assert_array_equal(np.asarray(got), want)
 
 
@@ -120,13 +145,29 @@ def test_a_real_sigint_in_process_stops_at_a_chunk_boundary_and_resume_matches(p
     with PreemptionGuard() as guard:
         sender.start()
         with pytest.raises(TrainingInterrupted) as stopped:
-            train_transformers(config, tiny_data(), classifier_params, ATTRIBUTES.split(","), tmp_path, guard=guard,
-                               trainer=trainer, log=lambda message: None)
+            train_transformers(
+                config,
+                tiny_data(),
+                classifier_params,
+                ATTRIBUTES.split(","),
+                tmp_path,
+                guard=guard,
+                trainer=trainer,
+                log=lambda message: None,
+            )
     sender.join()
     assert stopped.value.signal_name == "SIGINT" and stopped.value.exit_status == 75
     assert 5 <= stopped.value.step < EPOCHS * 22
-    resumed = train_transformers(config, tiny_data(), classifier_params, ATTRIBUTES.split(","), tmp_path, resume=True,
-                                 trainer=trainer, log=lambda message: None)
+    resumed = train_transformers(
+        config,
+        tiny_data(),
+        classifier_params,
+        ATTRIBUTES.split(","),
+        tmp_path,
+        resume=True,
+        trainer=trainer,
+        log=lambda message: None,
+    )
     for got, want in zip(jax.tree_util.tree_leaves(resumed.params), jax.tree_util.tree_leaves(reference.params)):
         np.testing.assert_array_equal(np.asarray(got), want)
 
@@ -146,9 +187,10 @@ SAVER = textwrap.dedent(
 def test_sigkill_during_a_save_leaves_a_detected_leftover_and_the_last_complete_step_restores(tmp_path):
     directory = tmp_path / "checkpoints"
     leftovers: list[Path] = []
-    for attempt in range(5):  # the kill must land while a save is in flight; retry if it lands between saves
-        process = subprocess.Popen([sys.executable, "-c", SAVER, str(directory)], cwd=REPO, env=_env(),
-                                   stderr=subprocess.PIPE, text=True)
+    for _attempt in range(5):  # the kill must land while a save is in flight; retry if it lands between saves
+        process = subprocess.Popen(
+            [sys.executable, "-c", SAVER, str(directory)], cwd=REPO, env=_env(), stderr=subprocess.PIPE, text=True
+        )
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             names = os.listdir(directory) if directory.is_dir() else []

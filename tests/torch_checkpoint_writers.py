@@ -139,8 +139,13 @@ class _Emitter:
             self.tensor(value)
         elif isinstance(value, Persistent):
             self.global_("torch_utils.persistence", "_reconstruct_persistent_obj")
-            meta = {"type": "class", "version": 4, "module_src": "# placeholder: a loader must never execute this",
-                    "class_name": value.class_name, "state": value.state}
+            meta = {
+                "type": "class",
+                "version": 4,
+                "module_src": "# placeholder: a loader must never execute this",
+                "class_name": value.class_name,
+                "state": value.state,
+            }
             self.w(pickle.MARK)
             self.obj(meta)
             self.w(pickle.TUPLE + pickle.REDUCE)
@@ -218,8 +223,11 @@ def _write_aligned(archive: zipfile.ZipFile, name: str, data: bytes, alignment: 
 def _legacy_storage_blob(array: np.ndarray) -> bytes:
     """A storage as `torch.save(storage, f, _use_new_zipfile_serialization=False)` writes it."""
     out = io.BytesIO()
-    for value in (0x1950A86A20F9469CFC6C, 1001, {"protocol_version": 1001, "little_endian": True,
-                                                 "type_sizes": {"short": 2, "int": 4, "long": 4}}):
+    for value in (
+        0x1950A86A20F9469CFC6C,
+        1001,
+        {"protocol_version": 1001, "little_endian": True, "type_sizes": {"short": 2, "int": 4, "long": 4}},
+    ):
         out.write(pickle.dumps(value, protocol=2))
     key = "140000000000"
     emitter = _Emitter(2, None)
@@ -283,7 +291,9 @@ def _class_for(path: str) -> str:
     return "Module"
 
 
-def nvlabs_module_tree(state_dict: dict[str, np.ndarray], init_kwargs: dict, buffer_names=("w_avg", "resample_filter", "noise_const")) -> Persistent:
+def nvlabs_module_tree(
+    state_dict: dict[str, np.ndarray], init_kwargs: dict, buffer_names=("w_avg", "resample_filter", "noise_const")
+) -> Persistent:
     """Nest a flat `G_ema.state_dict()` into persistent objects (_parameters/_buffers/_modules)."""
     root: dict = {}
     for key, value in state_dict.items():
@@ -304,8 +314,13 @@ def nvlabs_module_tree(state_dict: dict[str, np.ndarray], init_kwargs: dict, buf
             else:
                 params[name] = Tensor(value, parameter=True)
         state = {
-            "training": False, "_parameters": params, "_buffers": buffers, "_non_persistent_buffers_set": set(),
-            "_modules": modules, "_init_args": (), "_init_kwargs": init_kwargs if not path else {},
+            "training": False,
+            "_parameters": params,
+            "_buffers": buffers,
+            "_non_persistent_buffers_set": set(),
+            "_modules": modules,
+            "_init_args": (),
+            "_init_kwargs": init_kwargs if not path else {},
         }
         return Persistent(_class_for(path), state)
 

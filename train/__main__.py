@@ -27,8 +27,8 @@ import datetime
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -36,7 +36,6 @@ import numpy as np
 from jaxedit.attributes import ATTRIBUTES, parse_attributes
 from jaxedit.cli import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError
-
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,8 +78,19 @@ class PipelineSettings:
     def __post_init__(self) -> None:
         if self.preset not in ("paper", "official"):
             raise ConfigError(f"--preset: expected paper or official, got {self.preset!r}")
-        for name in ("samples", "transformer_samples", "epochs", "classifier_epochs", "eval_count", "identity_samples",
-                     "identity_pairs", "w_dim", "z_dim", "mapping_layers", "num_ws"):
+        for name in (
+            "samples",
+            "transformer_samples",
+            "epochs",
+            "classifier_epochs",
+            "eval_count",
+            "identity_samples",
+            "identity_pairs",
+            "w_dim",
+            "z_dim",
+            "mapping_layers",
+            "num_ws",
+        ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
         if self.transformer_samples > self.samples:
@@ -93,7 +103,9 @@ class PipelineSettings:
             raise ConfigError(f"--seed {self.seed}: expected an integer 0..2**63-1")
 
 
-QUICK = dict(samples=20_000, transformer_samples=4000, epochs=3, classifier_epochs=10, eval_count=500, identity_pairs=100_000)
+QUICK = dict(
+    samples=20_000, transformer_samples=4000, epochs=3, classifier_epochs=10, eval_count=500, identity_pairs=100_000
+)
 """What `--quick` changes (flags given explicitly still win)."""
 
 
@@ -112,7 +124,11 @@ def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _lo
         world = synthetic.world_from_generator(generator, synthetic.WorldConfig(seed=settings.seed))
         return world, generator
     config = synthetic.WorldConfig(
-        seed=settings.seed, z_dim=settings.z_dim, w_dim=settings.w_dim, mapping_layers=settings.mapping_layers, num_ws=settings.num_ws
+        seed=settings.seed,
+        z_dim=settings.z_dim,
+        w_dim=settings.w_dim,
+        mapping_layers=settings.mapping_layers,
+        num_ws=settings.num_ws,
     )
     return synthetic.build_world(config), None
 
@@ -122,8 +138,12 @@ def method_preset_for(settings: PipelineSettings, world):
     from jaxedit.latent.presets import get_preset
 
     preset = get_preset(settings.preset)
-    changes = {"w_dim": world.w_dim, "epochs": settings.epochs, "classifier_epochs": settings.classifier_epochs,
-               "classifier_decay_epochs": max(1, settings.classifier_epochs // 2)}
+    changes = {
+        "w_dim": world.w_dim,
+        "epochs": settings.epochs,
+        "classifier_epochs": settings.classifier_epochs,
+        "classifier_decay_epochs": max(1, settings.classifier_epochs // 2),
+    }
     if preset.space == "w+":
         num_ws = world.config.num_ws
         first, stop = preset.edit_layers or (0, num_ws)
@@ -170,11 +190,21 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     probabilities = np.concatenate([np.asarray(label_fn(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])
     labels = (probabilities > 0.5).astype(np.float32)
     timings["world_and_labels"] = time.perf_counter() - tick
-    log(f"labelled {len(latents)} latents {list(latents.shape[1:])} in {timings['world_and_labels']:.1f} s (preset {preset.name}, space {preset.space})")
+    log(
+        f"labelled {len(latents)} latents {list(latents.shape[1:])} in {timings['world_and_labels']:.1f} s (preset {preset.name}, space {preset.space})"
+    )
 
     tick = time.perf_counter()
-    config = TrainConfig(name=f"pipeline-{preset.name}", method=preset, data="files", seed=settings.seed,
-                         checkpoint_every=0, checkpoint_seconds=0.0, progress=settings.progress, steps_per_call=100)
+    config = TrainConfig(
+        name=f"pipeline-{preset.name}",
+        method=preset,
+        data="files",
+        seed=settings.seed,
+        checkpoint_every=0,
+        checkpoint_seconds=0.0,
+        progress=settings.progress,
+        steps_per_call=100,
+    )
     data = from_arrays(latents, labels, preset.train_fraction, source=f"synthetic world seed {settings.seed}")
     classifier = train_classifier(config, data, out / "work", log=log)
     timings["classifier"] = time.perf_counter() - tick
@@ -182,21 +212,36 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     tick = time.perf_counter()
     num_pairs = min(settings.transformer_samples, data.num_train)
     pairs = TrainingData(data.latents, data.labels, num_pairs, source=f"{data.source}, first {num_pairs} latents")
-    run = train_transformers(config, pairs, classifier.params, attribute_indices, out / "work",
-                             editors_dir=out / "work" / "editors", log=log)
+    run = train_transformers(
+        config, pairs, classifier.params, attribute_indices, out / "work", editors_dir=out / "work" / "editors", log=log
+    )
     transformer_params, transformer_steps = run.params, run.steps
     timings["transformers"] = time.perf_counter() - tick
     log(f"trained {len(names)} transformers at once: {transformer_steps} steps in {timings['transformers']:.1f} s")
-    training = {"data": data.source, "samples": settings.samples, "transformer_samples": settings.transformer_samples,
-                "transformer_steps": transformer_steps, "classifier_heldout_accuracy": classifier.heldout_accuracy,
-                "world_config": world.config.to_dict(), "world_source": world.source, "generator": settings.generator}
-    save_editors(out / "editors", preset, classifier.params, transformer_params, names, training=training, overwrite=True)
+    training = {
+        "data": data.source,
+        "samples": settings.samples,
+        "transformer_samples": settings.transformer_samples,
+        "transformer_steps": transformer_steps,
+        "classifier_heldout_accuracy": classifier.heldout_accuracy,
+        "world_config": world.config.to_dict(),
+        "world_source": world.source,
+        "generator": settings.generator,
+    }
+    save_editors(
+        out / "editors", preset, classifier.params, transformer_params, names, training=training, overwrite=True
+    )
     editors = editors_from_params(preset, classifier.params, transformer_params, names, training=training)
 
     tick = time.perf_counter()
-    suite_settings = SuiteSettings(count=settings.eval_count, alpha=settings.alpha, distance=settings.distance,
-                                   identity_samples=settings.identity_samples, identity_pairs=settings.identity_pairs,
-                                   seed=settings.seed)
+    suite_settings = SuiteSettings(
+        count=settings.eval_count,
+        alpha=settings.alpha,
+        distance=settings.distance,
+        identity_samples=settings.identity_samples,
+        identity_pairs=settings.identity_pairs,
+        seed=settings.seed,
+    )
     sampler = lambda key, n: synthetic.sample_latents(world, key, n, space=preset.space)
     extra = {
         "pipeline": {**dataclasses.asdict(settings), "out": str(out)},
@@ -205,13 +250,24 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
         "method": preset.to_dict(),
         "labeller": "SYNTHETIC stand-in for render + CelebA attribute classifier (jaxedit.data.synthetic)",
         "identity": "SYNTHETIC stand-in for a face recogniser: RBF random features of the non-attribute part of w",
-        "classifier_heldout_accuracy": float(np.mean(classifier.heldout_accuracy)) if classifier.heldout_accuracy else None,
+        "classifier_heldout_accuracy": float(np.mean(classifier.heldout_accuracy))
+        if classifier.heldout_accuracy
+        else None,
         "jax_backend": jax.default_backend(),
     }
     result, table = run_suite(
-        editors, label_fn, synthetic.identity_embedder(world), sampler, out, suite_settings, attributes=names,
-        extra_settings=extra, title=f"{world.describe()}; the seed's protocol",
-        baseline_latents=latents, baseline_probabilities=probabilities, log=log,
+        editors,
+        label_fn,
+        synthetic.identity_embedder(world),
+        sampler,
+        out,
+        suite_settings,
+        attributes=names,
+        extra_settings=extra,
+        title=f"{world.describe()}; the seed's protocol",
+        baseline_latents=latents,
+        baseline_probabilities=probabilities,
+        log=log,
     )
     timings["evaluation"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
@@ -224,29 +280,66 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineErrorParser(prog="python -m train", description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument("--preset", choices=("paper", "official"), default="paper", help="paper: W (default); official: W+")
+    parser.add_argument(
+        "--preset", choices=("paper", "official"), default="paper", help="paper: W (default); official: W+"
+    )
     parser.add_argument("--out", default="", help="run directory (default runs/<UTC timestamp>)")
-    parser.add_argument("--generator", default="", help="converted generator directory: use its mapping network for the latents")
-    parser.add_argument("--quick", action="store_true", help="smaller samples and epochs (under 3 minutes on 2 CPU cores)")
+    parser.add_argument(
+        "--generator", default="", help="converted generator directory: use its mapping network for the latents"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller samples and epochs (under 3 minutes on 2 CPU cores)"
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--attributes", default="all", help="attributes to train and evaluate (names or indices, comma-separated)")
+    parser.add_argument(
+        "--attributes", default="all", help="attributes to train and evaluate (names or indices, comma-separated)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     defaults = PipelineSettings()
-    for name in ("samples", "transformer_samples", "epochs", "classifier_epochs", "eval_count", "identity_samples",
-                 "identity_pairs", "w_dim", "z_dim", "mapping_layers", "num_ws"):
-        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
-                            help=f"default {getattr(defaults, name)}" + (f", --quick {QUICK[name]}" if name in QUICK else ""))
-    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                        help="override a method preset field, e.g. --set recon_weight=1 --set lr=1e-3 (repeatable)")
+    for name in (
+        "samples",
+        "transformer_samples",
+        "epochs",
+        "classifier_epochs",
+        "eval_count",
+        "identity_samples",
+        "identity_pairs",
+        "w_dim",
+        "z_dim",
+        "mapping_layers",
+        "num_ws",
+    ):
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            type=int,
+            default=None,
+            help=f"default {getattr(defaults, name)}" + (f", --quick {QUICK[name]}" if name in QUICK else ""),
+        )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a method preset field, e.g. --set recon_weight=1 --set lr=1e-3 (repeatable)",
+    )
     parser.add_argument("--alpha", type=float, default=1.25, help="our edit strength for the table (default 1.25)")
     parser.add_argument("--distance", type=float, default=3.0, help="InterFaceGAN/GANSpace distance (default 3)")
     return parser
 
 
 def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
-    values = {"preset": args.preset, "out": args.out, "generator": args.generator, "quick": args.quick, "seed": args.seed,
-              "attributes": args.attributes, "alpha": args.alpha, "distance": args.distance, "progress": not args.no_progress}
+    values = {
+        "preset": args.preset,
+        "out": args.out,
+        "generator": args.generator,
+        "quick": args.quick,
+        "seed": args.seed,
+        "attributes": args.attributes,
+        "alpha": args.alpha,
+        "distance": args.distance,
+        "progress": not args.no_progress,
+    }
     overrides = []
     for item in args.set:
         field, sep, value = item.partition("=")
@@ -256,11 +349,24 @@ def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
     values["method_overrides"] = tuple(overrides)
     if args.quick:
         values.update(QUICK)
-    for name in ("samples", "transformer_samples", "epochs", "classifier_epochs", "eval_count", "identity_samples",
-                 "identity_pairs", "w_dim", "z_dim", "mapping_layers", "num_ws"):
+    for name in (
+        "samples",
+        "transformer_samples",
+        "epochs",
+        "classifier_epochs",
+        "eval_count",
+        "identity_samples",
+        "identity_pairs",
+        "w_dim",
+        "z_dim",
+        "mapping_layers",
+        "num_ws",
+    ):
         if getattr(args, name) is not None:
             values[name] = getattr(args, name)
-    if values.get("transformer_samples", PipelineSettings.transformer_samples) > values.get("samples", PipelineSettings.samples):
+    if values.get("transformer_samples", PipelineSettings.transformer_samples) > values.get(
+        "samples", PipelineSettings.samples
+    ):
         values["transformer_samples"] = values.get("samples", PipelineSettings.samples)
     return PipelineSettings(**values)
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -25,13 +26,13 @@ from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
     data_digest,
-    output_dir,
-    training_mesh,
     open_checkpointer,
-    run_cli,
+    output_dir,
     resume_state,
+    run_cli,
     run_fingerprint,
     run_stage,
+    training_mesh,
     write_json,
 )
 from train.configs import TrainConfig
@@ -87,8 +88,15 @@ def train_classifier(
     data.check(method.latent_shape, method.num_attributes)
     schedule = classifier_schedule(config, data.num_train)
     trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch, donate_state=True)
-    fingerprint = run_fingerprint(config, {"stage": STAGE, "num_samples": int(data.latents.shape[0]), "num_train": data.num_train,
-                                           "data_sha256": data_digest(data.latents, data.labels)})
+    fingerprint = run_fingerprint(
+        config,
+        {
+            "stage": STAGE,
+            "num_samples": int(data.latents.shape[0]),
+            "num_train": data.num_train,
+            "data_sha256": data_digest(data.latents, data.labels),
+        },
+    )
     own_checkpointer = checkpointer is None
     checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
     outputs = output_dir(workdir)
@@ -97,8 +105,16 @@ def train_classifier(
         mesh = sharding.make_mesh(1, None, devices=list(mesh.devices.flat))  # every device on "data"
     try:
         state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM))
-        start, state = resume_state(state, checkpointer, metrics, resume=resume, fingerprint=fingerprint, stage=STAGE,
-                                    total_steps=schedule.total_steps, log=log)
+        start, state = resume_state(
+            state,
+            checkpointer,
+            metrics,
+            resume=resume,
+            fingerprint=fingerprint,
+            stage=STAGE,
+            total_steps=schedule.total_steps,
+            log=log,
+        )
 
         if mesh is not None:
             state = sharding.replicate(state, mesh)
@@ -112,14 +128,28 @@ def train_classifier(
                 return trainer.scan_indexed(state, latents, labels, jnp.asarray(indices))
 
         def record(step: int) -> dict:
-            return {"stage": STAGE, "seed": config.seed, "epoch": schedule.epoch_of(step) if step < schedule.total_steps
-                    else method.classifier_epochs, "position": step % schedule.steps_per_epoch, "fingerprint": fingerprint}
+            return {
+                "stage": STAGE,
+                "seed": config.seed,
+                "epoch": schedule.epoch_of(step) if step < schedule.total_steps else method.classifier_epochs,
+                "position": step % schedule.steps_per_epoch,
+                "fingerprint": fingerprint,
+            }
 
         result: LoopResult = run_stage(
-            state, config, start=start, schedule=schedule, advance=advance, checkpointer=checkpointer, record=record,
+            state,
+            config,
+            start=start,
+            schedule=schedule,
+            advance=advance,
+            checkpointer=checkpointer,
+            record=record,
             row_names=[STAGE],
             finite_rows=lambda s: all_finite_per_row(jax.tree.map(lambda leaf: leaf[None], s.params)),
-            metrics=metrics, stage=STAGE, guard=guard, bar_label=STAGE,
+            metrics=metrics,
+            stage=STAGE,
+            guard=guard,
+            bar_label=STAGE,
         )
     finally:
         if own_checkpointer:
@@ -131,18 +161,35 @@ def train_classifier(
         evaluation = trainer.evaluate(params, jnp.asarray(data.heldout_latents), jnp.asarray(data.heldout_labels))
         heldout_loss = float(evaluation["loss"])
         heldout_accuracy = [float(a) for a in np.asarray(evaluation["accuracy"])]
-        log(f"{STAGE}: held-out loss {heldout_loss:.4f}, mean accuracy {np.mean(heldout_accuracy):.4f} "
-            f"({data.heldout_latents.shape[0]} samples)")
+        log(
+            f"{STAGE}: held-out loss {heldout_loss:.4f}, mean accuracy {np.mean(heldout_accuracy):.4f} "
+            f"({data.heldout_latents.shape[0]} samples)"
+        )
     training = {
-        "stage": STAGE, "config": config.name, "seed": config.seed, "steps": result.step, "data": data.source,
-        "num_train": data.num_train, "heldout_loss": heldout_loss, "heldout_accuracy": heldout_accuracy,
+        "stage": STAGE,
+        "config": config.name,
+        "seed": config.seed,
+        "steps": result.step,
+        "data": data.source,
+        "num_train": data.num_train,
+        "heldout_loss": heldout_loss,
+        "heldout_accuracy": heldout_accuracy,
     }
     directory = save_editors(outputs / "classifier", method, params, None, [], training=training, overwrite=True)
     curves = loss_curves(metrics.read(STAGE), CLASSIFIER_METRICS)
     if curves:
-        small_multiples(curves, outputs / "classifier_losses.png", xlabel="step", ylabel="value", columns=1,
-                        panel_size=(640, 360), title=f"classifier ({config.name})")
-    write_json(outputs / "classifier_run.json", {"config": config.to_dict(), **training, "seconds_in_steps": result.seconds})
+        small_multiples(
+            curves,
+            outputs / "classifier_losses.png",
+            xlabel="step",
+            ylabel="value",
+            columns=1,
+            panel_size=(640, 360),
+            title=f"classifier ({config.name})",
+        )
+    write_json(
+        outputs / "classifier_run.json", {"config": config.to_dict(), **training, "seconds_in_steps": result.seconds}
+    )
     return ClassifierRun(params, directory, result.step, result.seconds, heldout_loss, heldout_accuracy)
 
 
@@ -150,10 +197,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work(args, config: TrainConfig) -> None:
         data = load_training_data(config)
         with PreemptionGuard() as guard:
-            train_classifier(config, data, Path(args.workdir), resume=args.resume, guard=guard, mesh=training_mesh(config))
+            train_classifier(
+                config, data, Path(args.workdir), resume=args.resume, guard=guard, mesh=training_mesh(config)
+            )
 
-    return run_cli("train.classifier", "train.classifier", argv, lambda parser: None, work,
-                   "Train the latent classifier C (its result: WORKDIR/classifier).")
+    return run_cli(
+        "train.classifier",
+        "train.classifier",
+        argv,
+        lambda parser: None,
+        work,
+        "Train the latent classifier C (its result: WORKDIR/classifier).",
+    )
 
 
 if __name__ == "__main__":

@@ -25,8 +25,9 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -42,8 +43,22 @@ EXIT_TRAINING_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 # Fields that do not change what a run computes: a resume may change them.
-RESUME_FREE_FIELDS = ("progress", "checkpoint_every", "checkpoint_seconds", "keep_checkpoints", "max_steps", "classifier", "latents", "labels",
-                      "mesh_attributes", "mesh_data", "distributed", "coordinator_address", "num_processes", "process_id")
+RESUME_FREE_FIELDS = (
+    "progress",
+    "checkpoint_every",
+    "checkpoint_seconds",
+    "keep_checkpoints",
+    "max_steps",
+    "classifier",
+    "latents",
+    "labels",
+    "mesh_attributes",
+    "mesh_data",
+    "distributed",
+    "coordinator_address",
+    "num_processes",
+    "process_id",
+)
 
 
 def checkpoint_dir(workdir: Path, stage: str) -> Path:
@@ -92,8 +107,13 @@ def check_resume_fingerprint(saved: dict | None, current: dict, where: Path) -> 
             )
 
 
-def open_checkpointer(workdir: Path, stage: str, config: TrainConfig, resume: bool,
-                      make: Callable[..., TrainCheckpointer] = TrainCheckpointer) -> TrainCheckpointer:
+def open_checkpointer(
+    workdir: Path,
+    stage: str,
+    config: TrainConfig,
+    resume: bool,
+    make: Callable[..., TrainCheckpointer] = TrainCheckpointer,
+) -> TrainCheckpointer:
     """The stage's checkpointer; refuses to start afresh over existing checkpoints without --resume.
     `make(directory, max_to_keep=...)` builds it (e.g. a `jaxedit.sharding.ShardedTrainCheckpointer`)."""
     directory = checkpoint_dir(workdir, stage)
@@ -170,8 +190,17 @@ def progress_bar(config: TrainConfig, total: int, initial: int, stage: str):
 # CLI glue
 
 
-def resume_state(state: Any, checkpointer: TrainCheckpointer, metrics: MetricsLog, *, resume: bool, fingerprint: dict,
-                 stage: str, total_steps: int, log: Callable[[str], None]) -> tuple[int, Any]:
+def resume_state(
+    state: Any,
+    checkpointer: TrainCheckpointer,
+    metrics: MetricsLog,
+    *,
+    resume: bool,
+    fingerprint: dict,
+    stage: str,
+    total_steps: int,
+    log: Callable[[str], None],
+) -> tuple[int, Any]:
     """(start step, state): the newest complete checkpoint's when `resume` finds one (its run
     fingerprint must match `fingerprint`), else (0, `state`). Cuts `metrics` back to `stage`'s
     lines up to the start step (all of them when starting afresh)."""
@@ -192,9 +221,22 @@ def resume_state(state: Any, checkpointer: TrainCheckpointer, metrics: MetricsLo
     return start, state
 
 
-def run_stage(state: Any, config: TrainConfig, *, start: int, schedule: Schedule, advance: Callable, checkpointer: TrainCheckpointer,
-              record: Callable[[int], dict], row_names: Sequence[str], finite_rows: Callable, metrics: MetricsLog, stage: str,
-              guard: Any, bar_label: str) -> LoopResult:
+def run_stage(
+    state: Any,
+    config: TrainConfig,
+    *,
+    start: int,
+    schedule: Schedule,
+    advance: Callable,
+    checkpointer: TrainCheckpointer,
+    record: Callable[[int], dict],
+    row_names: Sequence[str],
+    finite_rows: Callable,
+    metrics: MetricsLog,
+    stage: str,
+    guard: Any,
+    bar_label: str,
+) -> LoopResult:
     """`jaxedit.latent.loop.run_steps` from `start` with the config's seed, chunking and checkpoint
     cadence, under a progress bar labelled `bar_label` (when `config.progress`)."""
     bar = progress_bar(config, schedule.total_steps, start, bar_label)
@@ -234,7 +276,9 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
             "checkpoint saved (rerun with --resume)."
         ),
     )
-    parser.add_argument("--config", default="official", help="named config: paper, official, synthetic (default official)")
+    parser.add_argument(
+        "--config", default="official", help="named config: paper, official, synthetic (default official)"
+    )
     parser.add_argument("--workdir", required=True, help="directory for checkpoints, metrics, plots and the result")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in WORKDIR")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
@@ -255,8 +299,14 @@ def resume_command(argv: Sequence[str], module: str) -> str:
     return " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), "-m", module, *args])
 
 
-def run_cli(prog: str, module: str, argv: Sequence[str] | None, build: Callable[[argparse.ArgumentParser], None],
-            work: Callable[[argparse.Namespace, TrainConfig], Any], description: str) -> int:
+def run_cli(
+    prog: str,
+    module: str,
+    argv: Sequence[str] | None,
+    build: Callable[[argparse.ArgumentParser], None],
+    work: Callable[[argparse.Namespace, TrainConfig], Any],
+    description: str,
+) -> int:
     """Parse, run `work(args, config)`, and map outcomes to exit statuses and one-line messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = base_parser(prog, description)

@@ -20,7 +20,8 @@ import difflib
 import math
 import types
 import typing
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from jaxedit.errors import ConfigError
 from jaxedit.latent.presets import PRESETS, MethodPreset, get_preset
@@ -90,12 +91,19 @@ class TrainConfig:
                 raise ConfigError(f"config {self.name!r}: {field} must be >= 1, got {getattr(self, field)}")
         if self.checkpoint_seconds < 0:
             raise ConfigError(f"config {self.name!r}: checkpoint_seconds must be >= 0, got {self.checkpoint_seconds}")
-        for field in ("checkpoint_every", "max_steps", "synthetic_samples", "mesh_attributes", "mesh_data", "num_processes"):
+        for field in (
+            "checkpoint_every",
+            "max_steps",
+            "synthetic_samples",
+            "mesh_attributes",
+            "mesh_data",
+            "num_processes",
+        ):
             if getattr(self, field) < 0:
                 raise ConfigError(f"config {self.name!r}: {field} must be >= 0, got {getattr(self, field)}")
         if self.data == "synthetic" and self.synthetic_samples < 1:
             raise ConfigError(f"config {self.name!r}: data 'synthetic' needs synthetic_samples >= 1")
-        if not -2**63 <= self.seed < 2**63:
+        if not -(2**63) <= self.seed < 2**63:
             raise ConfigError(f"config {self.name!r}: seed must fit in 64 bits, got {self.seed}")
         if not 0 <= self.synthetic_seed < 2**63:
             raise ConfigError(f"config {self.name!r}: synthetic_seed must be in 0..2**63-1, got {self.synthetic_seed}")
@@ -107,7 +115,7 @@ class TrainConfig:
         return values
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
         """Inverse of `to_dict`; one-line ConfigError on unknown fields."""
         values = dict(data)
         unknown = sorted(set(values) - {f.name for f in dataclasses.fields(cls)})
@@ -258,8 +266,8 @@ def apply_overrides(config: TrainConfig, overrides: Mapping[str, Any]) -> TrainC
             if not isinstance(value, str) or value not in PRESETS:
                 raise ConfigError(f"--preset: expected one of {', '.join(PRESETS)}, got {value!r}")
             method = get_preset(value)
-        elif key.startswith("method.") and key[len("method."):] in method_types and key != "method.name":
-            method_changes[key[len("method."):]] = _check_type(value, method_types[key[len("method."):]], raw_key)
+        elif key.startswith("method.") and key[len("method.") :] in method_types and key != "method.name":
+            method_changes[key[len("method.") :]] = _check_type(value, method_types[key[len("method.") :]], raw_key)
         elif key in run_types and key not in ("name", "method"):
             run_changes[key] = _check_type(value, run_types[key], raw_key)
         elif key in method_types and key != "name":

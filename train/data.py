@@ -10,8 +10,8 @@ train, the rest are held out (the official 90/10 split, in file order).
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -31,7 +31,9 @@ class TrainingData:
 
     def __post_init__(self) -> None:
         if self.latents.shape[0] != self.labels.shape[0]:
-            raise InputError(f"{self.source or 'data'}: {self.latents.shape[0]} latents but {self.labels.shape[0]} label rows")
+            raise InputError(
+                f"{self.source or 'data'}: {self.latents.shape[0]} latents but {self.labels.shape[0]} label rows"
+            )
         if not 0 < self.num_train <= self.latents.shape[0]:
             raise InputError(f"{self.source or 'data'}: num_train {self.num_train} not in 1..{self.latents.shape[0]}")
 
@@ -59,7 +61,9 @@ class TrainingData:
                 f"[N, {', '.join(map(str, latent_shape))}] (wrong --config or --preset?)"
             )
         if self.labels.ndim != 2 or self.labels.shape[1] != num_attributes:
-            raise InputError(f"{self.source or 'labels'}: labels of shape {list(self.labels.shape)}, expected [N, {num_attributes}]")
+            raise InputError(
+                f"{self.source or 'labels'}: labels of shape {list(self.labels.shape)}, expected [N, {num_attributes}]"
+            )
         if not np.all(np.isfinite(self.latents)):
             raise InputError(f"{self.source or 'latents'}: latents hold NaN or infinite values")
 
@@ -84,7 +88,9 @@ def _npz_has(path: Path, key: str) -> bool:
         return False
 
 
-def load_training_data(config: TrainConfig, synthetic: Callable[[TrainConfig], TrainingData] | None = None) -> TrainingData:
+def load_training_data(
+    config: TrainConfig, synthetic: Callable[[TrainConfig], TrainingData] | None = None
+) -> TrainingData:
     """The config's data (see the module docstring); `synthetic` replaces the synthetic-world builder."""
     method = config.method
     if config.data == "synthetic":
@@ -94,7 +100,11 @@ def load_training_data(config: TrainConfig, synthetic: Callable[[TrainConfig], T
             raise ConfigError(f"config {config.name!r} reads files: pass --latents FILE.npy (and --labels FILE.npy)")
         latents_path = Path(config.latents)
         labels_path: Path | None = Path(config.labels) if config.labels else None
-        if latents_path.suffix == ".npz" and (labels_path is None or not labels_path.exists()) and _npz_has(latents_path, "labels"):
+        if (
+            latents_path.suffix == ".npz"
+            and (labels_path is None or not labels_path.exists())
+            and _npz_has(latents_path, "labels")
+        ):
             labels_path = None  # an .npz holding both wins over a default labels path that is not there
         elif labels_path is None and latents_path.suffix != ".npz":
             raise ConfigError("pass --labels FILE.npy (or an .npz --latents holding 'latents' and 'labels')")
@@ -107,8 +117,9 @@ def load_training_data(config: TrainConfig, synthetic: Callable[[TrainConfig], T
 def synthetic_data(config: TrainConfig) -> TrainingData:
     """`config.synthetic_samples` latents of the embedded synthetic world (seed `synthetic_seed`) and
     their hard labels, in the method's latent space."""
-    from jaxedit.data import synthetic as world_lib
     import jax
+
+    from jaxedit.data import synthetic as world_lib
 
     method = config.method
     world_config = world_lib.WorldConfig(
@@ -121,4 +132,9 @@ def synthetic_data(config: TrainConfig) -> TrainingData:
     key = jax.random.fold_in(jax.random.PRNGKey(config.synthetic_seed), 7)
     latents = world_lib.sample_latents(world, key, config.synthetic_samples, space=method.space)
     labels = world_lib.attribute_labels(world, latents)
-    return from_arrays(np.asarray(latents), np.asarray(labels), method.train_fraction, source=f"synthetic world seed {config.synthetic_seed}")
+    return from_arrays(
+        np.asarray(latents),
+        np.asarray(labels),
+        method.train_fraction,
+        source=f"synthetic world seed {config.synthetic_seed}",
+    )

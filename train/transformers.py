@@ -19,8 +19,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -42,15 +43,15 @@ from jaxedit.latent.steps import (
 from jaxedit.plots import small_multiples
 from jaxedit.training_state import PreemptionGuard, TrainCheckpointer, all_finite_per_row
 from train.common import (
-    data_digest,
     checkpoint_dir,
+    data_digest,
     open_checkpointer,
     output_dir,
-    training_mesh,
-    run_cli,
     resume_state,
+    run_cli,
     run_fingerprint,
     run_stage,
+    training_mesh,
     write_json,
 )
 from train.configs import TrainConfig
@@ -102,7 +103,10 @@ def load_classifier_params(path: str | Path, config: TrainConfig) -> Any:
         path = path / "classifier"
     editors = load_editors(path)
     method = config.method
-    if editors.preset.classifier_widths != method.classifier_widths or editors.preset.classifier_activation != method.classifier_activation:
+    if (
+        editors.preset.classifier_widths != method.classifier_widths
+        or editors.preset.classifier_activation != method.classifier_activation
+    ):
         raise ConfigError(
             f"{path}: classifier widths {list(editors.preset.classifier_widths)} ({editors.preset.classifier_activation}) "
             f"do not match the config's {list(method.classifier_widths)} ({method.classifier_activation})"
@@ -145,16 +149,29 @@ def train_transformers(
         raise ConfigError("no attributes to train")
     names = tuple(attribute_name(j) for j in indices)
     schedule = transformer_schedule(config, data.num_train)
-    trainer = trainer or TransformerTrainer.create(method, donate_state=True)  # the loop never reuses a state it passed on
+    trainer = trainer or TransformerTrainer.create(
+        method, donate_state=True
+    )  # the loop never reuses a state it passed on
     fingerprint = run_fingerprint(
         config,
-        {"stage": STAGE, "attributes_trained": list(names), "num_samples": int(data.latents.shape[0]), "num_train": data.num_train,
-         "classifier_sha256": tree_digest(classifier_params), "data_sha256": data_digest(data.latents, data.labels)},
+        {
+            "stage": STAGE,
+            "attributes_trained": list(names),
+            "num_samples": int(data.latents.shape[0]),
+            "num_train": data.num_train,
+            "classifier_sha256": tree_digest(classifier_params),
+            "data_sha256": data_digest(data.latents, data.labels),
+        },
     )
     fingerprint.pop("attributes", None)
     classifier_params = jax.tree.map(jnp.asarray, classifier_params)
     own_checkpointer = checkpointer is None
-    if mesh is None and checkpointer is None and resume and sharding.holds_sharded_checkpoints(checkpoint_dir(workdir, STAGE)):
+    if (
+        mesh is None
+        and checkpointer is None
+        and resume
+        and sharding.holds_sharded_checkpoints(checkpoint_dir(workdir, STAGE))
+    ):
         mesh = sharding.single_device_mesh()  # checkpoints of a sharded run: read them with the sharded checkpointer
     if mesh is not None:
         make = functools.partial(sharding.ShardedTrainCheckpointer, mesh=mesh, num_attributes=len(indices))
@@ -166,32 +183,65 @@ def train_transformers(
         state = initial_state(trainer, config.seed, indices)
         if mesh is not None:
             state = sharding.shard_transformer_state(state, mesh)
-            log(f"{STAGE}: {sharding.describe_mesh(mesh)}, {len(indices)} attributes padded to {len(jax.tree.leaves(state)[0])}")
-        start, state = resume_state(state, checkpointer, metrics, resume=resume, fingerprint=fingerprint, stage=STAGE,
-                                    total_steps=schedule.total_steps, log=log)
+            log(
+                f"{STAGE}: {sharding.describe_mesh(mesh)}, {len(indices)} attributes padded to {len(jax.tree.leaves(state)[0])}"
+            )
+        start, state = resume_state(
+            state,
+            checkpointer,
+            metrics,
+            resume=resume,
+            fingerprint=fingerprint,
+            stage=STAGE,
+            total_steps=schedule.total_steps,
+            log=log,
+        )
 
         if advance is None and mesh is not None:
-            advance = sharding.sharded_scan_advance(trainer, mesh, classifier_params, correlation_matrix(jnp.asarray(data.labels)),
-                                                    indices, data.train_latents)
+            advance = sharding.sharded_scan_advance(
+                trainer,
+                mesh,
+                classifier_params,
+                correlation_matrix(jnp.asarray(data.labels)),
+                indices,
+                data.train_latents,
+            )
         if advance is None:
             latents = jnp.asarray(data.train_latents)
             correlation = correlation_matrix(jnp.asarray(data.labels))
             attribute_ids = jnp.asarray(indices, jnp.int32)
 
             def advance(state, batch_indices):
-                return trainer.scan_indexed(state, classifier_params, correlation, attribute_ids, latents, jnp.asarray(batch_indices))
+                return trainer.scan_indexed(
+                    state, classifier_params, correlation, attribute_ids, latents, jnp.asarray(batch_indices)
+                )
 
         def record(step: int) -> dict:
-            return {"stage": STAGE, "seed": config.seed, "epoch": schedule.epoch_of(step) if step < schedule.total_steps
-                    else method.epochs, "position": step % schedule.steps_per_epoch, "attributes": list(names),
-                    "fingerprint": fingerprint}
+            return {
+                "stage": STAGE,
+                "seed": config.seed,
+                "epoch": schedule.epoch_of(step) if step < schedule.total_steps else method.epochs,
+                "position": step % schedule.steps_per_epoch,
+                "attributes": list(names),
+                "fingerprint": fingerprint,
+            }
 
         result: LoopResult = run_stage(
-            state, config, start=start, schedule=schedule, advance=advance, checkpointer=checkpointer, record=record,
+            state,
+            config,
+            start=start,
+            schedule=schedule,
+            advance=advance,
+            checkpointer=checkpointer,
+            record=record,
             row_names=list(names),
-            finite_rows=(lambda s: all_finite_per_row(s.params)) if mesh is None else
-                        (lambda s: sharding.finite_rows_on_host(s, len(indices))),
-            metrics=metrics, stage=STAGE, guard=guard, bar_label=f"{STAGE} x{len(names)}",
+            finite_rows=(lambda s: all_finite_per_row(s.params))
+            if mesh is None
+            else (lambda s: sharding.finite_rows_on_host(s, len(indices))),
+            metrics=metrics,
+            stage=STAGE,
+            guard=guard,
+            bar_label=f"{STAGE} x{len(names)}",
         )
     finally:
         if own_checkpointer:
@@ -202,28 +252,50 @@ def train_transformers(
     else:
         params = jax.tree.map(np.asarray, result.state.params)
     training = {
-        "stage": STAGE, "config": config.name, "seed": config.seed, "steps": result.step, "data": data.source,
-        "num_train": data.num_train, "epochs": method.epochs, "batch_size": method.batch_size,
+        "stage": STAGE,
+        "config": config.name,
+        "seed": config.seed,
+        "steps": result.step,
+        "data": data.source,
+        "num_train": data.num_train,
+        "epochs": method.epochs,
+        "batch_size": method.batch_size,
     }
     directory = save_editors(
         Path(editors_dir) if editors_dir is not None else outputs / "editors",
-        method, jax.tree.map(np.asarray, classifier_params), params, names, training=training, overwrite=True,
+        method,
+        jax.tree.map(np.asarray, classifier_params),
+        params,
+        names,
+        training=training,
+        overwrite=True,
     )
     curves = loss_curves(metrics.read(STAGE), ("class", "attribute", "recon"))
     if curves:
-        small_multiples(curves, outputs / "transformer_losses.png", xlabel="step", ylabel="loss",
-                        title=f"transformer losses ({config.name}, {method.loss_kind} losses)")
-    write_json(outputs / "transformers_run.json", {"config": config.to_dict(), **training, "attributes": list(names),
-                                                   "seconds_in_steps": result.seconds})
+        small_multiples(
+            curves,
+            outputs / "transformer_losses.png",
+            xlabel="step",
+            ylabel="loss",
+            title=f"transformer losses ({config.name}, {method.loss_kind} losses)",
+        )
+    write_json(
+        outputs / "transformers_run.json",
+        {"config": config.to_dict(), **training, "attributes": list(names), "seconds_in_steps": result.seconds},
+    )
     return TransformerRun(params, names, directory, result.step, result.seconds)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     def build(parser) -> None:
-        parser.add_argument("--attributes", default=None,
-                            help="comma-separated CelebA names or indices (default: the config's, all 40)")
-        parser.add_argument("--classifier", default=None,
-                            help="a train.classifier workdir or an editors directory (default: WORKDIR/classifier)")
+        parser.add_argument(
+            "--attributes", default=None, help="comma-separated CelebA names or indices (default: the config's, all 40)"
+        )
+        parser.add_argument(
+            "--classifier",
+            default=None,
+            help="a train.classifier workdir or an editors directory (default: WORKDIR/classifier)",
+        )
 
     def work(args, config: TrainConfig) -> None:
         if args.attributes is not None:
@@ -233,16 +305,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         attributes = parse_attributes(config.attributes)
         classifier_path = Path(config.classifier) if config.classifier else Path(args.workdir) / "classifier"
         if not classifier_path.exists():
-            raise ConfigError(f"{classifier_path}: no classifier here; train one with python -m train.classifier "
-                              "--workdir DIR, or pass --classifier DIR")
+            raise ConfigError(
+                f"{classifier_path}: no classifier here; train one with python -m train.classifier "
+                "--workdir DIR, or pass --classifier DIR"
+            )
         classifier_params = load_classifier_params(classifier_path, config)
         data = load_training_data(config)
         with PreemptionGuard() as guard:
-            train_transformers(config, data, classifier_params, attributes, Path(args.workdir), resume=args.resume, guard=guard,
-                               mesh=training_mesh(config))
+            train_transformers(
+                config,
+                data,
+                classifier_params,
+                attributes,
+                Path(args.workdir),
+                resume=args.resume,
+                guard=guard,
+                mesh=training_mesh(config),
+            )
 
-    return run_cli("train.transformers", "train.transformers", argv, build, work,
-                   "Train attribute transformers (all 40 by default) at once, in one vmapped program.")
+    return run_cli(
+        "train.transformers",
+        "train.transformers",
+        argv,
+        build,
+        work,
+        "Train attribute transformers (all 40 by default) at once, in one vmapped program.",
+    )
 
 
 if __name__ == "__main__":

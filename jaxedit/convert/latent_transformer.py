@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,9 @@ def _layer_count(where: str, shapes: Mapping[str, tuple[int, ...]], prefix: str)
     for key in shapes:
         match = pattern.match(key)
         if not match:
-            raise CheckpointError(f"{where}: unexpected key {key!r} (expected only {prefix}.<i>.weight / {prefix}.<i>.bias)")
+            raise CheckpointError(
+                f"{where}: unexpected key {key!r} (expected only {prefix}.<i>.weight / {prefix}.<i>.bias)"
+            )
         indices.add(int(match.group(1)))
     if not indices:
         raise CheckpointError(f"{where}: no {prefix}.<i>.weight keys (is this the right file?)")
@@ -72,12 +75,16 @@ def classifier_layout(shapes: Mapping[str, tuple[int, ...]], where: str = "class
         if i == 0:
             widths.append(in_width)
         elif in_width != widths[-1]:
-            raise CheckpointError(f"{where}: fcs.{i}.weight has shape {list(weight)}, expected [*, {widths[-1]}] (the output of fcs.{i - 1})")
+            raise CheckpointError(
+                f"{where}: fcs.{i}.weight has shape {list(weight)}, expected [*, {widths[-1]}] (the output of fcs.{i - 1})"
+            )
         if bias != (out_width,):
             raise CheckpointError(f"{where}: fcs.{i}.bias has shape {list(bias)}, expected [{out_width}]")
         widths.append(out_width)
     if widths[-1] != NUM_ATTRIBUTES:
-        raise CheckpointError(f"{where}: fcs.{count - 1}.weight gives {widths[-1]} outputs, expected {NUM_ATTRIBUTES} attribute logits")
+        raise CheckpointError(
+            f"{where}: fcs.{count - 1}.weight gives {widths[-1]} outputs, expected {NUM_ATTRIBUTES} attribute logits"
+        )
     return tuple(widths)
 
 
@@ -85,16 +92,18 @@ def tnet_layout(shapes: Mapping[str, tuple[int, ...]], where: str = "tnet") -> t
     """(num_ws, w_dim) of an F_mapping state dict given as {key: shape}; checks every key."""
     count = _layer_count(where, shapes, "dense")
     w_dim = None
-    for l in range(count):
-        weight, bias = tuple(shapes[f"dense.{l}.weight"]), tuple(shapes[f"dense.{l}.bias"])
+    for layer in range(count):
+        weight, bias = tuple(shapes[f"dense.{layer}.weight"]), tuple(shapes[f"dense.{layer}.bias"])
         if w_dim is None:
             if len(weight) != 2 or weight[0] != weight[1]:
-                raise CheckpointError(f"{where}: dense.{l}.weight has shape {list(weight)}, expected square [w_dim, w_dim]")
+                raise CheckpointError(
+                    f"{where}: dense.{layer}.weight has shape {list(weight)}, expected square [w_dim, w_dim]"
+                )
             w_dim = weight[0]
         if weight != (w_dim, w_dim):
-            raise CheckpointError(f"{where}: dense.{l}.weight has shape {list(weight)}, expected [{w_dim}, {w_dim}]")
+            raise CheckpointError(f"{where}: dense.{layer}.weight has shape {list(weight)}, expected [{w_dim}, {w_dim}]")
         if bias != (w_dim,):
-            raise CheckpointError(f"{where}: dense.{l}.bias has shape {list(bias)}, expected [{w_dim}]")
+            raise CheckpointError(f"{where}: dense.{layer}.bias has shape {list(bias)}, expected [{w_dim}]")
     return count, int(w_dim)
 
 
@@ -108,7 +117,7 @@ def _state_dict(obj: Any, where: str) -> dict[str, np.ndarray]:
     for key, value in obj.items():
         name = str(key)
         if name.startswith("module."):  # saved from a DataParallel wrapper
-            name = name[len("module."):]
+            name = name[len("module.") :]
         if not isinstance(value, np.ndarray):
             raise CheckpointError(f"{where}: entry {name!r} is a {type(value).__name__}, expected a tensor")
         if not np.issubdtype(np.asarray(value).dtype, np.floating) and value.dtype.name != "bfloat16":
@@ -119,7 +128,9 @@ def _state_dict(obj: Any, where: str) -> dict[str, np.ndarray]:
     return out
 
 
-def classifier_params_from_state_dict(state: Mapping[str, np.ndarray], where: str = "classifier") -> tuple[dict, tuple[int, ...]]:
+def classifier_params_from_state_dict(
+    state: Mapping[str, np.ndarray], where: str = "classifier"
+) -> tuple[dict, tuple[int, ...]]:
     """(our classifier params, widths) from an LCNet state dict."""
     widths = classifier_layout({k: _shape(v) for k, v in state.items()}, where)
     params = {
@@ -135,8 +146,8 @@ def classifier_params_from_state_dict(state: Mapping[str, np.ndarray], where: st
 def transformer_params_from_state_dict(state: Mapping[str, np.ndarray], where: str = "tnet") -> tuple[dict, int, int]:
     """(our official-transformer params, num_ws, w_dim) from an F_mapping state dict."""
     num_ws, w_dim = tnet_layout({k: _shape(v) for k, v in state.items()}, where)
-    kernel = np.stack([np.asarray(state[f"dense.{l}.weight"], np.float32).T for l in range(num_ws)])
-    bias = np.stack([np.asarray(state[f"dense.{l}.bias"], np.float32) for l in range(num_ws)])
+    kernel = np.stack([np.asarray(state[f"dense.{layer}.weight"], np.float32).T for layer in range(num_ws)])
+    bias = np.stack([np.asarray(state[f"dense.{layer}.bias"], np.float32) for layer in range(num_ws)])
     return {"kernel": np.ascontiguousarray(kernel), "bias": bias}, num_ws, w_dim
 
 
@@ -164,7 +175,9 @@ def find_tnets(directory: str | os.PathLike) -> list[tuple[int, Path]]:
 def official_preset_for(widths: Sequence[int], num_ws: int, w_dim: int) -> MethodPreset:
     """The official preset sized for these checkpoints (PRESETS['official'] for the real ones)."""
     if widths[0] != num_ws * w_dim:
-        raise CheckpointError(f"classifier takes {widths[0]} inputs but the transformers work on {num_ws} x {w_dim} = {num_ws * w_dim}")
+        raise CheckpointError(
+            f"classifier takes {widths[0]} inputs but the transformers work on {num_ws} x {w_dim} = {num_ws * w_dim}"
+        )
     base = PRESETS["official"]
     return base.replace(num_ws=num_ws, w_dim=w_dim, classifier_hidden=tuple(int(w) for w in widths[1:-1]))
 
@@ -186,8 +199,15 @@ def convert_latent_transformer(
 
     classifier_path = Path(classifier_path)
     where = str(classifier_path)
-    classifier_params, widths = classifier_params_from_state_dict(_state_dict(read_checkpoint(classifier_path), where), where)
-    source = {"path": str(classifier_path), "sha256": sha256_file(classifier_path), "format": SOURCE_FORMAT, "tnets": []}
+    classifier_params, widths = classifier_params_from_state_dict(
+        _state_dict(read_checkpoint(classifier_path), where), where
+    )
+    source = {
+        "path": str(classifier_path),
+        "sha256": sha256_file(classifier_path),
+        "format": SOURCE_FORMAT,
+        "tnets": [],
+    }
 
     if tnets is None:
         files: list[tuple[int, Path]] = []
@@ -198,7 +218,9 @@ def convert_latent_transformer(
         files = []
         for path in paths:
             if not path.exists():
-                raise ConfigError(f"{path}: no such file or directory (expected tnet_<k>.pth.tar files or their folder)")
+                raise ConfigError(
+                    f"{path}: no such file or directory (expected tnet_<k>.pth.tar files or their folder)"
+                )
             match = TNET_FILE.match(path.name)
             if not match:
                 raise ConfigError(f"{path}: expected a file named tnet_<attribute index>.pth.tar")
@@ -208,21 +230,31 @@ def convert_latent_transformer(
     transformer_params = []
     layout = None
     for index, path in files:
-        params, num_ws, w_dim = transformer_params_from_state_dict(_state_dict(read_checkpoint(path), str(path)), str(path))
+        params, num_ws, w_dim = transformer_params_from_state_dict(
+            _state_dict(read_checkpoint(path), str(path)), str(path)
+        )
         if layout is None:
             layout = (num_ws, w_dim)
         elif (num_ws, w_dim) != layout:
-            raise CheckpointError(f"{path}: {num_ws} layers of {w_dim}, but {files[0][1].name} has {layout[0]} of {layout[1]}")
+            raise CheckpointError(
+                f"{path}: {num_ws} layers of {w_dim}, but {files[0][1].name} has {layout[0]} of {layout[1]}"
+            )
         transformer_params.append(params)
         source["tnets"].append({"path": str(path), "sha256": sha256_file(path), "attribute": ATTRIBUTES[index]})
 
     if layout is None:
         w_dim = PRESETS["official"].w_dim
         if widths[0] % w_dim:
-            raise CheckpointError(f"{where}: classifier input width {widths[0]} is not a multiple of {w_dim} (W+ layers of {w_dim})")
+            raise CheckpointError(
+                f"{where}: classifier input width {widths[0]} is not a multiple of {w_dim} (W+ layers of {w_dim})"
+            )
         layout = (widths[0] // w_dim, w_dim)
     preset = official_preset_for(widths, *layout)
-    stacked = {key: np.stack([p[key] for p in transformer_params]) for key in ("kernel", "bias")} if transformer_params else None
+    stacked = (
+        {key: np.stack([p[key] for p in transformer_params]) for key in ("kernel", "bias")}
+        if transformer_params
+        else None
+    )
     training = {"origin": "converted", "source_format": SOURCE_FORMAT}
     return save_editors(
         destination,

@@ -22,9 +22,9 @@ prefixes it.
 from __future__ import annotations
 
 # Codecs the pickle opcodes decode with, imported now rather than lazily mid-read.
-import encodings.ascii  # noqa: F401
-import encodings.latin_1  # noqa: F401
-import encodings.raw_unicode_escape  # noqa: F401
+import encodings.ascii
+import encodings.latin_1
+import encodings.raw_unicode_escape
 import encodings.utf_8  # noqa: F401
 import io
 import pickle
@@ -58,8 +58,13 @@ class StandIn:
 
     __slots__ = ("qualname", "call", "new", "value")
 
-    def __init__(self, qualname: str, call: Callable[..., Any] | None = None,
-                 new: Callable[..., Any] | None = None, value: Any = None):
+    def __init__(
+        self,
+        qualname: str,
+        call: Callable[..., Any] | None = None,
+        new: Callable[..., Any] | None = None,
+        value: Any = None,
+    ):
         self.qualname = qualname
         self.call = call
         self.new = new
@@ -114,15 +119,61 @@ def _refuse(opname: str):
 _BASE = pickle._Unpickler  # the pure-Python implementation shipped by the standard library
 
 _ALLOWED_OPCODES = (
-    "MARK", "POP", "POP_MARK", "DUP", "FLOAT", "INT", "BININT", "BININT1", "LONG", "BININT2",
-    "NONE", "PERSID", "BINPERSID", "STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE",
-    "BINUNICODE", "GET", "BINGET", "LONG_BINGET", "PUT", "BINPUT", "LONG_BINPUT", "LIST",
-    "EMPTY_LIST", "TUPLE", "EMPTY_TUPLE", "BINFLOAT", "PROTO", "TUPLE1", "TUPLE2", "TUPLE3",
-    "NEWTRUE", "NEWFALSE", "LONG1", "LONG4", "BINBYTES", "SHORT_BINBYTES", "BINUNICODE8",
-    "BINBYTES8", "SHORT_BINUNICODE", "EMPTY_SET", "EMPTY_DICT", "MEMOIZE",
+    "MARK",
+    "POP",
+    "POP_MARK",
+    "DUP",
+    "FLOAT",
+    "INT",
+    "BININT",
+    "BININT1",
+    "LONG",
+    "BININT2",
+    "NONE",
+    "PERSID",
+    "BINPERSID",
+    "STRING",
+    "BINSTRING",
+    "SHORT_BINSTRING",
+    "UNICODE",
+    "BINUNICODE",
+    "GET",
+    "BINGET",
+    "LONG_BINGET",
+    "PUT",
+    "BINPUT",
+    "LONG_BINPUT",
+    "LIST",
+    "EMPTY_LIST",
+    "TUPLE",
+    "EMPTY_TUPLE",
+    "BINFLOAT",
+    "PROTO",
+    "TUPLE1",
+    "TUPLE2",
+    "TUPLE3",
+    "NEWTRUE",
+    "NEWFALSE",
+    "LONG1",
+    "LONG4",
+    "BINBYTES",
+    "SHORT_BINBYTES",
+    "BINUNICODE8",
+    "BINBYTES8",
+    "SHORT_BINUNICODE",
+    "EMPTY_SET",
+    "EMPTY_DICT",
+    "MEMOIZE",
 )
 _REFUSED_OPCODES = (
-    "INST", "OBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4", "BYTEARRAY8", "NEXT_BUFFER",
+    "INST",
+    "OBJ",
+    "NEWOBJ_EX",
+    "EXT1",
+    "EXT2",
+    "EXT4",
+    "BYTEARRAY8",
+    "NEXT_BUFFER",
     "READONLY_BUFFER",
 )
 
@@ -141,10 +192,14 @@ class RestrictedUnpickler(_BASE):
 
     dispatch: dict[int, Callable] = {}
 
-    def __init__(self, file: io.BufferedIOBase, globals_table: dict[str, StandIn],
-                 persistent_load: Callable[[Any], Any] | None = None,
-                 build_hook: Callable[[Any, Any], bool] | None = None,
-                 max_ops: int = _MAX_OPS_DEFAULT):
+    def __init__(
+        self,
+        file: io.BufferedIOBase,
+        globals_table: dict[str, StandIn],
+        persistent_load: Callable[[Any], Any] | None = None,
+        build_hook: Callable[[Any, Any], bool] | None = None,
+        max_ops: int = _MAX_OPS_DEFAULT,
+    ):
         super().__init__(file, encoding="latin1")
         self._globals_table = globals_table
         self._persistent = persistent_load
@@ -182,8 +237,8 @@ class RestrictedUnpickler(_BASE):
         stand_in = self._globals_table.get(f"{module}.{name}")
         if stand_in is None:
             raise UnsafeCheckpointError(
-                f"refused global {short(module)}.{short(name)} "
-                "(not in the safe loader's allow-list)")
+                f"refused global {short(module)}.{short(name)} (not in the safe loader's allow-list)"
+            )
         return stand_in
 
     def persistent_load(self, pid: Any) -> Any:
@@ -226,8 +281,7 @@ class RestrictedUnpickler(_BASE):
         state = stack.pop()
         inst = stack[-1]
         if self._build_hook is None or not self._build_hook(inst, state):
-            raise UnsafeCheckpointError(
-                f"pickle sets the state of a {short(inst)} (BUILD), which is refused")
+            raise UnsafeCheckpointError(f"pickle sets the state of a {short(inst)} (BUILD), which is refused")
 
     def load_append(self):
         value = self.stack.pop()
@@ -303,14 +357,20 @@ def _build_dispatch() -> dict[int, Callable]:
     for name in _REFUSED_OPCODES:
         table[getattr(pickle, name)[0]] = _refuse(name)
     overrides = {
-        "STOP": RestrictedUnpickler.load_stop, "FRAME": RestrictedUnpickler.load_frame,
-        "REDUCE": RestrictedUnpickler.load_reduce, "NEWOBJ": RestrictedUnpickler.load_newobj,
-        "BUILD": RestrictedUnpickler.load_build, "APPEND": RestrictedUnpickler.load_append,
-        "APPENDS": RestrictedUnpickler.load_appends, "SETITEM": RestrictedUnpickler.load_setitem,
-        "SETITEMS": RestrictedUnpickler.load_setitems, "DICT": RestrictedUnpickler.load_dict,
+        "STOP": RestrictedUnpickler.load_stop,
+        "FRAME": RestrictedUnpickler.load_frame,
+        "REDUCE": RestrictedUnpickler.load_reduce,
+        "NEWOBJ": RestrictedUnpickler.load_newobj,
+        "BUILD": RestrictedUnpickler.load_build,
+        "APPEND": RestrictedUnpickler.load_append,
+        "APPENDS": RestrictedUnpickler.load_appends,
+        "SETITEM": RestrictedUnpickler.load_setitem,
+        "SETITEMS": RestrictedUnpickler.load_setitems,
+        "DICT": RestrictedUnpickler.load_dict,
         "ADDITEMS": RestrictedUnpickler.load_additems,
         "FROZENSET": RestrictedUnpickler.load_frozenset,
-        "GLOBAL": _BASE.load_global, "STACK_GLOBAL": _BASE.load_stack_global,
+        "GLOBAL": _BASE.load_global,
+        "STACK_GLOBAL": _BASE.load_stack_global,
     }
     for name, fn in overrides.items():
         table[getattr(pickle, name)[0]] = fn

@@ -26,8 +26,9 @@ import collections
 import dataclasses
 import math
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -101,14 +102,16 @@ def detect_format(obj: Any) -> str:
     if isinstance(state, Mapping):
         raise CheckpointError(
             f"not a StyleGAN2 checkpoint: 'state_dict' has no 'decoder.*' keys (a pSp checkpoint has them); "
-            f"its keys start {_describe_keys(state)}")
+            f"its keys start {_describe_keys(state)}"
+        )
     if "style.1.weight" in obj or "input.input" in obj:
         return "rosinality"
     if "synthesis.b4.const" in obj or "mapping.fc0.weight" in obj:
         return "nvlabs"
     raise CheckpointError(
         "not a StyleGAN2 checkpoint: expected 'g_ema' (rosinality), 'state_dict' with 'decoder.*' keys (pSp) "
-        f"or 'G_ema' (NVlabs pickle); found keys {_describe_keys(obj)}")
+        f"or 'G_ema' (NVlabs pickle); found keys {_describe_keys(obj)}"
+    )
 
 
 # ------------------------------------------------------------------------------------------------
@@ -140,7 +143,9 @@ def check_layout(tensors: Mapping[str, Any], expected: Mapping[str, tuple], what
     unexpected = [k for k in tensors if k not in expected]
     if unexpected:
         more = f" (and {len(unexpected) - 3} more)" if len(unexpected) > 3 else ""
-        problems.append(f"unexpected key{'s' if len(unexpected) > 1 else ''} {', '.join(map(str, unexpected[:3]))}{more}")
+        problems.append(
+            f"unexpected key{'s' if len(unexpected) > 1 else ''} {', '.join(map(str, unexpected[:3]))}{more}"
+        )
     if not problems:
         for key in expected:
             value = tensors[key]
@@ -163,7 +168,8 @@ def _check_fir(tensors: Mapping[str, np.ndarray], keys: list[str], gain: float, 
         if not np.allclose(tensors[key], _FIR_2D * gain, rtol=1e-5, atol=1e-7):
             raise CheckpointError(
                 f"{what}: {key}: expected the standard FIR outer([1,3,3,1]) with sum {gain:g}, got a different filter "
-                "(unsupported architecture)")
+                "(unsupported architecture)"
+            )
 
 
 def _majority(values: list[int]) -> int:
@@ -235,8 +241,10 @@ def infer_rosinality_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig
     conv_ids = {int(m.group(1)) for k in keys if (m := re.match(r"convs\.(\d+)\.", k))}
     noise_ids = {int(m.group(1)) for k in keys if (m := re.fullmatch(r"noises\.noise_(\d+)", k))}
     if not style_ids or "input.input" not in sd:
-        raise CheckpointError(f"{what}: not a rosinality StyleGAN2 generator (no 'style.1.weight' / 'input.input' keys); "
-                              f"keys start {_describe_keys(sd)}")
+        raise CheckpointError(
+            f"{what}: not a rosinality StyleGAN2 generator (no 'style.1.weight' / 'input.input' keys); "
+            f"keys start {_describe_keys(sd)}"
+        )
     log2_candidates = []
     if rgb_ids:
         log2_candidates.append(max(rgb_ids) + 3)
@@ -248,34 +256,61 @@ def infer_rosinality_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig
     resolution = 2**log2
     mapping_layers = len(style_ids)
 
-    w_votes = _dim(sd, "style.1.weight", 0, 2) + _dim(sd, "conv1.conv.modulation.weight", 1, 2) + _dim(sd, "to_rgb1.conv.modulation.weight", 1, 2)
+    w_votes = (
+        _dim(sd, "style.1.weight", 0, 2)
+        + _dim(sd, "conv1.conv.modulation.weight", 1, 2)
+        + _dim(sd, "to_rgb1.conv.modulation.weight", 1, 2)
+    )
     z_votes = _dim(sd, "style.1.weight", 1, 2)
     if not w_votes or not z_votes:
-        raise CheckpointError(f"{what}: style.1.weight: expected a 2-D tensor [w_dim, z_dim], got {_shape_of(sd.get('style.1.weight'))}")
+        raise CheckpointError(
+            f"{what}: style.1.weight: expected a 2-D tensor [w_dim, z_dim], got {_shape_of(sd.get('style.1.weight'))}"
+        )
     channels = {}
     for r in [2**k for k in range(2, log2 + 1)]:
         if r == 4:
-            votes = (_dim(sd, "input.input", 1, 4) + _dim(sd, "conv1.conv.weight", 1, 5) + _dim(sd, "conv1.conv.weight", 2, 5)
-                     + _dim(sd, "conv1.activate.bias", 0, 1) + _dim(sd, "to_rgb1.conv.weight", 2, 5))
+            votes = (
+                _dim(sd, "input.input", 1, 4)
+                + _dim(sd, "conv1.conv.weight", 1, 5)
+                + _dim(sd, "conv1.conv.weight", 2, 5)
+                + _dim(sd, "conv1.activate.bias", 0, 1)
+                + _dim(sd, "to_rgb1.conv.weight", 2, 5)
+            )
         else:
             k = int(math.log2(r)) - 3
             a, b = f"convs.{2 * k}", f"convs.{2 * k + 1}"
-            votes = (_dim(sd, f"{a}.conv.weight", 1, 5) + _dim(sd, f"{b}.conv.weight", 1, 5) + _dim(sd, f"{b}.conv.weight", 2, 5)
-                     + _dim(sd, f"{a}.activate.bias", 0, 1) + _dim(sd, f"{b}.activate.bias", 0, 1)
-                     + _dim(sd, f"to_rgbs.{k}.conv.weight", 2, 5))
+            votes = (
+                _dim(sd, f"{a}.conv.weight", 1, 5)
+                + _dim(sd, f"{b}.conv.weight", 1, 5)
+                + _dim(sd, f"{b}.conv.weight", 2, 5)
+                + _dim(sd, f"{a}.activate.bias", 0, 1)
+                + _dim(sd, f"{b}.activate.bias", 0, 1)
+                + _dim(sd, f"to_rgbs.{k}.conv.weight", 2, 5)
+            )
         if not votes:
-            raise CheckpointError(f"{what}: cannot tell the channel count at resolution {r}: "
-                                  f"missing the conv weights of that block")
+            raise CheckpointError(
+                f"{what}: cannot tell the channel count at resolution {r}: missing the conv weights of that block"
+            )
         channels[r] = _majority(votes)
     img_votes = _dim(sd, "to_rgb1.conv.weight", 1, 5)
     return GeneratorConfig(
-        resolution=resolution, z_dim=z_votes[0], w_dim=_majority(w_votes), mapping_layers=mapping_layers,
-        channels=channels, lr_multiplier=ROSINALITY_LR_MULTIPLIER, conv_clamp=None,
-        img_channels=img_votes[0] if img_votes else 3)
+        resolution=resolution,
+        z_dim=z_votes[0],
+        w_dim=_majority(w_votes),
+        mapping_layers=mapping_layers,
+        channels=channels,
+        lr_multiplier=ROSINALITY_LR_MULTIPLIER,
+        conv_clamp=None,
+        img_channels=img_votes[0] if img_votes else 3,
+    )
 
 
 def _shape_of(value) -> str:
-    return _shape_str(value.shape) if isinstance(value, np.ndarray) else ("missing" if value is None else type(value).__name__)
+    return (
+        _shape_str(value.shape)
+        if isinstance(value, np.ndarray)
+        else ("missing" if value is None else type(value).__name__)
+    )
 
 
 def params_from_rosinality(sd: Mapping[str, np.ndarray], config: GeneratorConfig) -> dict:
@@ -302,9 +337,17 @@ def params_from_rosinality(sd: Mapping[str, np.ndarray], config: GeneratorConfig
             "bias": _f32(sd[f"{prefix}.bias"].reshape(-1)),
         }
 
-    mapping = {f"fc{i}": {"kernel": _f32(sd[f"style.{i + 1}.weight"].T), "bias": _f32(sd[f"style.{i + 1}.bias"])}
-               for i in range(config.mapping_layers)}
-    synthesis = {"b4": {"const": _f32(np.transpose(sd["input.input"][0], (1, 2, 0))), "conv1": conv("conv1", 0), "torgb": rgb("to_rgb1")}}
+    mapping = {
+        f"fc{i}": {"kernel": _f32(sd[f"style.{i + 1}.weight"].T), "bias": _f32(sd[f"style.{i + 1}.bias"])}
+        for i in range(config.mapping_layers)
+    }
+    synthesis = {
+        "b4": {
+            "const": _f32(np.transpose(sd["input.input"][0], (1, 2, 0))),
+            "conv1": conv("conv1", 0),
+            "torgb": rgb("to_rgb1"),
+        }
+    }
     for k, res in enumerate(config.resolutions[1:]):
         synthesis[f"b{res}"] = {
             "conv0": conv(f"convs.{2 * k}", 2 * k + 1),
@@ -319,7 +362,9 @@ def _rosinality_fir_keys(config: GeneratorConfig) -> list[str]:
     return [f"convs.{2 * k}.conv.blur.kernel" for k in range(n)] + [f"to_rgbs.{k}.upsample.kernel" for k in range(n)]
 
 
-def _convert_rosinality(sd: Mapping, latent_avg: Any, what: str, notes: list[str]) -> tuple[GeneratorConfig, dict, np.ndarray | None]:
+def _convert_rosinality(
+    sd: Mapping, latent_avg: Any, what: str, notes: list[str]
+) -> tuple[GeneratorConfig, dict, np.ndarray | None]:
     if not isinstance(sd, Mapping):
         raise CheckpointError(f"{what}: expected a state dict, got {type(sd).__name__}")
     sd = {str(k): v for k, v in sd.items()}
@@ -329,16 +374,28 @@ def _convert_rosinality(sd: Mapping, latent_avg: Any, what: str, notes: list[str
     params = params_from_rosinality(sd, config)
     w_avg = None
     if latent_avg is not None:
-        if not isinstance(latent_avg, np.ndarray) or latent_avg.ndim not in (1, 2) or latent_avg.shape[-1] != config.w_dim:
-            raise CheckpointError(f"{what}: latent_avg: expected shape [{config.w_dim}] or [num_ws, {config.w_dim}], got {_shape_of(latent_avg)}")
+        if (
+            not isinstance(latent_avg, np.ndarray)
+            or latent_avg.ndim not in (1, 2)
+            or latent_avg.shape[-1] != config.w_dim
+        ):
+            raise CheckpointError(
+                f"{what}: latent_avg: expected shape [{config.w_dim}] or [num_ws, {config.w_dim}], got {_shape_of(latent_avg)}"
+            )
         if not np.all(np.isfinite(latent_avg)):
             raise CheckpointError(f"{what}: latent_avg: contains non-finite values")
         if latent_avg.ndim == 2:
             if latent_avg.shape[0] != config.num_ws:
-                raise CheckpointError(f"{what}: latent_avg: expected shape [{config.num_ws}, {config.w_dim}], got {_shape_of(latent_avg)}")
+                raise CheckpointError(
+                    f"{what}: latent_avg: expected shape [{config.num_ws}, {config.w_dim}], got {_shape_of(latent_avg)}"
+                )
             if not np.allclose(latent_avg, latent_avg[:1]):
                 notes.append("latent_avg rows differ; the average latent is their mean")
-            w_avg = latent_avg.astype(np.float64).mean(axis=0) if not np.allclose(latent_avg, latent_avg[:1]) else latent_avg[0]
+            w_avg = (
+                latent_avg.astype(np.float64).mean(axis=0)
+                if not np.allclose(latent_avg, latent_avg[:1])
+                else latent_avg[0]
+            )
         else:
             w_avg = latent_avg
         w_avg = _f32(w_avg)
@@ -357,17 +414,27 @@ def nvlabs_layout(config: GeneratorConfig) -> dict[str, tuple]:
     layout: dict[str, tuple] = {}
 
     def conv(prefix, cin, cout, res):
-        layout.update({
-            f"{prefix}.weight": (cout, cin, 3, 3), f"{prefix}.noise_strength": (), f"{prefix}.bias": (cout,),
-            f"{prefix}.resample_filter": (4, 4), f"{prefix}.noise_const": (res, res),
-            f"{prefix}.affine.weight": (cin, w), f"{prefix}.affine.bias": (cin,),
-        })
+        layout.update(
+            {
+                f"{prefix}.weight": (cout, cin, 3, 3),
+                f"{prefix}.noise_strength": (),
+                f"{prefix}.bias": (cout,),
+                f"{prefix}.resample_filter": (4, 4),
+                f"{prefix}.noise_const": (res, res),
+                f"{prefix}.affine.weight": (cin, w),
+                f"{prefix}.affine.bias": (cin,),
+            }
+        )
 
     def rgb(prefix, cin):
-        layout.update({
-            f"{prefix}.weight": (config.img_channels, cin, 1, 1), f"{prefix}.bias": (config.img_channels,),
-            f"{prefix}.affine.weight": (cin, w), f"{prefix}.affine.bias": (cin,),
-        })
+        layout.update(
+            {
+                f"{prefix}.weight": (config.img_channels, cin, 1, 1),
+                f"{prefix}.bias": (config.img_channels,),
+                f"{prefix}.affine.weight": (cin, w),
+                f"{prefix}.affine.bias": (cin,),
+            }
+        )
 
     layout["synthesis.b4.const"] = (ch(4), 4, 4)
     layout["synthesis.b4.resample_filter"] = (4, 4)
@@ -388,6 +455,7 @@ def nvlabs_layout(config: GeneratorConfig) -> dict[str, tuple]:
 
 def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
     """GeneratorConfig from NVlabs `G_ema._init_kwargs`, refusing what we do not implement."""
+
     def get(mapping, key, default):
         value = mapping.get(key, default) if isinstance(mapping, Mapping) else default
         return default if value is None and default is not None else value
@@ -396,10 +464,14 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
     mapping_kwargs = kwargs.get("mapping_kwargs") or {}
     c_dim = get(kwargs, "c_dim", 0) or 0
     if c_dim:
-        raise CheckpointError(f"{what}: conditional NVlabs generators (c_dim={c_dim}) are not supported; expected c_dim=0")
+        raise CheckpointError(
+            f"{what}: conditional NVlabs generators (c_dim={c_dim}) are not supported; expected c_dim=0"
+        )
     architecture = get(synthesis_kwargs, "architecture", "skip")
     if architecture != "skip":
-        raise CheckpointError(f"{what}: synthesis architecture {architecture!r} is not supported; expected 'skip' (StyleGAN2 config-e/f)")
+        raise CheckpointError(
+            f"{what}: synthesis architecture {architecture!r} is not supported; expected 'skip' (StyleGAN2 config-e/f)"
+        )
     for key in ("layer_features", "embed_features"):
         value = mapping_kwargs.get(key) if isinstance(mapping_kwargs, Mapping) else None
         if value is not None and value != get(kwargs, "w_dim", 512):
@@ -409,7 +481,9 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
         channel_base = int(get(synthesis_kwargs, "channel_base", 32768))
         channel_max = int(get(synthesis_kwargs, "channel_max", 512))
         return GeneratorConfig(
-            resolution=resolution, z_dim=int(get(kwargs, "z_dim", 512)), w_dim=int(get(kwargs, "w_dim", 512)),
+            resolution=resolution,
+            z_dim=int(get(kwargs, "z_dim", 512)),
+            w_dim=int(get(kwargs, "w_dim", 512)),
             mapping_layers=int(get(mapping_kwargs, "num_layers", 8)),
             channels=nvlabs_channels(resolution, channel_base, channel_max),
             lr_multiplier=float(get(mapping_kwargs, "lr_multiplier", 0.01)),
@@ -417,7 +491,9 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
             img_channels=int(get(kwargs, "img_channels", 3)),
         )
     except (KeyError, TypeError, ValueError, ConfigError) as error:
-        raise CheckpointError(f"{what}: G_ema init kwargs unusable ({type(error).__name__}: {error})".splitlines()[0]) from error
+        raise CheckpointError(
+            f"{what}: G_ema init kwargs unusable ({type(error).__name__}: {error})".splitlines()[0]
+        ) from error
 
 
 def infer_nvlabs_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig:
@@ -433,18 +509,36 @@ def infer_nvlabs_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig:
     channels = {}
     for r in _pow2_upto(resolution):
         p = f"synthesis.b{r}"
-        votes = (_dim(sd, f"{p}.conv1.weight", 0, 4) + _dim(sd, f"{p}.conv1.weight", 1, 4) + _dim(sd, f"{p}.conv0.weight", 0, 4)
-                 + _dim(sd, f"{p}.conv1.bias", 0, 1) + _dim(sd, f"{p}.torgb.weight", 1, 4) + _dim(sd, f"{p}.const", 0, 3))
+        votes = (
+            _dim(sd, f"{p}.conv1.weight", 0, 4)
+            + _dim(sd, f"{p}.conv1.weight", 1, 4)
+            + _dim(sd, f"{p}.conv0.weight", 0, 4)
+            + _dim(sd, f"{p}.conv1.bias", 0, 1)
+            + _dim(sd, f"{p}.torgb.weight", 1, 4)
+            + _dim(sd, f"{p}.const", 0, 3)
+        )
         if not votes:
             raise CheckpointError(f"{what}: cannot tell the channel count at resolution {r}: missing {p}.conv1.weight")
         channels[r] = _majority(votes)
-    w_votes = _dim(sd, "mapping.fc0.weight", 0, 2) + _dim(sd, "mapping.w_avg", 0, 1) + _dim(sd, "synthesis.b4.conv1.affine.weight", 1, 2)
+    w_votes = (
+        _dim(sd, "mapping.fc0.weight", 0, 2)
+        + _dim(sd, "mapping.w_avg", 0, 1)
+        + _dim(sd, "synthesis.b4.conv1.affine.weight", 1, 2)
+    )
     z_votes = _dim(sd, "mapping.fc0.weight", 1, 2)
     if not w_votes or not z_votes:
-        raise CheckpointError(f"{what}: mapping.fc0.weight: expected a 2-D tensor [w_dim, z_dim], got {_shape_of(sd.get('mapping.fc0.weight'))}")
+        raise CheckpointError(
+            f"{what}: mapping.fc0.weight: expected a 2-D tensor [w_dim, z_dim], got {_shape_of(sd.get('mapping.fc0.weight'))}"
+        )
     img_votes = _dim(sd, "synthesis.b4.torgb.weight", 0, 4)
-    return GeneratorConfig(resolution=resolution, z_dim=z_votes[0], w_dim=_majority(w_votes), mapping_layers=max(fc_ids) + 1,
-                           channels=channels, img_channels=img_votes[0] if img_votes else 3)
+    return GeneratorConfig(
+        resolution=resolution,
+        z_dim=z_votes[0],
+        w_dim=_majority(w_votes),
+        mapping_layers=max(fc_ids) + 1,
+        channels=channels,
+        img_channels=img_votes[0] if img_votes else 3,
+    )
 
 
 def _pow2_upto(resolution: int) -> list[int]:
@@ -467,12 +561,23 @@ def params_from_nvlabs(sd: Mapping[str, np.ndarray], config: GeneratorConfig) ->
         }
 
     def rgb(prefix):
-        return {"affine": affine(prefix), "kernel": _f32(sd[f"{prefix}.weight"][:, :, 0, 0].T), "bias": _f32(sd[f"{prefix}.bias"])}
+        return {
+            "affine": affine(prefix),
+            "kernel": _f32(sd[f"{prefix}.weight"][:, :, 0, 0].T),
+            "bias": _f32(sd[f"{prefix}.bias"]),
+        }
 
-    mapping = {f"fc{i}": {"kernel": _f32(sd[f"mapping.fc{i}.weight"].T), "bias": _f32(sd[f"mapping.fc{i}.bias"])}
-               for i in range(config.mapping_layers)}
-    synthesis = {"b4": {"const": _f32(np.transpose(sd["synthesis.b4.const"], (1, 2, 0))),
-                        "conv1": conv("synthesis.b4.conv1"), "torgb": rgb("synthesis.b4.torgb")}}
+    mapping = {
+        f"fc{i}": {"kernel": _f32(sd[f"mapping.fc{i}.weight"].T), "bias": _f32(sd[f"mapping.fc{i}.bias"])}
+        for i in range(config.mapping_layers)
+    }
+    synthesis = {
+        "b4": {
+            "const": _f32(np.transpose(sd["synthesis.b4.const"], (1, 2, 0))),
+            "conv1": conv("synthesis.b4.conv1"),
+            "torgb": rgb("synthesis.b4.torgb"),
+        }
+    }
     for res in config.resolutions[1:]:
         p = f"synthesis.b{res}"
         synthesis[f"b{res}"] = {"conv0": conv(f"{p}.conv0"), "conv1": conv(f"{p}.conv1"), "torgb": rgb(f"{p}.torgb")}
@@ -485,7 +590,9 @@ def _convert_nvlabs(obj: Any, what: str, notes: list[str], state_dict_of: Callab
     if _is_persistent(obj):
         class_name = str(obj.class_name)
         if class_name.rsplit(".", 1)[-1] != "Generator":
-            raise CheckpointError(f"{what}: G_ema is a {class_name!r} network; expected an NVlabs StyleGAN2 'Generator'")
+            raise CheckpointError(
+                f"{what}: G_ema is a {class_name!r} network; expected an NVlabs StyleGAN2 'Generator'"
+            )
         sd = state_dict_of(obj)
         kwargs = init_kwargs_of(obj)
         config = nvlabs_config_from_kwargs(kwargs, what) if kwargs else infer_nvlabs_config(sd, what)
@@ -497,8 +604,10 @@ def _convert_nvlabs(obj: Any, what: str, notes: list[str], state_dict_of: Callab
         raise CheckpointError(f"{what}: G_ema is a {type(obj).__name__}, expected an NVlabs persistent network object")
     sd = {str(k): v for k, v in sd.items()}
     if any(k.startswith("synthesis.input.") or re.match(r"synthesis\.L\d+_", k) for k in sd):
-        raise CheckpointError(f"{what}: this is a StyleGAN3 (alias-free) generator (synthesis.input / synthesis.L* layers); "
-                              "only StyleGAN2 generators are supported")
+        raise CheckpointError(
+            f"{what}: this is a StyleGAN3 (alias-free) generator (synthesis.input / synthesis.L* layers); "
+            "only StyleGAN2 generators are supported"
+        )
     check_layout(sd, nvlabs_layout(config), what)
     filters = [k for k in sd if k.endswith("resample_filter")]
     _check_fir(sd, filters, 1.0, what)
@@ -510,7 +619,9 @@ def _convert_nvlabs(obj: Any, what: str, notes: list[str], state_dict_of: Callab
 # ------------------------------------------------------------------------------------------------
 
 
-def estimate_w_avg(config: GeneratorConfig, mapping_params: Mapping, samples: int = W_AVG_ESTIMATE_SAMPLES, seed: int = 0) -> np.ndarray:
+def estimate_w_avg(
+    config: GeneratorConfig, mapping_params: Mapping, samples: int = W_AVG_ESTIMATE_SAMPLES, seed: int = 0
+) -> np.ndarray:
     """mean(mapping(z)) over `samples` z ~ N(0, I) (rosinality's `mean_latent`), for files without one."""
     import jax
     import jax.numpy as jnp
@@ -522,8 +633,9 @@ def estimate_w_avg(config: GeneratorConfig, mapping_params: Mapping, samples: in
     return _f32(np.asarray(jnp.mean(w, axis=0)))
 
 
-def params_from_checkpoint(obj: Any, what: str = "checkpoint", *, state_dict_of: Callable | None = None,
-                           init_kwargs_of: Callable | None = None) -> ConvertedGenerator:
+def params_from_checkpoint(
+    obj: Any, what: str = "checkpoint", *, state_dict_of: Callable | None = None, init_kwargs_of: Callable | None = None
+) -> ConvertedGenerator:
     """Convert an object returned by `torch_reader.read_checkpoint` (no file writing)."""
     if state_dict_of is None or init_kwargs_of is None:
         from jaxedit.convert import torch_reader
@@ -535,7 +647,7 @@ def params_from_checkpoint(obj: Any, what: str = "checkpoint", *, state_dict_of:
     if fmt == "nvlabs":
         config, params, w_avg = _convert_nvlabs(obj, what, notes, state_dict_of, init_kwargs_of)
     elif fmt == "psp":
-        decoder = {str(k)[len("decoder."):]: v for k, v in obj["state_dict"].items() if str(k).startswith("decoder.")}
+        decoder = {str(k)[len("decoder.") :]: v for k, v in obj["state_dict"].items() if str(k).startswith("decoder.")}
         latent_avg = obj.get("latent_avg")
         config, params, w_avg = _convert_rosinality(decoder, latent_avg, what + " (pSp decoder)", notes)
     else:
@@ -546,7 +658,9 @@ def params_from_checkpoint(obj: Any, what: str = "checkpoint", *, state_dict_of:
         config, params, w_avg = _convert_rosinality(sd, latent_avg, what, notes)
     if w_avg is None:
         w_avg = estimate_w_avg(config, params["mapping"])
-        notes.append(f"no average latent stored; estimated as the mean of mapping(z) over {W_AVG_ESTIMATE_SAMPLES} z (seed 0)")
+        notes.append(
+            f"no average latent stored; estimated as the mean of mapping(z) over {W_AVG_ESTIMATE_SAMPLES} z (seed 0)"
+        )
     return ConvertedGenerator(format=fmt, config=config, params=params, w_avg=w_avg, notes=notes)
 
 
@@ -578,6 +692,8 @@ def convert_stylegan2(src: str | Path, dest: str | Path | None = None, overwrite
         source["notes"] = converted.notes
     tree = dict(converted.params)
     tree["w_avg"] = converted.w_avg
-    write_model_dir(dest, kind="generator", config=converted.config.to_dict(), params=tree, source=source, overwrite=overwrite)
+    write_model_dir(
+        dest, kind="generator", config=converted.config.to_dict(), params=tree, source=source, overwrite=overwrite
+    )
     converted.path = dest
     return converted

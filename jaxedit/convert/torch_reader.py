@@ -98,16 +98,25 @@ _STORAGE_DTYPES: dict[str, np.dtype] = {
     "ComplexDoubleStorage": np.dtype("<c16"),
     "UntypedStorage": np.dtype("u1"),
 }
-_STORAGE_QUALNAMES = frozenset(
-    [f"torch.{name}" for name in _STORAGE_DTYPES] + ["torch.storage.UntypedStorage"])
+_STORAGE_QUALNAMES = frozenset([f"torch.{name}" for name in _STORAGE_DTYPES] + ["torch.storage.UntypedStorage"])
 # torch dtype objects named in `_rebuild_tensor_v3` (torch >= 2.3 uses it for these dtypes and
 # more; the tensor's storage is then an UntypedStorage of bytes)
 _TORCH_DTYPES: dict[str, np.dtype] = {
-    "float32": np.dtype("<f4"), "float64": np.dtype("<f8"), "float16": np.dtype("<f2"),
-    "bfloat16": np.dtype(ml_dtypes.bfloat16), "int64": np.dtype("<i8"), "int32": np.dtype("<i4"),
-    "int16": np.dtype("<i2"), "int8": np.dtype("i1"), "uint8": np.dtype("u1"),
-    "bool": np.dtype("?"), "complex64": np.dtype("<c8"), "complex128": np.dtype("<c16"),
-    "uint16": np.dtype("<u2"), "uint32": np.dtype("<u4"), "uint64": np.dtype("<u8"),
+    "float32": np.dtype("<f4"),
+    "float64": np.dtype("<f8"),
+    "float16": np.dtype("<f2"),
+    "bfloat16": np.dtype(ml_dtypes.bfloat16),
+    "int64": np.dtype("<i8"),
+    "int32": np.dtype("<i4"),
+    "int16": np.dtype("<i2"),
+    "int8": np.dtype("i1"),
+    "uint8": np.dtype("u1"),
+    "bool": np.dtype("?"),
+    "complex64": np.dtype("<c8"),
+    "complex128": np.dtype("<c16"),
+    "uint16": np.dtype("<u2"),
+    "uint32": np.dtype("<u4"),
+    "uint64": np.dtype("<u8"),
     "float8_e4m3fn": np.dtype(ml_dtypes.float8_e4m3fn),
     "float8_e5m2": np.dtype(ml_dtypes.float8_e5m2),
 }
@@ -157,8 +166,9 @@ class _StorageRef:
 
     __slots__ = ("key", "dtype", "numel", "buf", "offset", "big_endian", "file")
 
-    def __init__(self, key: str, dtype: np.dtype, numel: int, buf=None, offset: int = 0,
-                 big_endian: bool = False, file=None):
+    def __init__(
+        self, key: str, dtype: np.dtype, numel: int, buf=None, offset: int = 0, big_endian: bool = False, file=None
+    ):
         self.file = file  # the open checkpoint (zip format): contiguous tensors are read from it
         self.key = key
         self.dtype = dtype
@@ -202,8 +212,7 @@ def _check_no_internals(root: Any) -> None:
         elif t is StandIn:
             raise CheckpointError(f"the data holds a bare reference to {obj.qualname}")
         elif t is _StorageRef:
-            raise CheckpointError("the data holds a bare storage outside any tensor "
-                                  "(not supported)")
+            raise CheckpointError("the data holds a bare storage outside any tensor (not supported)")
         else:
             raise CheckpointError(f"the data holds an unexpected {short(obj)}")
 
@@ -248,8 +257,7 @@ class CheckpointReader:
     `max_total_bytes` before each allocation).
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_total_bytes: int | None = None,
-                 memory_map: bool = False):
+    def __init__(self, path: str | os.PathLike, *, max_total_bytes: int | None = None, memory_map: bool = False):
         self.path = Path(path)
         self.memory_map = memory_map
         self.name = self.path.name
@@ -257,8 +265,7 @@ class CheckpointReader:
         self.bytes_materialised = 0
         self.file_size = 0
         self._globals = self._make_globals()
-        self._blob_globals = {k: v for k, v in self._globals.items()
-                              if k in _STORAGE_QUALNAMES}
+        self._blob_globals = {k: v for k, v in self._globals.items() if k in _STORAGE_QUALNAMES}
         self._in_blob = False
         self._blobs: dict[int, tuple[bytes, _StorageRef]] = {}
         self._legacy_headers: dict[bytes, bool] = {}  # validated header bytes -> big-endian
@@ -277,8 +284,8 @@ class CheckpointReader:
             raise CheckpointError(f"{self.name}: out of memory while reading") from None
         except Exception as e:  # any parser failure on hostile bytes becomes our error type
             raise CheckpointError(
-                f"{self.name}: corrupt or truncated checkpoint ({type(e).__name__}: "
-                f"{_one_line(str(e), 100)})") from None
+                f"{self.name}: corrupt or truncated checkpoint ({type(e).__name__}: {_one_line(str(e), 100)})"
+            ) from None
 
     # -- budget ---------------------------------------------------------------------------------
     def _charge(self, nbytes: int) -> None:
@@ -286,7 +293,8 @@ class CheckpointReader:
         if self.bytes_materialised + nbytes > self.max_total_bytes:
             raise CheckpointError(
                 f"tensors would need more than {self.max_total_bytes} bytes in total (the byte "
-                f"budget for this {self.file_size}-byte file; pass max_total_bytes to raise it)")
+                f"budget for this {self.file_size}-byte file; pass max_total_bytes to raise it)"
+            )
         self.bytes_materialised += nbytes
 
     # -- dispatch on format ---------------------------------------------------------------------
@@ -300,8 +308,7 @@ class CheckpointReader:
         with f:
             self.file_size = os.fstat(f.fileno()).st_size
             if self.max_total_bytes is None:
-                self.max_total_bytes = (DEFAULT_BUDGET_FACTOR * self.file_size
-                                        + DEFAULT_BUDGET_SLACK)
+                self.max_total_bytes = DEFAULT_BUDGET_FACTOR * self.file_size + DEFAULT_BUDGET_SLACK
             if self.file_size == 0:
                 raise CheckpointError("empty file")
             head = f.read(4)
@@ -316,8 +323,7 @@ class CheckpointReader:
                     except BufferError:  # a view still referenced by a traceback; GC closes it
                         pass
             if head[:1] != b"\x80":
-                raise CheckpointError(
-                    f"not a PyTorch checkpoint or pickle (starts with {head!r})")
+                raise CheckpointError(f"not a PyTorch checkpoint or pickle (starts with {head!r})")
             f.seek(0)
             data = f.read()
         return self._read_pickle_file(data)
@@ -328,21 +334,28 @@ class CheckpointReader:
             f.seek(0)
             zf = zipfile.ZipFile(f)  # parses the central directory only; we read members via mm
             infos = zf.infolist()
-        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError,
-                struct.error, UnicodeDecodeError, NotImplementedError) as e:
-            raise CheckpointError(
-                f"zip archive is truncated or damaged ({_one_line(str(e), 80)})") from None
+        except (
+            zipfile.BadZipFile,
+            zipfile.LargeZipFile,
+            ValueError,
+            OSError,
+            EOFError,
+            struct.error,
+            UnicodeDecodeError,
+            NotImplementedError,
+        ) as e:
+            raise CheckpointError(f"zip archive is truncated or damaged ({_one_line(str(e), 80)})") from None
         if not infos:
             raise CheckpointError("zip archive is empty")
         top = infos[0].filename.split("/", 1)[0]
         entries = {info.filename: info for info in infos}
         pkl = entries.get(f"{top}/data.pkl")
         if f"{top}/constants.pkl" in entries or any(n.startswith(f"{top}/code/") for n in entries):
-            raise CheckpointError("a TorchScript archive (torch.jit.save), not a torch.save "
-                                  "checkpoint; TorchScript code is never loaded")
-        if pkl is None:
             raise CheckpointError(
-                f"zip archive has no {short(top)}/data.pkl: not a PyTorch checkpoint")
+                "a TorchScript archive (torch.jit.save), not a torch.save checkpoint; TorchScript code is never loaded"
+            )
+        if pkl is None:
+            raise CheckpointError(f"zip archive has no {short(top)}/data.pkl: not a PyTorch checkpoint")
         byteorder = "little"
         if f"{top}/byteorder" in entries:
             raw = self._zip_member(mm, entries[f"{top}/byteorder"])
@@ -369,13 +382,12 @@ class CheckpointReader:
                 return cached
             info = entries.get(f"{top}/data/{key}")
             if info is None:
-                raise CheckpointError(
-                    f"zip archive lacks the storage {short(top)}/data/{short(key)}")
+                raise CheckpointError(f"zip archive lacks the storage {short(top)}/data/{short(key)}")
             start, length = self._zip_span(mm, info)
             if numel * dtype.itemsize > length:
                 raise CheckpointError(
-                    f"storage {short(key)} claims {numel} x {dtype.itemsize} bytes but the archive "
-                    f"holds {length}")
+                    f"storage {short(key)} claims {numel} x {dtype.itemsize} bytes but the archive holds {length}"
+                )
             ref = _StorageRef(key, dtype, numel, mm, start, big, file=f)
             storages[key] = ref
             return ref
@@ -390,8 +402,9 @@ class CheckpointReader:
     def _zip_span(self, mm: mmap.mmap, info: zipfile.ZipInfo) -> tuple[int, int]:
         """Byte offset and length of a stored (uncompressed) member's data inside the file."""
         if info.compress_type != zipfile.ZIP_STORED:
-            raise CheckpointError(f"zip member {short(info.filename)} is compressed; torch never "
-                                  "compresses checkpoints")
+            raise CheckpointError(
+                f"zip member {short(info.filename)} is compressed; torch never compresses checkpoints"
+            )
         if info.flag_bits & 0x1:
             raise CheckpointError(f"zip member {short(info.filename)} is encrypted")
         if info.compress_size != info.file_size:
@@ -399,19 +412,18 @@ class CheckpointReader:
         hdr = info.header_offset
         if hdr < 0 or hdr + 30 > len(mm):
             raise CheckpointError(f"zip member {short(info.filename)} lies outside the file")
-        local = mm[hdr:hdr + 30]
+        local = mm[hdr : hdr + 30]
         if local[:4] != b"PK\x03\x04":
             raise CheckpointError(f"zip member {short(info.filename)} has a bad local header")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         start = hdr + 30 + name_len + extra_len
         if start + info.file_size > len(mm):
-            raise CheckpointError(
-                f"zip member {short(info.filename)} extends beyond the end of the file (truncated)")
+            raise CheckpointError(f"zip member {short(info.filename)} extends beyond the end of the file (truncated)")
         return start, info.file_size
 
     def _zip_member(self, mm: mmap.mmap, info: zipfile.ZipInfo) -> bytes:
         start, length = self._zip_span(mm, info)
-        return mm[start:start + length]
+        return mm[start : start + length]
 
     # -- plain pickle / legacy ------------------------------------------------------------------
     def _read_pickle_file(self, data: bytes) -> Any:
@@ -444,7 +456,7 @@ class CheckpointReader:
                 raise CheckpointError("legacy sys info is not a dict")
             big = sys_info.get("little_endian", True) is False
             if len(self._legacy_headers) < 8:
-                self._legacy_headers[bytes(data[header_start:stream.tell()])] = big
+                self._legacy_headers[bytes(data[header_start : stream.tell()])] = big
 
         globals_table = self._blob_globals if blob else self._globals
         object_start = stream.tell()
@@ -467,7 +479,7 @@ class CheckpointReader:
             elif ref.dtype != dtype:
                 raise CheckpointError(f"storage {short(key)} is used with two element types")
             if view is not None:
-                if (type(view) is not tuple or len(view) != 3 or type(view[0]) is not str):
+                if type(view) is not tuple or len(view) != 3 or type(view[0]) is not str:
                     raise CheckpointError("malformed storage view record")
                 vkey = view[0]
                 views[vkey] = (key, _as_int(view[1], "view offset"), _as_int(view[2], "view size"))
@@ -490,13 +502,14 @@ class CheckpointReader:
                 raise CheckpointError(f"legacy key list names an unknown storage {short(key)}")
             if pos + 8 > len(data):
                 raise CheckpointError(f"legacy storage {short(key)} is truncated")
-            (count,) = struct.unpack(">q" if big else "<q", data[pos:pos + 8])
+            (count,) = struct.unpack(">q" if big else "<q", data[pos : pos + 8])
             pos += 8
             nbytes = count * ref.dtype.itemsize
             if count < 0 or pos + nbytes > len(data):
                 raise CheckpointError(
                     f"legacy storage {short(key)} claims {count} elements but the file holds "
-                    f"{max(0, len(data) - pos)} bytes (truncated)")
+                    f"{max(0, len(data) - pos)} bytes (truncated)"
+                )
             ref.numel = count
             ref.buf = data
             ref.offset = pos
@@ -509,8 +522,7 @@ class CheckpointReader:
             base = resolved[base_key]
             if off < 0 or size < 0 or off + size > base.numel:
                 raise CheckpointError(f"storage view {short(vkey)} exceeds its base storage")
-            resolved[vkey] = _StorageRef(vkey, base.dtype, size, data,
-                                         base.offset + off * base.dtype.itemsize, big)
+            resolved[vkey] = _StorageRef(vkey, base.dtype, size, data, base.offset + off * base.dtype.itemsize, big)
         if blob:
             if type(obj) is not _StorageRef:
                 raise CheckpointError("storage blob does not hold a storage")
@@ -529,8 +541,9 @@ class CheckpointReader:
     # -- unpickling -----------------------------------------------------------------------------
     _pending_mode = False
 
-    def _unpickle(self, stream: io.BytesIO, globals_table: dict[str, StandIn],
-                  persistent_load, what: str = "pickle") -> Any:
+    def _unpickle(
+        self, stream: io.BytesIO, globals_table: dict[str, StandIn], persistent_load, what: str = "pickle"
+    ) -> Any:
         unpickler = RestrictedUnpickler(stream, globals_table, persistent_load, self._build_hook)
         try:
             return unpickler.load()
@@ -541,8 +554,7 @@ class CheckpointReader:
         except IndexError:
             raise CheckpointError(f"{what}: corrupt pickle (its stack underflows)") from None
         except (EOFError, struct.error) as e:
-            raise CheckpointError(f"{what}: corrupt or truncated pickle ({type(e).__name__})"
-                                  ) from None
+            raise CheckpointError(f"{what}: corrupt or truncated pickle ({type(e).__name__})") from None
 
     @staticmethod
     def _build_hook(inst: Any, state: Any) -> bool:
@@ -567,8 +579,7 @@ class CheckpointReader:
         return stype.value
 
     # -- stand-ins ------------------------------------------------------------------------------
-    def _rebuild_tensor(self, storage: Any, storage_offset: Any, size: Any, stride: Any,
-                        *_rest: Any) -> Any:
+    def _rebuild_tensor(self, storage: Any, storage_offset: Any, size: Any, stride: Any, *_rest: Any) -> Any:
         if type(storage) is not _StorageRef:
             raise CheckpointError(f"tensor storage is a {short(storage)}, not a storage")
         offset = _as_int(storage_offset, "storage offset")
@@ -585,7 +596,8 @@ class CheckpointReader:
         if extent > storage.numel or offset > storage.numel:
             raise CheckpointError(
                 f"tensor of size {shape}, stride {strides}, offset {offset} needs {extent} "
-                f"elements but its storage {short(storage.key)} holds {storage.numel}")
+                f"elements but its storage {short(storage.key)} holds {storage.numel}"
+            )
         dtype = storage.dtype
         contiguous = numel > 0 and _c_contiguous(shape, strides)
         start = storage.offset + offset * dtype.itemsize
@@ -604,30 +616,43 @@ class CheckpointReader:
             raw = np.dtype(f"V{dtype.itemsize}")  # opaque elements: works for every dtype
             base = np.frombuffer(storage.buf, dtype=raw, count=extent - offset, offset=start)
             view = np.lib.stride_tricks.as_strided(
-                base, shape=shape, strides=tuple(s * dtype.itemsize for s in strides),
-                writeable=False)
+                base, shape=shape, strides=tuple(s * dtype.itemsize for s in strides), writeable=False
+            )
             np.copyto(out.view(raw), view)
             del base, view
         if numel and storage.big_endian and dtype.itemsize > 1:
-            swap = (np.dtype(f"<f{dtype.itemsize // 2}") if dtype.kind == "c"
-                    else np.dtype(f"<u{dtype.itemsize}"))
+            swap = np.dtype(f"<f{dtype.itemsize // 2}") if dtype.kind == "c" else np.dtype(f"<u{dtype.itemsize}")
             out.view(swap).byteswap(inplace=True)
         return out
 
-    def _rebuild_tensor_v3(self, storage: Any, storage_offset: Any, size: Any, stride: Any,
-                           requires_grad: Any = False, hooks: Any = None, dtype: Any = None,
-                           *_rest: Any) -> Any:
+    def _rebuild_tensor_v3(
+        self,
+        storage: Any,
+        storage_offset: Any,
+        size: Any,
+        stride: Any,
+        requires_grad: Any = False,
+        hooks: Any = None,
+        dtype: Any = None,
+        *_rest: Any,
+    ) -> Any:
         """A tensor of `dtype` over an untyped (byte) storage; offset and strides in elements."""
         if type(storage) is not _StorageRef or storage.dtype.itemsize != 1:
             raise CheckpointError(f"tensor storage is a {short(storage)}, not an untyped storage")
         if type(dtype) is not StandIn or dtype.qualname not in _TORCH_DTYPE_QUALNAMES:
             raise CheckpointError(f"tensor dtype is a {short(dtype)}, not a torch dtype")
-        typed = _StorageRef(storage.key, dtype.value, storage.numel // dtype.value.itemsize,
-                            storage.buf, storage.offset, storage.big_endian, file=storage.file)
+        typed = _StorageRef(
+            storage.key,
+            dtype.value,
+            storage.numel // dtype.value.itemsize,
+            storage.buf,
+            storage.offset,
+            storage.big_endian,
+            file=storage.file,
+        )
         return self._rebuild_tensor(typed, storage_offset, size, stride)
 
-    def _rebuild_parameter(self, data: Any, requires_grad: Any = False, hooks: Any = None,
-                           *_rest: Any) -> Any:
+    def _rebuild_parameter(self, data: Any, requires_grad: Any = False, hooks: Any = None, *_rest: Any) -> Any:
         if not (isinstance(data, np.ndarray) or data is _PENDING):
             raise CheckpointError(f"parameter data is a {short(data)}, not a tensor")
         return data
@@ -738,18 +763,27 @@ def _new_namespace(*args: Any) -> NamespaceRecord:
 def _numpy_dtype(*args: Any) -> np.dtype:
     if not 1 <= len(args) <= 3 or type(args[0]) is not str or not _SIMPLE_DTYPE.match(args[0]):
         raise UnsafeCheckpointError(
-            f"numpy dtype {short(str(args[0]) if args else '')} is refused (only plain numbers)")
+            f"numpy dtype {short(str(args[0]) if args else '')} is refused (only plain numbers)"
+        )
     if any(type(a) is not bool for a in args[1:]):
         raise CheckpointError("malformed numpy dtype arguments")
     return np.dtype(args[0], False, True)  # a fresh copy: its BUILD never touches numpy's own
 
 
 def _check_dtype_state(inst: np.dtype, state: Any) -> None:
-    ok = (type(state) is tuple and len(state) in (8, 9) and state[0] in (3, 4)
-          and state[1] in ("<", ">", "|", "=") and state[2] is None and state[3] is None
-          and state[4] is None and state[5] in (-1, inst.itemsize)
-          and state[6] in (-1, inst.alignment) and state[7] == 0
-          and (len(state) == 8 or state[8] is None))
+    ok = (
+        type(state) is tuple
+        and len(state) in (8, 9)
+        and state[0] in (3, 4)
+        and state[1] in ("<", ">", "|", "=")
+        and state[2] is None
+        and state[3] is None
+        and state[4] is None
+        and state[5] in (-1, inst.itemsize)
+        and state[6] in (-1, inst.alignment)
+        and state[7] == 0
+        and (len(state) == 8 or state[8] is None)
+    )
     if not ok:
         raise UnsafeCheckpointError("numpy dtype state other than a plain byte order is refused")
 
@@ -764,8 +798,7 @@ def _numpy_scalar(*args: Any) -> Any:
 
 
 def _codecs_encode(*args: Any) -> bytes:
-    if (len(args) != 2 or type(args[0]) is not str
-            or args[1] not in ("latin1", "latin-1", "iso-8859-1")):
+    if len(args) != 2 or type(args[0]) is not str or args[1] not in ("latin1", "latin-1", "iso-8859-1"):
         raise UnsafeCheckpointError("_codecs.encode is allowed only for latin-1 byte strings")
     return args[0].encode("latin1")
 
@@ -784,8 +817,7 @@ def _persistent_obj(*args: Any) -> PersistentObject:
 # ------------------------------------------------------------------------------------------------
 # Public functions
 # ------------------------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = None,
-                    memory_map: bool = False) -> Any:
+def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = None, memory_map: bool = False) -> Any:
     """Read a torch checkpoint or NVlabs network pickle safely (nothing from the file executes).
 
     Args:
@@ -844,8 +876,7 @@ def module_state_dict(module: Any, prefix: str = "") -> dict[str, np.ndarray]:
                 if value is None or (group == "_buffers" and name in non_persistent):
                     continue
                 if not isinstance(value, np.ndarray):
-                    raise CheckpointError(f"{short(pre + str(name))} is a {short(value)}, "
-                                          "not a tensor")
+                    raise CheckpointError(f"{short(pre + str(name))} is a {short(value)}, not a tensor")
                 out[pre + str(name)] = value
         children = state.get("_modules") or {}
         if type(children) is not dict:

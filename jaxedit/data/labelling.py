@@ -15,7 +15,7 @@ sample reproducible: batch i uses `fold_in(PRNGKey(seed), i)`.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -90,7 +90,9 @@ def label_generator_samples(
     done, index = 0, 0
     try:
         while done < count:
-            z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(seed), index), (batch_size, int(generator.z_dim)), jnp.float32)
+            z = jax.random.normal(
+                jax.random.fold_in(jax.random.PRNGKey(seed), index), (batch_size, int(generator.z_dim)), jnp.float32
+            )
             ws = generator.mapping(place(z), truncation_psi)
             images = generator.synthesis(ws, noise_mode=noise_mode)
             probs = np.asarray(image_classifier(images), np.float32)

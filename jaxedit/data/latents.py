@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +47,7 @@ class LatentDataset:
     def latent_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.latents.shape[1:])
 
-    def subset(self, start: int, stop: int) -> "LatentDataset":
+    def subset(self, start: int, stop: int) -> LatentDataset:
         return dataclasses.replace(self, latents=self.latents[start:stop], labels=self.labels[start:stop])
 
 
@@ -104,7 +104,9 @@ def make_dataset(
     if latents.ndim not in (2, 3):
         raise InputError(f"{where}: latents of shape {list(latents.shape)}, expected [N, w_dim] or [N, num_ws, w_dim]")
     if latent_shape is not None and tuple(latents.shape[1:]) != tuple(latent_shape):
-        raise InputError(f"{where}: latents of shape {list(latents.shape)}, expected [N, {', '.join(map(str, latent_shape))}]")
+        raise InputError(
+            f"{where}: latents of shape {list(latents.shape)}, expected [N, {', '.join(map(str, latent_shape))}]"
+        )
     if latents.shape[0] == 0:
         raise InputError(f"{where}: no latents (N = 0)")
     latents = latents.astype(np.float32)
@@ -156,7 +158,9 @@ def load_latent_dataset(
         labels_loaded = _read(Path(labels_path))
         if isinstance(labels_loaded, dict):
             if "labels" not in labels_loaded:
-                raise InputError(f"{labels_path}: no array 'labels' (holds {', '.join(sorted(labels_loaded)) or 'nothing'})")
+                raise InputError(
+                    f"{labels_path}: no array 'labels' (holds {', '.join(sorted(labels_loaded)) or 'nothing'})"
+                )
             labels_loaded = labels_loaded["labels"]
         labels = labels_loaded
     if labels is None:
@@ -171,7 +175,12 @@ def save_latent_dataset(path: str | os.PathLike, dataset: LatentDataset) -> Path
         raise InputError(f"{path}: our dataset files end in .npz")
     names = dataset.names if dataset.names is not None else ATTRIBUTES[: dataset.labels.shape[1]]
     with atomic_file(path, ".npz") as partial:
-        np.savez(partial, latents=dataset.latents.astype(np.float32), labels=dataset.labels.astype(np.float32), names=np.asarray(names))
+        np.savez(
+            partial,
+            latents=dataset.latents.astype(np.float32),
+            labels=dataset.labels.astype(np.float32),
+            names=np.asarray(names),
+        )
     return path
 
 

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -51,15 +51,46 @@ FACTORS: tuple[str, ...] = ("gender", "age", "smile", "beard", "glam", "hair_ton
 
 # Approximate CelebA frequencies (share of the 202,599 images with the attribute).
 CELEBA_MARGINALS: dict[str, float] = {
-    "5_o_Clock_Shadow": 0.111, "Arched_Eyebrows": 0.267, "Attractive": 0.513, "Bags_Under_Eyes": 0.205,
-    "Bald": 0.022, "Bangs": 0.152, "Big_Lips": 0.241, "Big_Nose": 0.235, "Black_Hair": 0.239,
-    "Blond_Hair": 0.148, "Blurry": 0.051, "Brown_Hair": 0.205, "Bushy_Eyebrows": 0.142, "Chubby": 0.058,
-    "Double_Chin": 0.047, "Eyeglasses": 0.065, "Goatee": 0.063, "Gray_Hair": 0.042, "Heavy_Makeup": 0.387,
-    "High_Cheekbones": 0.455, "Male": 0.417, "Mouth_Slightly_Open": 0.483, "Mustache": 0.042,
-    "Narrow_Eyes": 0.115, "No_Beard": 0.835, "Oval_Face": 0.284, "Pale_Skin": 0.043, "Pointy_Nose": 0.277,
-    "Receding_Hairline": 0.080, "Rosy_Cheeks": 0.066, "Sideburns": 0.057, "Smiling": 0.482,
-    "Straight_Hair": 0.208, "Wavy_Hair": 0.320, "Wearing_Earrings": 0.189, "Wearing_Hat": 0.048,
-    "Wearing_Lipstick": 0.472, "Wearing_Necklace": 0.123, "Wearing_Necktie": 0.073, "Young": 0.774,
+    "5_o_Clock_Shadow": 0.111,
+    "Arched_Eyebrows": 0.267,
+    "Attractive": 0.513,
+    "Bags_Under_Eyes": 0.205,
+    "Bald": 0.022,
+    "Bangs": 0.152,
+    "Big_Lips": 0.241,
+    "Big_Nose": 0.235,
+    "Black_Hair": 0.239,
+    "Blond_Hair": 0.148,
+    "Blurry": 0.051,
+    "Brown_Hair": 0.205,
+    "Bushy_Eyebrows": 0.142,
+    "Chubby": 0.058,
+    "Double_Chin": 0.047,
+    "Eyeglasses": 0.065,
+    "Goatee": 0.063,
+    "Gray_Hair": 0.042,
+    "Heavy_Makeup": 0.387,
+    "High_Cheekbones": 0.455,
+    "Male": 0.417,
+    "Mouth_Slightly_Open": 0.483,
+    "Mustache": 0.042,
+    "Narrow_Eyes": 0.115,
+    "No_Beard": 0.835,
+    "Oval_Face": 0.284,
+    "Pale_Skin": 0.043,
+    "Pointy_Nose": 0.277,
+    "Receding_Hairline": 0.080,
+    "Rosy_Cheeks": 0.066,
+    "Sideburns": 0.057,
+    "Smiling": 0.482,
+    "Straight_Hair": 0.208,
+    "Wavy_Hair": 0.320,
+    "Wearing_Earrings": 0.189,
+    "Wearing_Hat": 0.048,
+    "Wearing_Lipstick": 0.472,
+    "Wearing_Necklace": 0.123,
+    "Wearing_Necktie": 0.073,
+    "Young": 0.774,
 }
 
 
@@ -128,13 +159,26 @@ ATTRIBUTE_SPECS: dict[str, AttributeSpec] = {
 }
 
 CORRELATED_PAIRS: tuple[tuple[str, str, int], ...] = (
-    ("Male", "No_Beard", -1), ("Male", "Goatee", +1), ("Male", "Mustache", +1), ("Male", "Sideburns", +1),
-    ("Male", "5_o_Clock_Shadow", +1), ("Male", "Heavy_Makeup", -1), ("Male", "Wearing_Lipstick", -1),
-    ("Male", "Arched_Eyebrows", -1), ("Male", "Wearing_Earrings", -1), ("Male", "Bald", +1),
-    ("Young", "Gray_Hair", -1), ("Young", "Bald", -1), ("Young", "Receding_Hairline", -1),
-    ("Young", "Attractive", +1), ("Young", "Double_Chin", -1),
-    ("Smiling", "High_Cheekbones", +1), ("Smiling", "Mouth_Slightly_Open", +1),
-    ("Heavy_Makeup", "Wearing_Lipstick", +1), ("Goatee", "No_Beard", -1), ("Chubby", "Double_Chin", +1),
+    ("Male", "No_Beard", -1),
+    ("Male", "Goatee", +1),
+    ("Male", "Mustache", +1),
+    ("Male", "Sideburns", +1),
+    ("Male", "5_o_Clock_Shadow", +1),
+    ("Male", "Heavy_Makeup", -1),
+    ("Male", "Wearing_Lipstick", -1),
+    ("Male", "Arched_Eyebrows", -1),
+    ("Male", "Wearing_Earrings", -1),
+    ("Male", "Bald", +1),
+    ("Young", "Gray_Hair", -1),
+    ("Young", "Bald", -1),
+    ("Young", "Receding_Hairline", -1),
+    ("Young", "Attractive", +1),
+    ("Young", "Double_Chin", -1),
+    ("Smiling", "High_Cheekbones", +1),
+    ("Smiling", "Mouth_Slightly_Open", +1),
+    ("Heavy_Makeup", "Wearing_Lipstick", +1),
+    ("Goatee", "No_Beard", -1),
+    ("Chubby", "Double_Chin", +1),
     ("Blond_Hair", "Black_Hair", -1),
 )
 """(a, b, sign): pairs whose label correlation has this sign in the world (and in CelebA)."""
@@ -175,7 +219,9 @@ class WorldConfig:
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"synthetic world: {name} must be a positive integer, got {value!r}")
         if not isinstance(self.subspace_dim, int) or self.subspace_dim < 0:
-            raise ConfigError(f"synthetic world: subspace_dim must be a non-negative integer, got {self.subspace_dim!r}")
+            raise ConfigError(
+                f"synthetic world: subspace_dim must be a non-negative integer, got {self.subspace_dim!r}"
+            )
         if self.subspace_dim == 0:
             object.__setattr__(self, "subspace_dim", max(len(FACTORS) + _OWN_DIM, min(64, self.w_dim // 4)))
         if self.subspace_dim < len(FACTORS) + _OWN_DIM or self.subspace_dim >= self.w_dim:
@@ -286,7 +332,9 @@ def _w_scores(params: dict, sharpness: float, latents: jax.Array) -> jax.Array:
     for first, stop in layer_groups(num_ws):
         per_group.append(_scores(params, latents[:, first:stop].mean(axis=1)))
     stacked = jnp.stack(per_group, axis=0)  # [3, B, 40]
-    chosen = jnp.take_along_axis(stacked, params["group"].astype(jnp.int32)[None, None, :].repeat(latents.shape[0], 1), axis=0)[0]
+    chosen = jnp.take_along_axis(
+        stacked, params["group"].astype(jnp.int32)[None, None, :].repeat(latents.shape[0], 1), axis=0
+    )[0]
     return sharpness * chosen
 
 
@@ -386,7 +434,9 @@ def random_mapping(config: WorldConfig) -> Callable[[jax.Array], jax.Array]:
     """A seeded, randomly initialised StyleGAN2 mapping network z [B, z_dim] -> w [B, w_dim]."""
     from jaxedit.stylegan2.networks import GeneratorConfig, MappingNetwork
 
-    gconfig = GeneratorConfig(resolution=4, z_dim=config.z_dim, w_dim=config.w_dim, mapping_layers=config.mapping_layers)
+    gconfig = GeneratorConfig(
+        resolution=4, z_dim=config.z_dim, w_dim=config.w_dim, mapping_layers=config.mapping_layers
+    )
     module = MappingNetwork(gconfig)
     key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
     variables = module.init(key, jnp.zeros((1, config.z_dim), jnp.float32))
@@ -425,7 +475,9 @@ def build_world(
         mapping = random_mapping(config)
         source = source or f"random StyleGAN2 mapping network (seed {config.seed}, {config.mapping_layers} layers)"
     rng = np.random.default_rng(config.seed)
-    z = jax.random.normal(jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), (config.calibration_samples, config.z_dim))
+    z = jax.random.normal(
+        jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), (config.calibration_samples, config.z_dim)
+    )
     w = np.asarray(map_in_batches(mapping, z), np.float64)
     if w.ndim != 2 or w.shape[1] != config.w_dim:
         raise ConfigError(f"synthetic world: the mapping gave latents of shape {w.shape}, expected [N, {config.w_dim}]")
@@ -525,4 +577,8 @@ def world_from_generator(generator, config: WorldConfig | None = None) -> Synthe
         base, z_dim=int(generator.z_dim), w_dim=int(generator.w_dim), num_ws=int(generator.num_ws), subspace_dim=0
     )
     mapping = lambda z: generator.mapping(z)[:, 0]
-    return build_world(config, mapping=mapping, source=f"mapping network of the converted generator ({getattr(generator, 'source', 'given')})")
+    return build_world(
+        config,
+        mapping=mapping,
+        source=f"mapping network of the converted generator ({getattr(generator, 'source', 'given')})",
+    )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -90,9 +90,13 @@ def fit_interfacegan(
     latents = jnp.asarray(latents, jnp.float32)
     scores = jnp.asarray(scores, jnp.float32)
     if latents.ndim < 2 or scores.ndim != 2 or scores.shape[0] != latents.shape[0]:
-        raise InputError(f"InterFaceGAN: latents [N, ...] {tuple(latents.shape)} and scores [N, A] {tuple(scores.shape)} do not match")
+        raise InputError(
+            f"InterFaceGAN: latents [N, ...] {tuple(latents.shape)} and scores [N, A] {tuple(scores.shape)} do not match"
+        )
     if not 0 < keep_fraction <= 0.5 or not 0 < train_fraction < 1:
-        raise ConfigError(f"InterFaceGAN: keep_fraction {keep_fraction} must be in (0, 0.5], train_fraction {train_fraction} in (0, 1)")
+        raise ConfigError(
+            f"InterFaceGAN: keep_fraction {keep_fraction} must be in (0, 0.5], train_fraction {train_fraction} in (0, 1)"
+        )
     n = latents.shape[0]
     keep = max(2, int(math.floor(keep_fraction * n)))
     if 2 * keep > n:
@@ -153,7 +157,9 @@ def most_correlated(correlation, count: int) -> list[list[int]]:
 def interfacegan_edit(latents, normal, distance) -> jax.Array:
     """w + t * n: latents [B, *shape], normal [D] (flattened shape), distance scalar or [B]."""
     latents = jnp.asarray(latents, jnp.float32)
-    distance = jnp.asarray(distance, jnp.float32).reshape(-1, *([1] * (latents.ndim - 1))) if jnp.ndim(distance) else distance
+    distance = (
+        jnp.asarray(distance, jnp.float32).reshape(-1, *([1] * (latents.ndim - 1))) if jnp.ndim(distance) else distance
+    )
     return latents + distance * jnp.reshape(normal, latents.shape[1:])
 
 
@@ -206,7 +212,9 @@ def ganspace_edit(latents, direction, amount, layers: tuple[int, int] | None = N
     if latents.ndim == 2:
         return latents + amount * direction
     if latents.ndim != 3:
-        raise InputError(f"GANSpace edit: expected W [B, w_dim] or W+ [B, num_ws, w_dim] latents, got {tuple(latents.shape)}")
+        raise InputError(
+            f"GANSpace edit: expected W [B, w_dim] or W+ [B, num_ws, w_dim] latents, got {tuple(latents.shape)}"
+        )
     first, stop = (0, latents.shape[1]) if layers is None else layers
     if not 0 <= first < stop <= latents.shape[1]:
         raise ConfigError(f"GANSpace layer range {layers} is not inside 0..{latents.shape[1]}")

@@ -9,7 +9,7 @@ recogniser applied to rendered images.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -55,5 +55,7 @@ def far_threshold(
     or a face recogniser composed with a generator's synthesis).
     """
     latents = np.asarray(latents)
-    embeddings = np.concatenate([np.asarray(embedder(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)])
+    embeddings = np.concatenate(
+        [np.asarray(embedder(latents[i : i + batch_size])) for i in range(0, len(latents), batch_size)]
+    )
     return threshold_at_far(impostor_cosines(embeddings, key, num_pairs), far)

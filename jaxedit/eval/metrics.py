@@ -76,7 +76,9 @@ def identity_preservation(embeddings_before, embeddings_after, threshold: float,
     return float(np.mean(cosines[success] > threshold))
 
 
-def edit_metrics(labels_before, labels_after, embeddings_before, embeddings_after, target: int, threshold: float) -> dict:
+def edit_metrics(
+    labels_before, labels_after, embeddings_before, embeddings_after, target: int, threshold: float
+) -> dict:
     """All three metrics of one method on one target attribute, plus the count of successes.
 
     Returns {"accuracy", "attribute_preservation", "identity_preservation"} (floats in [0, 1])

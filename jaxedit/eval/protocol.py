@@ -23,7 +23,7 @@ InterFaceGAN: distance 3). Builders: `transformer_method(editors)`, `interfacega
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +38,16 @@ Labeller = Callable[[jax.Array], jax.Array]
 Embedder = Callable[[jax.Array], jax.Array]
 """latents [B, *latent_shape] -> identity embeddings [B, D]."""
 
-CURVE_KEYS = ("fraction", "strength", "target_probability", "attribute_preservation", "identity_preservation", "accuracy",
-              "attribute_preservation_successful", "identity_preservation_successful")
+CURVE_KEYS = (
+    "fraction",
+    "strength",
+    "target_probability",
+    "attribute_preservation",
+    "identity_preservation",
+    "accuracy",
+    "attribute_preservation_successful",
+    "identity_preservation_successful",
+)
 """Per sweep point: the strength (and its fraction of the table strength), the mean probability of
 the reversed state, preservation over ALL edits, and the table metrics (over successful edits)."""
 
@@ -205,14 +213,20 @@ def evaluate(
         raise InputError(f"evaluation latents must be [N, ...], got shape {tuple(latents.shape)}")
     label_names = tuple(labeller_attributes)
     targets = [label_names[attribute_index(a, label_names)] for a in attributes]
-    sweep_targets = targets if sweep_attributes is None else [label_names[attribute_index(a, label_names)] for a in sweep_attributes]
+    sweep_targets = (
+        targets
+        if sweep_attributes is None
+        else [label_names[attribute_index(a, label_names)] for a in sweep_attributes]
+    )
     for method in methods:
         missing = [t for t in targets if method.attributes is not None and t not in method.attributes]
         if missing:
             raise AttributeNameError(f"method {method.name!r} cannot edit {', '.join(missing)}")
     probs0 = apply_batched(labeller, latents, batch_size)
     if probs0.ndim != 2 or probs0.shape != (latents.shape[0], len(label_names)):
-        raise InputError(f"the labeller returned shape {probs0.shape}, expected [{latents.shape[0]}, {len(label_names)}]")
+        raise InputError(
+            f"the labeller returned shape {probs0.shape}, expected [{latents.shape[0]}, {len(label_names)}]"
+        )
     labels0 = probs0 > 0.5
     emb0 = apply_batched(embedder, latents, batch_size)
     table, sweeps = {}, {}
@@ -226,7 +240,10 @@ def evaluate(
             for fraction in fractions if name in sweep_targets else [1.0]:
                 strength = jnp.asarray(towards * method.strength * fraction)
                 edited = np.concatenate(
-                    [np.asarray(method.edit(latents[i : i + batch_size], name, strength[i : i + batch_size])) for i in range(0, latents.shape[0], batch_size)]
+                    [
+                        np.asarray(method.edit(latents[i : i + batch_size], name, strength[i : i + batch_size]))
+                        for i in range(0, latents.shape[0], batch_size)
+                    ]
                 )
                 probs1 = apply_batched(labeller, edited, batch_size)
                 emb1 = apply_batched(embedder, edited, batch_size)
@@ -239,8 +256,12 @@ def evaluate(
                     curve["fraction"].append(fraction)
                     curve["strength"].append(fraction * method.strength)
                     curve["target_probability"].append(float(np.mean(reversed_probability)))
-                    curve["attribute_preservation"].append(metrics.attribute_preservation(labels0, labels1, j, everyone))
-                    curve["identity_preservation"].append(metrics.identity_preservation(emb0, emb1, threshold, everyone))
+                    curve["attribute_preservation"].append(
+                        metrics.attribute_preservation(labels0, labels1, j, everyone)
+                    )
+                    curve["identity_preservation"].append(
+                        metrics.identity_preservation(emb0, emb1, threshold, everyone)
+                    )
                     at = metrics.edit_metrics(labels0, labels1, emb0, emb1, j, threshold)
                     curve["accuracy"].append(at["accuracy"])
                     curve["attribute_preservation_successful"].append(at["attribute_preservation"])

@@ -18,15 +18,19 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from jaxedit.eval.protocol import Evaluation
 
 METRICS = ("accuracy", "attribute_preservation", "identity_preservation")
-METRIC_TITLES = {"accuracy": "accuracy", "attribute_preservation": "attributes kept", "identity_preservation": "identity kept"}
+METRIC_TITLES = {
+    "accuracy": "accuracy",
+    "attribute_preservation": "attributes kept",
+    "identity_preservation": "identity kept",
+}
 CURVES = ("target_probability", "attribute_preservation", "identity_preservation")
 
 
@@ -37,7 +41,9 @@ def report_dict(evaluation: Evaluation, settings: dict) -> dict:
         for name, per_method in evaluation.table.items()
     }
     average = {
-        method: {metric: float(np.mean([attributes[name][method][metric] for name in attributes])) for metric in METRICS}
+        method: {
+            metric: float(np.mean([attributes[name][method][metric] for name in attributes])) for metric in METRICS
+        }
         for method in evaluation.methods
     }
     settings = dict(settings)
@@ -62,7 +68,9 @@ def markdown_table(report: dict, attributes: Sequence[str] | None = None, title:
     lines = ([f"**{title}**", ""] if title else []) + [header, "|" + "---|" * (len(METRICS) + 1)]
 
     def cells(per_method: dict) -> str:
-        return " | ".join(" / ".join(f"{100 * per_method[method][metric]:.2f}" for method in methods) for metric in METRICS)
+        return " | ".join(
+            " / ".join(f"{100 * per_method[method][metric]:.2f}" for method in methods) for metric in METRICS
+        )
 
     for name in rows:
         lines.append(f"| {name} | {cells(report['attributes'][name])} |")
@@ -105,11 +113,15 @@ def matched_accuracy(evaluation: Evaluation, reference: str = "ours") -> dict:
                 j = i - 1
                 span = accuracy[i] - accuracy[j]
                 weight = 1.0 if span <= 0 else (target - accuracy[j]) / span
-            at = lambda key: float((1 - weight) * curve[key][j] + weight * curve[key][i])
+
+            def at(key, weight=weight, curve=curve, i=i, j=j):
+                return float((1 - weight) * curve[key][j] + weight * curve[key][i])
+
             # preservation is undefined (recorded as 0) where nothing flipped: take the upper point's
-            kept = at if accuracy[j] > 0 else (lambda key: float(curve[key][i]))
+            kept = at if accuracy[j] > 0 else (lambda key, curve=curve, i=i: float(curve[key][i]))
             table[name][method] = {
-                "fraction": at("fraction"), "accuracy": at("accuracy"),
+                "fraction": at("fraction"),
+                "accuracy": at("accuracy"),
                 "attribute_preservation": kept("attribute_preservation_successful"),
                 "identity_preservation": kept("identity_preservation_successful"),
             }
@@ -119,10 +131,16 @@ def matched_accuracy(evaluation: Evaluation, reference: str = "ours") -> dict:
         matched_names = [n for n, per in table.items() if per.get(method) is not None]
         if not matched_names:
             continue
-        values = {key: float(np.mean([table[n][method][key] for n in matched_names]))
-                  for key in ("fraction", "accuracy", "attribute_preservation", "identity_preservation")}
-        values.update({f"{reference}_{key}": float(np.mean([table[n][reference][key] for n in matched_names]))
-                       for key in ("attribute_preservation", "identity_preservation")})
+        values = {
+            key: float(np.mean([table[n][method][key] for n in matched_names]))
+            for key in ("fraction", "accuracy", "attribute_preservation", "identity_preservation")
+        }
+        values.update(
+            {
+                f"{reference}_{key}": float(np.mean([table[n][reference][key] for n in matched_names]))
+                for key in ("attribute_preservation", "identity_preservation")
+            }
+        )
         values["attributes"] = len(matched_names)
         average[method] = values
     return {"attributes": table, "average": average, "reference": reference}
@@ -136,26 +154,39 @@ def matched_markdown(matched: dict, attributes: Sequence[str] | None = None) -> 
         return "(no attribute where a baseline reached our accuracy within the sweep)"
     methods = [reference, *matched["average"]]
     rows = [a for a in (attributes or matched["attributes"]) if a in matched["attributes"]]
-    header = "| attribute | " + " | ".join(f"{m}: strength x, accuracy, attributes kept, identity kept" for m in methods) + " |"
+    header = (
+        "| attribute | "
+        + " | ".join(f"{m}: strength x, accuracy, attributes kept, identity kept" for m in methods)
+        + " |"
+    )
     lines = [header, "|" + "---|" * (len(methods) + 1)]
 
     def cell(values):
         if values is None:
             return "not reached"
-        return (f"{values['fraction']:.2f}, {100 * values['accuracy']:.1f}, {100 * values['attribute_preservation']:.2f}, "
-                f"{100 * values['identity_preservation']:.2f}")
+        return (
+            f"{values['fraction']:.2f}, {100 * values['accuracy']:.1f}, {100 * values['attribute_preservation']:.2f}, "
+            f"{100 * values['identity_preservation']:.2f}"
+        )
 
     for name in rows:
         lines.append(f"| {name} | " + " | ".join(cell(matched["attributes"][name].get(m)) for m in methods) + " |")
-    lines += ["", f"| baseline | attributes matched | attributes kept (baseline / {reference}) | identity kept (baseline / {reference}) |",
-              "|---|---|---|---|"]
+    lines += [
+        "",
+        f"| baseline | attributes matched | attributes kept (baseline / {reference}) | identity kept (baseline / {reference}) |",
+        "|---|---|---|---|",
+    ]
     for method, v in matched["average"].items():
-        lines.append(f"| {method} | {v['attributes']} | {100 * v['attribute_preservation']:.2f} / {100 * v[reference + '_attribute_preservation']:.2f} "
-                     f"| {100 * v['identity_preservation']:.2f} / {100 * v[reference + '_identity_preservation']:.2f} |")
+        lines.append(
+            f"| {method} | {v['attributes']} | {100 * v['attribute_preservation']:.2f} / {100 * v[reference + '_attribute_preservation']:.2f} "
+            f"| {100 * v['identity_preservation']:.2f} / {100 * v[reference + '_identity_preservation']:.2f} |"
+        )
     return "\n".join(lines)
 
 
-def write_plots(evaluation: Evaluation, directory: str | os.PathLike, attributes: Sequence[str] | None = None) -> list[Path]:
+def write_plots(
+    evaluation: Evaluation, directory: str | os.PathLike, attributes: Sequence[str] | None = None
+) -> list[Path]:
     """PNG plots of the sweeps: one file per curve, panels per attribute plus the average."""
     from jaxedit.plots import small_multiples
 

@@ -23,7 +23,7 @@ go through the same code; the labeller and embedder are arguments (synthetic wor
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax.numpy as jnp
 import numpy as np
@@ -72,36 +72,46 @@ def sequential_edit_report(
         for k, (name, j) in enumerate(zip(targets, columns)):
             towards = np.where(labels0[:, j], -1.0, 1.0).astype(np.float32)  # reverse, from the original label
             strength = jnp.asarray(towards * method.strength)
-            current = jnp.concatenate([
-                jnp.asarray(method.edit(current[i:i + batch_size], name, strength[i:i + batch_size]))
-                for i in range(0, current.shape[0], batch_size)
-            ])
+            current = jnp.concatenate(
+                [
+                    jnp.asarray(method.edit(current[i : i + batch_size], name, strength[i : i + batch_size]))
+                    for i in range(0, current.shape[0], batch_size)
+                ]
+            )
             labels = apply_batched(labeller, current, batch_size) > 0.5
             embeddings = apply_batched(embedder, current, batch_size)
-            done = columns[:k + 1]
+            done = columns[: k + 1]
             reversed_ = labels[:, done] != labels0[:, done]  # [N, k+1]
             all_flipped = reversed_.all(axis=1)
             cosines = metrics.cosine_similarity(emb0, embeddings)
             was_reversed = reversed_before  # earlier targets reversed before this step: still reversed after it?
             kept = float(np.mean(reversed_[:, :-1][was_reversed])) if was_reversed.any() else None
             reversed_before = reversed_
-            steps.append({
-                "attribute": name,
-                "target_flipped": float(np.mean(reversed_[:, -1])),
-                "earlier_targets_kept": kept,
-                "targets_flipped": float(np.mean(reversed_)),
-                "all_targets_flipped": float(np.mean(all_flipped)),
-                "others_kept": _share_kept(labels0, labels, others, everyone),
-                "identity_kept": float(np.mean(cosines > threshold)),
-            })
+            steps.append(
+                {
+                    "attribute": name,
+                    "target_flipped": float(np.mean(reversed_[:, -1])),
+                    "earlier_targets_kept": kept,
+                    "targets_flipped": float(np.mean(reversed_)),
+                    "all_targets_flipped": float(np.mean(all_flipped)),
+                    "others_kept": _share_kept(labels0, labels, others, everyone),
+                    "identity_kept": float(np.mean(cosines > threshold)),
+                }
+            )
         final = dict(steps[-1])
         final.pop("attribute")
         final.pop("target_flipped")
         final.pop("earlier_targets_kept")
-        final["per_target_flipped"] = {t: float(np.mean(labels[:, j] != labels0[:, j])) for t, j in zip(targets, columns)}
+        final["per_target_flipped"] = {
+            t: float(np.mean(labels[:, j] != labels0[:, j])) for t, j in zip(targets, columns)
+        }
         final["others_kept_successful"] = _share_kept(labels0, labels, others, all_flipped)
-        final["identity_kept_successful"] = float(np.mean(cosines[all_flipped] > threshold)) if all_flipped.any() else 0.0
-        final["latent_distance"] = float(np.mean(np.linalg.norm(np.asarray(current - latents).reshape(len(latents), -1), axis=1)))
+        final["identity_kept_successful"] = (
+            float(np.mean(cosines[all_flipped] > threshold)) if all_flipped.any() else 0.0
+        )
+        final["latent_distance"] = float(
+            np.mean(np.linalg.norm(np.asarray(current - latents).reshape(len(latents), -1), axis=1))
+        )
         report[method.name] = {"steps": steps, "final": final, "strength": method.strength}
     return {"sequence": targets, "count": int(latents.shape[0]), "threshold": float(threshold), "methods": report}
 
@@ -125,8 +135,11 @@ def format_sequential_report(report: dict) -> str:
             f"{100 * f['others_kept']:.2f} / {100 * f['others_kept_successful']:.2f} | "
             f"{100 * f['identity_kept']:.2f} / {100 * f['identity_kept_successful']:.2f} |"
         )
-    lines += ["", "| step | " + " | ".join(f"{m}: reversed / earlier kept / others kept" for m in methods) + " |",
-              "|---|" + "---|" * len(methods)]
+    lines += [
+        "",
+        "| step | " + " | ".join(f"{m}: reversed / earlier kept / others kept" for m in methods) + " |",
+        "|---|" + "---|" * len(methods),
+    ]
     for k, attribute in enumerate(report["sequence"]):
         cells = []
         for name in methods:
@@ -155,7 +168,9 @@ def strength_curve(
     curve: dict = {m.name: [] for m in methods}
     for fraction in sorted(float(f) for f in fractions):
         scaled = [dataclasses.replace(m, strength=m.strength * fraction) for m in methods]
-        report = sequential_edit_report(scaled, labeller, embedder, latents, sequence, threshold, labeller_attributes, batch_size)
+        report = sequential_edit_report(
+            scaled, labeller, embedder, latents, sequence, threshold, labeller_attributes, batch_size
+        )
         for m in scaled:
             curve[m.name].append({"fraction": fraction, "strength": m.strength, **report["methods"][m.name]["final"]})
     return curve
@@ -169,6 +184,8 @@ def at_matched_reversal(points: Sequence[dict], targets_flipped: float) -> dict 
         if low["targets_flipped"] <= targets_flipped <= high["targets_flipped"]:
             span = high["targets_flipped"] - low["targets_flipped"]
             t = 0.0 if span == 0 else (targets_flipped - low["targets_flipped"]) / span
-            return {key: low[key] + t * (high[key] - low[key])
-                    for key in ("others_kept", "identity_kept", "strength", "all_targets_flipped")} | {"targets_flipped": targets_flipped}
+            return {
+                key: low[key] + t * (high[key] - low[key])
+                for key in ("others_kept", "identity_kept", "strength", "all_targets_flipped")
+            } | {"targets_flipped": targets_flipped}
     return None

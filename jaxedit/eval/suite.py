@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -101,15 +101,23 @@ def run_suite(
             baseline_probabilities = protocol.apply_batched(labeller, baseline_latents, 4096)
         probabilities = np.asarray(baseline_probabilities)
         boundaries = baselines.fit_interfacegan(baseline_latents, probabilities, key_svm)
-        fit_info["interfacegan_val_accuracy"] = {a: float(boundaries.val_accuracy[ATTRIBUTES.index(a)]) for a in names if a in ATTRIBUTES}
+        fit_info["interfacegan_val_accuracy"] = {
+            a: float(boundaries.val_accuracy[ATTRIBUTES.index(a)]) for a in names if a in ATTRIBUTES
+        }
         if "interfacegan" in settings.baselines:
             methods.append(protocol.interfacegan_method(boundaries, ATTRIBUTES, settings.distance))
         if "interfacegan_cond" in settings.baselines:
             correlation = np.asarray(correlation_matrix((probabilities > 0.5).astype(np.float32)))
             conditions = baselines.most_correlated(correlation, settings.conditions)
             normals = baselines.conditional_normals(boundaries.normals, conditions)
-            fit_info["interfacegan_cond_conditions"] = {a: [ATTRIBUTES[c] for c in conditions[ATTRIBUTES.index(a)]] for a in names}
-            methods.append(protocol.interfacegan_method(boundaries, ATTRIBUTES, settings.distance, name="interfacegan_cond", normals=normals))
+            fit_info["interfacegan_cond_conditions"] = {
+                a: [ATTRIBUTES[c] for c in conditions[ATTRIBUTES.index(a)]] for a in names
+            }
+            methods.append(
+                protocol.interfacegan_method(
+                    boundaries, ATTRIBUTES, settings.distance, name="interfacegan_cond", normals=normals
+                )
+            )
         if "ganspace" in settings.baselines:
             components = baselines.fit_ganspace(baseline_latents, num_components=20)
             choice = baselines.choose_components(components, baseline_latents, probabilities)
@@ -118,10 +126,17 @@ def run_suite(
     timings["baselines"] = time.perf_counter() - tick
 
     tick = time.perf_counter()
-    threshold = identity.far_threshold(embedder, sampler(key_identity, settings.identity_samples), key_pairs,
-                                       num_pairs=settings.identity_pairs, far=settings.far)
+    threshold = identity.far_threshold(
+        embedder,
+        sampler(key_identity, settings.identity_samples),
+        key_pairs,
+        num_pairs=settings.identity_pairs,
+        far=settings.far,
+    )
     eval_latents = sampler(key_eval, settings.count)
-    log(f"identity threshold at {settings.far:g} FAR: {threshold:.4f}; evaluating {len(methods)} methods on {len(names)} attributes")
+    log(
+        f"identity threshold at {settings.far:g} FAR: {threshold:.4f}; evaluating {len(methods)} methods on {len(names)} attributes"
+    )
     evaluation = protocol.evaluate(methods, labeller, embedder, eval_latents, names, threshold)
     timings["evaluation"] = time.perf_counter() - tick
 
@@ -129,7 +144,11 @@ def run_suite(
     settings_dict = {
         **dict(extra_settings or {}),
         "evaluation": {**dataclasses.asdict(settings), "baselines": list(settings.baselines)},
-        "editors": {"preset": editors.preset.name, "latent_shape": list(editors.latent_shape), "attributes": list(editors.attributes)},
+        "editors": {
+            "preset": editors.preset.name,
+            "latent_shape": list(editors.latent_shape),
+            "attributes": list(editors.attributes),
+        },
         "methods": {
             "ours": f"latent transformer T(w, alpha), alpha = +-{settings.alpha} signed to reverse the attribute",
             "interfacegan": f"w + t n, linear SVM normal (top/bottom 2% by labeller probability, 70/30), t = +-{settings.distance}",
@@ -153,16 +172,20 @@ def run_suite(
         f"{settings.count} latents per attribute; percentages.\n\n"
         f"**At matched classification accuracy**: each baseline at the strength (x its table strength, interpolated "
         f"in the sweep) where its accuracy equals ours; preservation over successful edits.\n\n"
-        f"{report.matched_markdown(matched, shown)}\n\n{full}\n"
+        f"{report.matched_markdown(matched, shown)}\n\n{full}\n",
     )
     report.write_plots(evaluation, out / "plots", attributes=shown)
     if matched["average"]:
-        table += "\n\nAt matched classification accuracy (each baseline's strength set so its accuracy equals ours; " \
-                 "means over the attributes where it got there, ours on the same attributes):\n" + "\n".join(
-            f"- {m} (x{v['fraction']:.2f} of its table strength, {v['attributes']} attributes): attributes kept "
-            f"{100 * v['attribute_preservation']:.2f} vs ours {100 * v['ours_attribute_preservation']:.2f}, identity kept "
-            f"{100 * v['identity_preservation']:.2f} vs ours {100 * v['ours_identity_preservation']:.2f}"
-            for m, v in matched["average"].items())
+        table += (
+            "\n\nAt matched classification accuracy (each baseline's strength set so its accuracy equals ours; "
+            "means over the attributes where it got there, ours on the same attributes):\n"
+            + "\n".join(
+                f"- {m} (x{v['fraction']:.2f} of its table strength, {v['attributes']} attributes): attributes kept "
+                f"{100 * v['attribute_preservation']:.2f} vs ours {100 * v['ours_attribute_preservation']:.2f}, identity kept "
+                f"{100 * v['identity_preservation']:.2f} vs ours {100 * v['ours_identity_preservation']:.2f}"
+                for m, v in matched["average"].items()
+            )
+        )
     return result, table
 
 

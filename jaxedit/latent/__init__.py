@@ -12,9 +12,20 @@ from jaxedit.latent.modules import LatentClassifier, LatentTransformer, classifi
 from jaxedit.latent.presets import PRESETS, MethodPreset, get_preset
 from jaxedit.latent.steps import ClassifierState, ClassifierTrainer, TransformerState, TransformerTrainer
 
-
 __all__ = [
-    "PRESETS", "MethodPreset", "get_preset", "LatentClassifier", "LatentTransformer", "classifier_from_preset",
-    "transformer_from_preset", "TransformerState", "TransformerTrainer", "ClassifierState", "ClassifierTrainer",
-    "load_editors", "save_editors", "editors_from_params", "Editors",
+    "PRESETS",
+    "MethodPreset",
+    "get_preset",
+    "LatentClassifier",
+    "LatentTransformer",
+    "classifier_from_preset",
+    "transformer_from_preset",
+    "TransformerState",
+    "TransformerTrainer",
+    "ClassifierState",
+    "ClassifierTrainer",
+    "load_editors",
+    "save_editors",
+    "editors_from_params",
+    "Editors",
 ]

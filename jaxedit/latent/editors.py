@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -96,7 +97,9 @@ class Editors:
     def transform(self, latents: jax.Array, name_or_index: str | int, alpha: Any) -> jax.Array:
         """T_attribute(latents, alpha) on every W+ layer (no layer restriction; see `jaxedit.edit`)."""
         params = self.transformer_params_for(name_or_index)
-        return self.transformer_module.apply({"params": params}, jnp.asarray(latents, jnp.float32), jnp.asarray(alpha, jnp.float32))
+        return self.transformer_module.apply(
+            {"params": params}, jnp.asarray(latents, jnp.float32), jnp.asarray(alpha, jnp.float32)
+        )
 
 
 def _flatten_shapes(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:
@@ -124,11 +127,11 @@ def check_param_shapes(what: str, params: Any, expected: Any, leading: tuple[int
 
 
 def expected_classifier_shapes(module: LatentClassifier) -> Any:
-    return (jax.eval_shape(lambda: init_classifier_params(module, jax.random.key(0))))
+    return jax.eval_shape(lambda: init_classifier_params(module, jax.random.key(0)))
 
 
 def expected_transformer_shapes(module: LatentTransformer) -> Any:
-    return (jax.eval_shape(lambda: init_transformer_params(module, jax.random.key(0))))
+    return jax.eval_shape(lambda: init_transformer_params(module, jax.random.key(0)))
 
 
 def _as_float32(tree: Any, to_device: bool) -> Any:
@@ -163,7 +166,9 @@ def save_editors(
     if names:
         if transformer_params is None:
             raise ConfigError(f"{len(names)} attributes named but no transformer params given")
-        check_param_shapes("transformers", transformer_params, expected_transformer_shapes(transformer), leading=(len(names),))
+        check_param_shapes(
+            "transformers", transformer_params, expected_transformer_shapes(transformer), leading=(len(names),)
+        )
         params["transformers"] = _as_float32(transformer_params, to_device=False)
     config = {
         "preset": preset.name,
@@ -174,7 +179,9 @@ def save_editors(
         "latent_shape": list(preset.latent_shape),
         "training": dict(training or {}),
     }
-    return write_model_dir(destination, kind=EDITORS_KIND, config=config, params=params, source=source, overwrite=overwrite)
+    return write_model_dir(
+        destination, kind=EDITORS_KIND, config=config, params=params, source=source, overwrite=overwrite
+    )
 
 
 def editors_from_params(
@@ -190,8 +197,15 @@ def editors_from_params(
     transformer = transformer_from_preset(preset)
     check_param_shapes("classifier", classifier_params, expected_classifier_shapes(classifier))
     if names:
-        check_param_shapes("transformers", transformer_params, expected_transformer_shapes(transformer), leading=(len(names),))
-    config = {"preset": preset.name, "method": preset.to_dict(), "attributes": list(names), "training": dict(training or {})}
+        check_param_shapes(
+            "transformers", transformer_params, expected_transformer_shapes(transformer), leading=(len(names),)
+        )
+    config = {
+        "preset": preset.name,
+        "method": preset.to_dict(),
+        "attributes": list(names),
+        "training": dict(training or {}),
+    }
     return Editors(
         attributes=names,
         preset=preset,
@@ -231,7 +245,9 @@ def load_editors(directory: str | os.PathLike) -> Editors:
     if names:
         if transformer_params is None:
             raise ConfigError(f"{where}: {len(names)} attributes listed but params have no 'transformers'")
-        check_param_shapes(f"{where} transformers", transformer_params, expected_transformer_shapes(transformer), leading=(len(names),))
+        check_param_shapes(
+            f"{where} transformers", transformer_params, expected_transformer_shapes(transformer), leading=(len(names),)
+        )
     return Editors(
         attributes=names,
         preset=preset,

@@ -30,8 +30,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -110,7 +111,8 @@ class BatchOrder:
             if len(self._cache) > 2:
                 self._cache.clear()
             self._cache[epoch] = np.asarray(
-                epoch_indices(self.seed, epoch, self.schedule.num_train, self.schedule.batch_size), np.int32)
+                epoch_indices(self.seed, epoch, self.schedule.num_train, self.schedule.batch_size), np.int32
+            )
         return self._cache[epoch]
 
     def indices(self, start: int, count: int) -> np.ndarray:
@@ -252,8 +254,9 @@ def run_steps(
     return LoopResult(state=state, step=step, seconds=seconds)
 
 
-def _check_finite(stage: str, row_names: Sequence[str], start: int, metrics: Mapping[str, np.ndarray],
-                  finite_params: Any, end: int) -> None:
+def _check_finite(
+    stage: str, row_names: Sequence[str], start: int, metrics: Mapping[str, np.ndarray], finite_params: Any, end: int
+) -> None:
     """Raise TrainingError naming the first non-finite attribute and step of a chunk."""
     for name, values in metrics.items():
         values = values.reshape(values.shape[0], -1)  # [S, K]
@@ -278,8 +281,9 @@ def _row_label(row_names: Sequence[str], row: int) -> str:
     return f"attribute {name}" if name != "classifier" else "the classifier"
 
 
-def _chunk_records(stage: str, schedule: Schedule, end: int, row_names: Sequence[str],
-                   metrics: Mapping[str, np.ndarray]) -> list[dict]:
+def _chunk_records(
+    stage: str, schedule: Schedule, end: int, row_names: Sequence[str], metrics: Mapping[str, np.ndarray]
+) -> list[dict]:
     epoch = schedule.epoch_of(end - 1)
     records = []
     for row, name in enumerate(row_names):
@@ -298,7 +302,9 @@ def _postfix(metrics: Mapping[str, np.ndarray]) -> str:
     return ", ".join(parts)
 
 
-def loss_curves(records: Sequence[Mapping[str, Any]], metric_names: Sequence[str]) -> dict[str, dict[str, tuple[list, list]]]:
+def loss_curves(
+    records: Sequence[Mapping[str, Any]], metric_names: Sequence[str]
+) -> dict[str, dict[str, tuple[list, list]]]:
     """{attribute: {metric: (steps, values)}} from metric lines (for `jaxedit.plots.small_multiples`)."""
     panels: dict[str, dict[str, tuple[list, list]]] = {}
     for record in sorted(records, key=lambda r: int(r.get("step", 0))):

@@ -141,7 +141,9 @@ def transformer_losses(
         class_loss = paper_class_loss(logits_j, target)
         attribute_loss = paper_attribute_loss(logits1, logits0, mask)
         recon_loss = paper_recon_loss(w1, w0)
-    total = preset.class_weight * class_loss + preset.attribute_weight * attribute_loss + preset.recon_weight * recon_loss
+    total = (
+        preset.class_weight * class_loss + preset.attribute_weight * attribute_loss + preset.recon_weight * recon_loss
+    )
     return {"total": total, "class": class_loss, "attribute": attribute_loss, "recon": recon_loss}
 
 

@@ -19,7 +19,7 @@ Both work on latents only (never on images): W latents `[B, w_dim]` or W+ latent
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
@@ -93,7 +93,9 @@ class LatentTransformer(nn.Module):
         if self.kind == "official":
             expected = (self.num_ws, self.w_dim)
             if tuple(w.shape[1:]) != expected:
-                raise ValueError(f"LatentTransformer(official) expects latents [B, {self.num_ws}, {self.w_dim}], got {tuple(w.shape)}")
+                raise ValueError(
+                    f"LatentTransformer(official) expects latents [B, {self.num_ws}, {self.w_dim}], got {tuple(w.shape)}"
+                )
             kernel = self.param("kernel", _equalized_normal, (self.num_ws, self.w_dim, self.w_dim))
             bias = self.param("bias", nn.initializers.zeros, (self.num_ws, self.w_dim))
             scale = 1.0 / math.sqrt(self.w_dim)
@@ -132,9 +134,21 @@ def transformer_from_preset(preset: MethodPreset) -> LatentTransformer:
 def module_config(module: nn.Module) -> dict:
     """JSON-ready description of a classifier or transformer module (inverse: `module_from_config`)."""
     if isinstance(module, LatentClassifier):
-        return {"type": "LatentClassifier", "widths": list(module.widths), "activation": module.activation, "negative_slope": module.negative_slope}
+        return {
+            "type": "LatentClassifier",
+            "widths": list(module.widths),
+            "activation": module.activation,
+            "negative_slope": module.negative_slope,
+        }
     if isinstance(module, LatentTransformer):
-        return {"type": "LatentTransformer", "kind": module.kind, "num_ws": module.num_ws, "w_dim": module.w_dim, "hidden": module.hidden, "negative_slope": module.negative_slope}
+        return {
+            "type": "LatentTransformer",
+            "kind": module.kind,
+            "num_ws": module.num_ws,
+            "w_dim": module.w_dim,
+            "hidden": module.hidden,
+            "negative_slope": module.negative_slope,
+        }
     raise TypeError(f"not a latent module: {type(module).__name__}")
 
 

@@ -105,17 +105,32 @@ class MethodPreset:
         if self.loss_kind not in LOSS_KINDS:
             raise ConfigError(f"preset {self.name!r}: loss_kind {self.loss_kind!r} is not one of {LOSS_KINDS}")
         if self.transformer_kind not in TRANSFORMER_KINDS:
-            raise ConfigError(f"preset {self.name!r}: transformer_kind {self.transformer_kind!r} is not one of {TRANSFORMER_KINDS}")
+            raise ConfigError(
+                f"preset {self.name!r}: transformer_kind {self.transformer_kind!r} is not one of {TRANSFORMER_KINDS}"
+            )
         if self.transformer_kind == "official" and self.space != "w+":
             raise ConfigError(f"preset {self.name!r}: the official per-layer transformer needs space 'w+'")
         if self.classifier_activation not in ACTIVATIONS:
-            raise ConfigError(f"preset {self.name!r}: classifier_activation {self.classifier_activation!r} is not one of {ACTIVATIONS}")
-        for field in ("num_ws", "w_dim", "num_attributes", "batch_size", "epochs", "classifier_batch_size", "classifier_epochs", "transformer_hidden"):
+            raise ConfigError(
+                f"preset {self.name!r}: classifier_activation {self.classifier_activation!r} is not one of {ACTIVATIONS}"
+            )
+        for field in (
+            "num_ws",
+            "w_dim",
+            "num_attributes",
+            "batch_size",
+            "epochs",
+            "classifier_batch_size",
+            "classifier_epochs",
+            "transformer_hidden",
+        ):
             value = getattr(self, field)
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"preset {self.name!r}: {field} must be a positive integer, got {value!r}")
         if any((not isinstance(h, int)) or h < 1 for h in self.classifier_hidden):
-            raise ConfigError(f"preset {self.name!r}: classifier_hidden must be positive integers, got {self.classifier_hidden!r}")
+            raise ConfigError(
+                f"preset {self.name!r}: classifier_hidden must be positive integers, got {self.classifier_hidden!r}"
+            )
         if not 0.0 < self.train_fraction <= 1.0:
             raise ConfigError(f"preset {self.name!r}: train_fraction must be in (0, 1], got {self.train_fraction}")
         for field in ("lr", "classifier_lr"):
@@ -124,7 +139,9 @@ class MethodPreset:
         if self.edit_layers is not None:
             first, stop = self.edit_layers
             if self.space != "w+" or not 0 <= first < min(stop, self.num_ws):
-                raise ConfigError(f"preset {self.name!r}: edit_layers {self.edit_layers} selects no W+ layer of 0..{self.num_ws - 1}")
+                raise ConfigError(
+                    f"preset {self.name!r}: edit_layers {self.edit_layers} selects no W+ layer of 0..{self.num_ws - 1}"
+                )
 
     @property
     def latent_shape(self) -> tuple[int, ...]:
@@ -147,7 +164,7 @@ class MethodPreset:
         first, stop = self.edit_layers
         return tuple(first <= layer < stop for layer in range(self.num_ws))
 
-    def replace(self, **changes: Any) -> "MethodPreset":
+    def replace(self, **changes: Any) -> MethodPreset:
         """A copy with some fields changed (validated again)."""
         unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
         if unknown:
@@ -159,7 +176,7 @@ class MethodPreset:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "MethodPreset":
+    def from_dict(cls, data: dict) -> MethodPreset:
         """Inverse of `to_dict`; one-line ConfigError on missing or unknown fields."""
         names = {f.name for f in dataclasses.fields(cls)}
         missing = sorted(names - set(data))

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -140,7 +141,9 @@ class TransformerTrainer:
     scan_indexed: Callable
 
     @classmethod
-    def create(cls, preset: MethodPreset, donate_state: bool = False, matmul_precision: str | None = None) -> "TransformerTrainer":
+    def create(
+        cls, preset: MethodPreset, donate_state: bool = False, matmul_precision: str | None = None
+    ) -> TransformerTrainer:
         """Build the trainer; `donate_state=True` lets XLA reuse the input state's buffers
         (the caller must not use a state after passing it in). `matmul_precision` ("highest",
         "tensorfloat32", "bfloat16", ...; None: JAX's default, which is full float32 on CPU and
@@ -156,7 +159,9 @@ class TransformerTrainer:
 
         def update_one(params, opt_state, attribute, classifier_params, correlation, w, logits0):
             def objective(p):
-                terms = transformer_loss_terms(preset, classifier, transformer, p, classifier_params, correlation, attribute, w, logits0)
+                terms = transformer_loss_terms(
+                    preset, classifier, transformer, p, classifier_params, correlation, attribute, w, logits0
+                )
                 return terms["total"], terms
 
             grads, terms = jax.grad(objective, has_aux=True)(params)
@@ -170,7 +175,13 @@ class TransformerTrainer:
             with _precision(matmul_precision):
                 logits0 = classifier.apply({"params": classifier_params}, batch)
                 params, opt_state, terms = update_slots(
-                    state.params, state.opt_state, jnp.asarray(attributes, jnp.int32), classifier_params, correlation, batch, logits0
+                    state.params,
+                    state.opt_state,
+                    jnp.asarray(attributes, jnp.int32),
+                    classifier_params,
+                    correlation,
+                    batch,
+                    logits0,
                 )
             return TransformerState(params, opt_state), terms
 
@@ -199,7 +210,16 @@ class TransformerTrainer:
         )
 
     def loss_terms(self, transformer_params, classifier_params, correlation, attribute, w) -> dict[str, jax.Array]:
-        return transformer_loss_terms(self.preset, self.classifier, self.transformer, transformer_params, classifier_params, correlation, attribute, w)
+        return transformer_loss_terms(
+            self.preset,
+            self.classifier,
+            self.transformer,
+            transformer_params,
+            classifier_params,
+            correlation,
+            attribute,
+            w,
+        )
 
 
 def _precision(name: str | None):
@@ -248,7 +268,7 @@ class ClassifierTrainer:
     @classmethod
     def create(
         cls, preset: MethodPreset, steps_per_epoch: int, donate_state: bool = False, matmul_precision: str | None = None
-    ) -> "ClassifierTrainer":
+    ) -> ClassifierTrainer:
         """Build the trainer (`donate_state`, `matmul_precision`: as `TransformerTrainer.create`)."""
         classifier = classifier_from_preset(preset)
         optimizer = classifier_optimizer(preset, steps_per_epoch)
@@ -268,7 +288,10 @@ class ClassifierTrainer:
                 (loss, logits), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
             updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
             accuracy = jnp.mean(((logits > 0).astype(jnp.float32) == labels).astype(jnp.float32))
-            return ClassifierState(optax.apply_updates(state.params, updates), opt_state), {"loss": loss, "accuracy": accuracy}
+            return ClassifierState(optax.apply_updates(state.params, updates), opt_state), {
+                "loss": loss,
+                "accuracy": accuracy,
+            }
 
         def scan_steps_fn(state, latents, labels):
             return jax.lax.scan(lambda carry, xs: step_fn(carry, *xs), state, (latents, labels))

@@ -20,7 +20,17 @@ from jaxedit.stylegan2.networks import (
 from jaxedit.stylegan2.ops import PRECISION_MODES
 
 __all__ = [
-    "Generator", "GeneratorConfig", "MappingNetwork", "SynthesisNetwork", "LoadedGenerator",
-    "load_generator", "random_generator", "init_params", "truncate", "mix_styles", "broadcast_w",
-    "nvlabs_channels", "PRECISION_MODES",
+    "Generator",
+    "GeneratorConfig",
+    "MappingNetwork",
+    "SynthesisNetwork",
+    "LoadedGenerator",
+    "load_generator",
+    "random_generator",
+    "init_params",
+    "truncate",
+    "mix_styles",
+    "broadcast_w",
+    "nvlabs_channels",
+    "PRECISION_MODES",
 ]

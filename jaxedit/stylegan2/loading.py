@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -55,14 +56,18 @@ class LoadedGenerator:
 
     # ---- construction -------------------------------------------------------------------
     @classmethod
-    def from_params(cls, config: GeneratorConfig, params: dict, w_avg: Any, precision: str = "highest", **kwargs) -> "LoadedGenerator":
-        params = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), {"mapping": params["mapping"], "synthesis": params["synthesis"]})
+    def from_params(
+        cls, config: GeneratorConfig, params: dict, w_avg: Any, precision: str = "highest", **kwargs
+    ) -> LoadedGenerator:
+        params = jax.tree_util.tree_map(
+            lambda a: jnp.asarray(a, jnp.float32), {"mapping": params["mapping"], "synthesis": params["synthesis"]}
+        )
         w_avg = jnp.asarray(w_avg, jnp.float32)
         if w_avg.shape != (config.w_dim,):
             raise ConfigError(f"w_avg: expected shape [{config.w_dim}], got {list(w_avg.shape)}")
         return cls(config=config, params=params, w_avg=w_avg, precision=precision, **kwargs)
 
-    def with_precision(self, precision: str) -> "LoadedGenerator":
+    def with_precision(self, precision: str) -> LoadedGenerator:
         """The same weights run in another numerical mode ('highest', 'default', 'bfloat16')."""
         return LoadedGenerator(self.config, self.params, self.w_avg, precision, self.manifest, self.path)
 
@@ -113,7 +118,9 @@ class LoadedGenerator:
             return broadcast_w(ws, self.num_ws)
         if ws.ndim == 3 and ws.shape[1:] == (self.num_ws, self.w_dim):
             return ws
-        raise InputError(f"ws: expected [B, {self.num_ws}, {self.w_dim}] (or w [B, {self.w_dim}]), got {list(ws.shape)}")
+        raise InputError(
+            f"ws: expected [B, {self.num_ws}, {self.w_dim}] (or w [B, {self.w_dim}]), got {list(ws.shape)}"
+        )
 
     def mix(self, ws1: Any, ws2: Any, index: int) -> jax.Array:
         """Style mixing: ws1 for layers < index, ws2 from index on."""
@@ -121,8 +128,9 @@ class LoadedGenerator:
             raise InputError(f"style-mixing index {index}: expected 0..{self.num_ws}")
         return mix_styles(self.as_ws(ws1), self.as_ws(ws2), int(index))
 
-    def synthesis(self, ws: Any, noise_mode: str = "const", rng: jax.Array | None = None,
-                  noise: Sequence[Any] | None = None) -> jax.Array:
+    def synthesis(
+        self, ws: Any, noise_mode: str = "const", rng: jax.Array | None = None, noise: Sequence[Any] | None = None
+    ) -> jax.Array:
         """ws [B, num_ws, w_dim] (or w [B, w_dim]) -> images [B, H, W, C_img] float32 NHWC.
 
         noise_mode 'const' (stored maps), 'random' (needs `rng`, a PRNG key) or 'none'; `noise`
@@ -136,14 +144,22 @@ class LoadedGenerator:
         if noise is not None:
             noise = [jnp.asarray(n, jnp.float32) for n in noise]
             if len(noise) != self.config.num_noise_layers:
-                raise InputError(f"noise: expected {self.config.num_noise_layers} maps (one per conv layer), got {len(noise)}")
+                raise InputError(
+                    f"noise: expected {self.config.num_noise_layers} maps (one per conv layer), got {len(noise)}"
+                )
             rng = None
         if noise_mode != "random":
             rng = None
         return self._synth_jit(self.params["synthesis"], ws, rng, noise, noise_mode=noise_mode)
 
-    def __call__(self, z: Any, truncation_psi: float = 1.0, truncation_cutoff: int | None = None,
-                 noise_mode: str = "const", rng: jax.Array | None = None) -> jax.Array:
+    def __call__(
+        self,
+        z: Any,
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
+        noise_mode: str = "const",
+        rng: jax.Array | None = None,
+    ) -> jax.Array:
         """z [B, z_dim] -> images [B, H, W, C_img]."""
         return self.synthesis(self.mapping(z, truncation_psi, truncation_cutoff), noise_mode, rng)
 
@@ -219,7 +235,7 @@ def _jitted_init(config: GeneratorConfig):
         values, offset = [], 0
         for (path, leaf), size in zip(leaves, sizes):
             names = [getattr(p, "key", str(p)) for p in path]
-            normal = flat[offset:offset + size].reshape(leaf.shape)
+            normal = flat[offset : offset + size].reshape(leaf.shape)
             offset += size
             if names[-1] == "bias":
                 value = jnp.ones(leaf.shape) if names[-2] == "affine" else jnp.zeros(leaf.shape)

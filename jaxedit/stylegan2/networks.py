@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -139,7 +140,7 @@ class GeneratorConfig:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping) -> "GeneratorConfig":
+    def from_dict(cls, data: Mapping) -> GeneratorConfig:
         if not isinstance(data, Mapping):
             raise ConfigError(f"generator config: expected a JSON object, got {type(data).__name__}")
         known = {f.name for f in dataclasses.fields(cls)}
@@ -149,7 +150,9 @@ class GeneratorConfig:
             raise ConfigError(f"generator config: unknown keys {sorted(unknown)}")
         config = cls(**{k: v for k, v in data.items() if k in known})
         if "num_ws" in data and data["num_ws"] != config.num_ws:
-            raise ConfigError(f"generator config: num_ws {data['num_ws']} does not match resolution {config.resolution}")
+            raise ConfigError(
+                f"generator config: num_ws {data['num_ws']} does not match resolution {config.resolution}"
+            )
         return config
 
 
@@ -163,7 +166,9 @@ def broadcast_w(w: jax.Array, num_ws: int) -> jax.Array:
     return jnp.broadcast_to(w[:, None, :], (w.shape[0], num_ws, w.shape[-1]))
 
 
-def truncate(w_or_ws: jax.Array, w_avg: jax.Array, psi: float | jax.Array = 1.0, cutoff: int | None = None) -> jax.Array:
+def truncate(
+    w_or_ws: jax.Array, w_avg: jax.Array, psi: float | jax.Array = 1.0, cutoff: int | None = None
+) -> jax.Array:
     """The truncation trick `w_avg + psi * (w - w_avg)`.
 
     w_or_ws: [B, w_dim] or [B, num_ws, w_dim]; w_avg: [w_dim]. With `cutoff=c` (W+ input only) only
@@ -211,7 +216,9 @@ class EqualizedDense(nn.Module):
         lr = self.lr_multiplier
         kernel = self.param("kernel", lambda key, shape: jax.random.normal(key, shape) / lr, (fan_in, self.features))
         bias = self.param("bias", lambda key, shape: jnp.full(shape, self.bias_init_value / lr), (self.features,))
-        y = jnp.matmul(x.astype(jnp.float32), kernel * (lr / math.sqrt(fan_in)), precision=_lax_precision(self.precision))
+        y = jnp.matmul(
+            x.astype(jnp.float32), kernel * (lr / math.sqrt(fan_in)), precision=_lax_precision(self.precision)
+        )
         return y + bias * lr
 
 
@@ -330,11 +337,17 @@ class SynthesisBlock(nn.Module):
             const = self.param("const", _normal, (self.resolution, self.resolution, self.out_channels))
             batch = ws_block.shape[0]
             x = jnp.broadcast_to(const[None].astype(mode.compute_dtype), (batch,) + const.shape)
-            x = ModulatedConvLayer(self.out_channels, name="conv1", **layer_kwargs)(x, ws_block[:, 0], noise_mode, rngs[0], noises[0])
+            x = ModulatedConvLayer(self.out_channels, name="conv1", **layer_kwargs)(
+                x, ws_block[:, 0], noise_mode, rngs[0], noises[0]
+            )
             y = ToRGBLayer(self.img_channels, self.conv_clamp, self.precision, name="torgb")(x, ws_block[:, 1])
             return x, y
-        x = ModulatedConvLayer(self.out_channels, up=True, name="conv0", **layer_kwargs)(x, ws_block[:, 0], noise_mode, rngs[0], noises[0])
-        x = ModulatedConvLayer(self.out_channels, name="conv1", **layer_kwargs)(x, ws_block[:, 1], noise_mode, rngs[1], noises[1])
+        x = ModulatedConvLayer(self.out_channels, up=True, name="conv0", **layer_kwargs)(
+            x, ws_block[:, 0], noise_mode, rngs[0], noises[0]
+        )
+        x = ModulatedConvLayer(self.out_channels, name="conv1", **layer_kwargs)(
+            x, ws_block[:, 1], noise_mode, rngs[1], noises[1]
+        )
         y = ToRGBLayer(self.img_channels, self.conv_clamp, self.precision, name="torgb")(x, ws_block[:, 2])
         return x, ops.upsample2d(img) + y
 
@@ -351,8 +364,13 @@ class SynthesisNetwork(nn.Module):
     precision: str = "highest"
 
     @nn.compact
-    def __call__(self, ws: jax.Array, noise_mode: str = "const", rng: jax.Array | None = None,
-                 noise: Sequence[jax.Array] | None = None) -> jax.Array:
+    def __call__(
+        self,
+        ws: jax.Array,
+        noise_mode: str = "const",
+        rng: jax.Array | None = None,
+        noise: Sequence[jax.Array] | None = None,
+    ) -> jax.Array:
         cfg = self.config
         if ws.ndim != 3 or ws.shape[1:] != (cfg.num_ws, cfg.w_dim):
             raise InputError(f"ws: expected [B, {cfg.num_ws}, {cfg.w_dim}], got {list(ws.shape)}")
@@ -373,13 +391,19 @@ class SynthesisNetwork(nn.Module):
         ws = ws.astype(jnp.float32)
         common = dict(img_channels=cfg.img_channels, conv_clamp=cfg.conv_clamp, precision=self.precision)
         x, img = SynthesisBlock(4, cfg.channel(4), name="b4", **common)(
-            None, None, ws[:, 0:2], noise_mode, layer_rngs[0:1], layer_noise[0:1])
+            None, None, ws[:, 0:2], noise_mode, layer_rngs[0:1], layer_noise[0:1]
+        )
         for k, res in enumerate(cfg.resolutions[1:], start=1):
             first_w = 2 * k - 1
             first_noise = 2 * k - 1
             x, img = SynthesisBlock(res, cfg.channel(res), name=f"b{res}", **common)(
-                x, img, ws[:, first_w:first_w + 3], noise_mode,
-                layer_rngs[first_noise:first_noise + 2], layer_noise[first_noise:first_noise + 2])
+                x,
+                img,
+                ws[:, first_w : first_w + 3],
+                noise_mode,
+                layer_rngs[first_noise : first_noise + 2],
+                layer_noise[first_noise : first_noise + 2],
+            )
         return img
 
 
@@ -407,5 +431,7 @@ class Generator(nn.Module):
     def synthesize(self, ws, noise_mode="const", rng=None, noise=None):
         return self.synthesis(ws, noise_mode, rng, noise)
 
-    def __call__(self, z, w_avg=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", rng=None, noise=None):
+    def __call__(
+        self, z, w_avg=None, truncation_psi=1.0, truncation_cutoff=None, noise_mode="const", rng=None, noise=None
+    ):
         return self.synthesize(self.map(z, w_avg, truncation_psi, truncation_cutoff), noise_mode, rng, noise)

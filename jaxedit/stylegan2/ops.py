@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
@@ -51,7 +51,7 @@ class Precision:
     lax_precision: lax.Precision
 
     @staticmethod
-    def from_name(name: "str | Precision") -> "Precision":
+    def from_name(name: str | Precision) -> Precision:
         if isinstance(name, Precision):
             return name
         if name in ("highest", "float32"):
@@ -165,7 +165,7 @@ def modulated_conv2d(
     styles: jax.Array,
     *,
     up: bool = False,
-    precision: "str | Precision" = "highest",
+    precision: str | Precision = "highest",
 ) -> jax.Array:
     """The modulated convolution WITHOUT demodulation applied: `conv(x * s, W)` (and for `up`, the
     stride-2 transposed conv as one lhs-dilated conv with the flipped kernel, then the FIR blur).
@@ -234,7 +234,7 @@ def to_rgb(
     styles: jax.Array,
     bias: jax.Array,
     conv_clamp: float | None,
-    precision: "str | Precision" = "highest",
+    precision: str | Precision = "highest",
 ) -> jax.Array:
     """toRGB: 1x1 modulated conv without demodulation, style gain 1/sqrt(C_in), plus bias, clamp.
 
@@ -260,7 +260,7 @@ def naive_modulated_conv2d(
     *,
     demodulate: bool = True,
     up: bool = False,
-    precision: "str | Precision" = "highest",
+    precision: str | Precision = "highest",
 ) -> jax.Array:
     """The textbook formulation (benchmark baseline): per-sample weights `W' = W * s`, demodulated,
     convolved sample by sample (a vmap of a conv, i.e. a grouped conv after batching).
@@ -279,14 +279,23 @@ def naive_modulated_conv2d(
         wb = wb.astype(dtype)
         if up:
             y = lax.conv_general_dilated(
-                xb, wb[::-1, ::-1], (1, 1), ((k - 1, k - 1), (k - 1, k - 1)),
-                lhs_dilation=(2, 2), dimension_numbers=_NHWC, precision=mode.lax_precision,
+                xb,
+                wb[::-1, ::-1],
+                (1, 1),
+                ((k - 1, k - 1), (k - 1, k - 1)),
+                lhs_dilation=(2, 2),
+                dimension_numbers=_NHWC,
+                precision=mode.lax_precision,
             )
             y = blur_after_upconv(y)
         else:
             y = lax.conv_general_dilated(
-                xb, wb, (1, 1), ((k // 2, k // 2), (k // 2, k // 2)),
-                dimension_numbers=_NHWC, precision=mode.lax_precision,
+                xb,
+                wb,
+                (1, 1),
+                ((k // 2, k // 2), (k // 2, k // 2)),
+                dimension_numbers=_NHWC,
+                precision=mode.lax_precision,
             )
         return y[0]
 

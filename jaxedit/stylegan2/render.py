@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import jax
 import numpy as np
@@ -40,7 +41,9 @@ def parse_seeds(text: str) -> list[int]:
         if stop > 2**32 - 1:
             raise InputError(f"--seeds {text!r}: seeds must be below 2**32")
         if len(seeds) + stop - start + 1 > MAX_SEEDS:
-            raise InputError(f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds in one run (all images are held in memory)")
+            raise InputError(
+                f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds in one run (all images are held in memory)"
+            )
         seeds.extend(range(start, stop + 1))
     if not seeds:
         raise InputError(f"--seeds {text!r}: no seeds")
@@ -53,7 +56,9 @@ def z_from_seeds(seeds: list[int], z_dim: int) -> np.ndarray:
 
 
 def expected_latent_shape(generator: LoadedGenerator, kind: str) -> list:
-    return {"z": ["B", generator.z_dim], "w": ["B", generator.w_dim], "ws": ["B", generator.num_ws, generator.w_dim]}[kind]
+    return {"z": ["B", generator.z_dim], "w": ["B", generator.w_dim], "ws": ["B", generator.num_ws, generator.w_dim]}[
+        kind
+    ]
 
 
 def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator) -> np.ndarray:
@@ -90,7 +95,9 @@ def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list
     except (OSError, ValueError, EOFError) as error:
         raise InputError(f"{flag}: not a readable .npz archive ({error})".splitlines()[0]) from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise InputError(f"{flag}: expected an .npz archive with noise_0 .. noise_{generator.config.num_noise_layers - 1}")
+        raise InputError(
+            f"{flag}: expected an .npz archive with noise_0 .. noise_{generator.config.num_noise_layers - 1}"
+        )
     maps = []
     with archive:
         for j, res in enumerate(generator.config.noise_resolutions()):
@@ -107,7 +114,9 @@ def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list
         expected = {f"noise_{j}" for j in range(len(maps))}  # other arrays (not noise_<j>) may share the archive
         extra = sorted(set(name for name in archive.files if re.fullmatch(r"noise_[0-9]+", name)) - expected)
         if extra:
-            raise InputError(f"{flag}: unexpected {', '.join(extra[:3])} (this generator has noise_0 .. noise_{len(maps) - 1})")
+            raise InputError(
+                f"{flag}: unexpected {', '.join(extra[:3])} (this generator has noise_0 .. noise_{len(maps) - 1})"
+            )
     return maps
 
 
@@ -135,7 +144,7 @@ def render(
         raise InputError(f"--batch-size {batch_size}: expected a positive integer")
     if not np.isfinite(truncation_psi):
         raise InputError(f"--truncation {truncation_psi}: expected a finite number")
-    if not -2**63 <= int(noise_seed) < 2**63:
+    if not -(2**63) <= int(noise_seed) < 2**63:
         raise InputError(f"--noise-seed {noise_seed}: expected an integer that fits in 64 bits")
     check_truncation_cutoff(truncation_cutoff, generator.num_ws)  # fail before any work
     chunks = []
@@ -160,7 +169,7 @@ def _chunks(latents: np.ndarray, batch_size: int, progress: bool) -> Iterator[tu
 
         starts = tqdm(starts, desc="generating", unit="batch", total=len(starts))
     for index, start in enumerate(starts):
-        yield index, latents[start:start + batch_size]
+        yield index, latents[start : start + batch_size]
 
 
 def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None = None) -> Path:
