@@ -101,7 +101,9 @@ def tnet_layout(shapes: Mapping[str, tuple[int, ...]], where: str = "tnet") -> t
                 )
             w_dim = weight[0]
         if weight != (w_dim, w_dim):
-            raise CheckpointError(f"{where}: dense.{layer}.weight has shape {list(weight)}, expected [{w_dim}, {w_dim}]")
+            raise CheckpointError(
+                f"{where}: dense.{layer}.weight has shape {list(weight)}, expected [{w_dim}, {w_dim}]"
+            )
         if bias != (w_dim,):
             raise CheckpointError(f"{where}: dense.{layer}.bias has shape {list(bias)}, expected [{w_dim}]")
     return count, int(w_dim)
