@@ -233,7 +233,7 @@ def main(argv=None) -> int:
                 f"relative to max |x| {c['max_abs_diff_relative']:.2e}"
             )
     if args.json:
-        from jaxedit.checkpoints import atomic_write_text
+        from jaxedit.io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps(result, indent=1))
         print(f"\nwrote {args.json}")

@@ -210,7 +210,7 @@ def main(argv=None) -> int:
     table = markdown(results)
     print(table)
     if args.json:
-        from jaxedit.checkpoints import atomic_write_text
+        from jaxedit.io import atomic_write_text
 
         atomic_write_text(
             args.json,

@@ -156,7 +156,7 @@ def run(args: argparse.Namespace) -> dict:
                     f"- {name} (distance {matched['strength']:.2f}, interpolated): {100 * matched['others_kept']:.2f} / {100 * matched['identity_kept']:.2f}"
                 )
     out = Path(args.json) if args.json else run_dir / "sequential_edits.json"
-    from jaxedit.checkpoints import atomic_write_text
+    from jaxedit.io import atomic_write_text
 
     atomic_write_text(out, json.dumps(report, indent=1) + "\n")
     print(f"\nwritten to {out} in {report['settings']['seconds']:.0f} s", file=sys.stderr)

@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         f"paper {FULL_SCHEDULE['paper'][1]} x {FULL_SCHEDULE['paper'][2]} steps."
     )
     if args.json:
-        from jaxedit.checkpoints import atomic_write_text
+        from jaxedit.io import atomic_write_text
 
         atomic_write_text(args.json, json.dumps({"machine": info, "args": vars(args), "rows": rows}, indent=1) + "\n")
     return 0

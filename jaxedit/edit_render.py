@@ -35,8 +35,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxedit import edit
-from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import ConfigError, InputError
+from jaxedit.io import atomic_file
 
 
 @dataclasses.dataclass(frozen=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
+from jaxedit.io import atomic_file
 
 
 def to_uint8(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from jaxedit.checkpoints import PARAMS_DIR, read_manifest
 from jaxedit.errors import ConfigError
+from jaxedit.modeldir import PARAMS_DIR, read_manifest
 
 # Config keys are looked up by the first of these names present (generator configs name them so).
 _GENERATOR_FIELDS = (

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
+from jaxedit.io import atomic_file
 
 Series = Mapping[str, tuple[Sequence[float], Sequence[float]]]
 

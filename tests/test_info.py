@@ -9,9 +9,10 @@ import jax
 import numpy as np
 import pytest
 
-from jaxedit.checkpoints import read_model_dir, sha256_file
 from jaxedit.cli import main as cli_main
 from jaxedit.info import describe, format_info
+from jaxedit.io import sha256_file
+from jaxedit.modeldir import read_model_dir
 from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ROSINALITY = STYLEGAN2_FIXTURES / "rosinality_small.pt"

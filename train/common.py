@@ -31,9 +31,9 @@ from typing import Any
 
 import numpy as np
 
-from jaxedit.checkpoints import atomic_write_text
 from jaxedit.cli import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError, TrainingError
+from jaxedit.io import atomic_write_text
 from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, TrainingInterrupted, run_steps
 from jaxedit.training_state import EXIT_PREEMPTED, TrainCheckpointer
 from train.configs import TrainConfig, apply_overrides, get_config, parse_override_args

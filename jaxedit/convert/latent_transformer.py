@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from jaxedit.checkpoints import sha256_file
 from jaxedit.errors import CheckpointError, ConfigError
+from jaxedit.io import sha256_file
 from jaxedit.latent.presets import PRESETS, MethodPreset
 
 TNET_FILE = re.compile(r"^tnet_(\d+)\.pth(?:\.tar)?$")

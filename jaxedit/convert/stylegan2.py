@@ -15,7 +15,7 @@ this module then
    FIR filters;
 4. maps the tensors to our params (`jaxedit.stylegan2.networks` layout, NHWC/HWIO), keeping the stored
    noise maps and the average latent, and writes the directory atomically with
-   `jaxedit.checkpoints.write_model_dir(..., kind="generator")`.
+   `jaxedit.modeldir.write_model_dir(..., kind="generator")`.
 
 `convert_stylegan2(src, dest=None)` does all of it; `params_from_checkpoint(obj)` stops before writing.
 """
@@ -674,8 +674,9 @@ def convert_stylegan2(src: str | Path, dest: str | Path | None = None, overwrite
 
     dest defaults to `ported_weights/<stem>`. Nothing is written when any step fails.
     """
-    from jaxedit.checkpoints import sha256_file, write_model_dir
     from jaxedit.convert import torch_reader
+    from jaxedit.io import sha256_file
+    from jaxedit.modeldir import write_model_dir
 
     src = Path(src)
     dest = Path(dest) if dest is not None else default_output_dir(src)

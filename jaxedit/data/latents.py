@@ -25,8 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, attribute_name
-from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
+from jaxedit.io import atomic_file
 
 
 @dataclasses.dataclass(frozen=True)

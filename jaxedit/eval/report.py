@@ -53,8 +53,8 @@ def report_dict(evaluation: Evaluation, settings: dict) -> dict:
 
 
 def write_json(report: dict, path: str | os.PathLike) -> Path:
-    """Write the report as indented JSON, atomically (`jaxedit.checkpoints.atomic_write_text`)."""
-    from jaxedit.checkpoints import atomic_write_text
+    """Write the report as indented JSON, atomically (`jaxedit.io.atomic_write_text`)."""
+    from jaxedit.io import atomic_write_text
 
     return atomic_write_text(path, json.dumps(report, indent=2, sort_keys=False) + "\n")
 

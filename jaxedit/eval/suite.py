@@ -27,9 +27,9 @@ import jax
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES
-from jaxedit.checkpoints import atomic_write_text
 from jaxedit.errors import AttributeNameError
 from jaxedit.eval import baselines, identity, protocol, report
+from jaxedit.io import atomic_write_text
 
 TABLE_ATTRIBUTES = ("Young", "Eyeglasses", "Male", "Smiling")
 """The seed's four attributes (Age, Eyeglasses, Gender, Smiling)."""

@@ -1,6 +1,6 @@
 """The on-disk editors format (a classifier + K attribute transformers) and `load_editors`.
 
-An editors directory is a `jaxedit.checkpoints` model directory of kind "editors"::
+An editors directory is a `jaxedit.modeldir` model directory of kind "editors"::
 
     DIR/jaxedit.json  config = {
         "preset": "official" | "paper" | ...,     the preset's name
@@ -30,7 +30,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxedit.attributes import attribute_name
-from jaxedit.checkpoints import read_model_dir, write_model_dir
 from jaxedit.errors import AttributeNameError, ConfigError
 from jaxedit.latent.modules import (
     LatentClassifier,
@@ -43,6 +42,7 @@ from jaxedit.latent.modules import (
     transformer_from_preset,
 )
 from jaxedit.latent.presets import MethodPreset
+from jaxedit.modeldir import read_model_dir, write_model_dir
 
 EDITORS_KIND = "editors"
 

@@ -36,9 +36,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from jaxedit.checkpoints import atomic_write_text
 from jaxedit.data.latents import epoch_indices
 from jaxedit.errors import ConfigError, TrainingError
+from jaxedit.io import atomic_write_text
 from jaxedit.training_state import EXIT_PREEMPTED, PreemptionGuard
 
 

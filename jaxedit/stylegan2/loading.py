@@ -1,7 +1,7 @@
 """Loading a converted generator directory into a ready-to-use object with jitted entry points.
 
 `load_generator(dir)` reads a directory written by `jaxedit convert stylegan2` (see
-`jaxedit.checkpoints`) and returns a `LoadedGenerator`: the config, the params pytree
+`jaxedit.modeldir`) and returns a `LoadedGenerator`: the config, the params pytree
 `{"mapping": ..., "synthesis": ...}`, the average latent, the linen modules, and jitted
 
     mapping(z [B, z_dim], truncation_psi=1.0, truncation_cutoff=None) -> ws [B, num_ws, w_dim]
@@ -191,7 +191,7 @@ def check_truncation_cutoff(cutoff: int | None, num_ws: int) -> int | None:
 
 def load_generator(directory: str | Path, precision: str = "highest") -> LoadedGenerator:
     """Load a generator directory written by `jaxedit convert stylegan2` (kind 'generator')."""
-    from jaxedit.checkpoints import read_model_dir
+    from jaxedit.modeldir import read_model_dir
 
     manifest, tree = read_model_dir(directory, expected_kind="generator")
     config = GeneratorConfig.from_dict(manifest.get("config"))

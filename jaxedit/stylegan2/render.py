@@ -18,8 +18,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from jaxedit.checkpoints import atomic_file
 from jaxedit.errors import InputError
+from jaxedit.io import atomic_file
 from jaxedit.stylegan2.loading import LoadedGenerator, check_truncation_cutoff
 
 LATENT_KINDS = ("z", "w", "ws")
