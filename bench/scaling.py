@@ -1,14 +1,14 @@
-"""Benchmark: training throughput against device count (the `jaxedit.sharding` mesh).
+"""Benchmark: training throughput against device count (the `jaxedit.training.sharding` mesh).
 
     python bench/scaling.py [--devices 1,2,4,8] [--full] [--attributes 40] [--steps 10] [--chunk 5]
                             [--rounds 2] [--json out.json] [--markdown]
 
 For each device count n it runs, in a fresh subprocess, the programs training uses:
 
-- `transformers (attr=n)`: `jaxedit.sharding.sharded_scan_advance`, the K vmapped transformers split
+- `transformers (attr=n)`: `jaxedit.training.sharding.sharded_scan_advance`, the K vmapped transformers split
   over an n x 1 mesh (K padded to a multiple of n), `--chunk` steps per call in a `lax.scan`;
 - `transformers (attr=n/2 x data=2)`: the same on an (n/2) x 2 mesh (batch split in two), n >= 2;
-- `classifier (data=n)`: `jaxedit.sharding.classifier_scan_advance`, the batch split n ways.
+- `classifier (data=n)`: `jaxedit.training.sharding.classifier_scan_advance`, the batch split n ways.
 
 On a CPU (no accelerator found) the n devices are virtual: the subprocess runs with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=n``, so they share the same cores and the
@@ -67,9 +67,10 @@ def worker(args) -> dict:
     import jax
     import numpy as np
 
-    from jaxedit import sharding as S
-    from jaxedit.latent import ClassifierTrainer, TransformerTrainer, get_preset
+    from jaxedit.latent import get_preset
     from jaxedit.latent.losses import correlation_matrix
+    from jaxedit.training import sharding as S
+    from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
 
     n = args.worker
     devices = jax.devices()[:n]

@@ -37,8 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.latent.modules import init_classifier_params
 from jaxedit.latent.presets import get_preset
-from jaxedit.latent.steps import TransformerTrainer
-from train.transformers import initial_state
+from jaxedit.training.steps import TransformerTrainer
+from jaxedit.training.transformers import initial_state
 
 FULL_SCHEDULE = {
     # preset: (training latents, steps per epoch, epochs)

@@ -5,7 +5,7 @@ The public API, imported lazily so that `import jaxedit` stays cheap:
 - `load_generator(dir)`: a converted StyleGAN2 (`jaxedit.stylegan2`).
 - `load_editors(dir)`: a trained or converted latent classifier + 40 transformers (`jaxedit.latent`).
 - `ATTRIBUTES`, `attribute_index`: the 40 CelebA attribute names.
-- `jaxedit.edit`: single, sequential, progressive and layer-range edits (`Editor`, `get_editor`,
+- `jaxedit.editing`: single, sequential, progressive and layer-range edits (`Editor`, `get_editor`,
   `apply_edit`, `apply_sequence`, `sweep`, `restrict_to_layers` are re-exported here).
 """
 
@@ -17,20 +17,16 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_generator": "jaxedit.stylegan2",
     "load_editors": "jaxedit.latent",
-    "Editor": "jaxedit.edit",
-    "get_editor": "jaxedit.edit",
-    "apply_edit": "jaxedit.edit",
-    "apply_sequence": "jaxedit.edit",
-    "sweep": "jaxedit.edit",
-    "restrict_to_layers": "jaxedit.edit",
+    "Editor": "jaxedit.editing.edits",
+    "get_editor": "jaxedit.editing.edits",
+    "apply_edit": "jaxedit.editing.edits",
+    "apply_sequence": "jaxedit.editing.edits",
+    "sweep": "jaxedit.editing.edits",
+    "restrict_to_layers": "jaxedit.editing.edits",
 }
 
 
 def __getattr__(name):
-    if name == "edit":  # the editing module, as `jaxedit.edit` after a bare `import jaxedit`
-        import importlib
-
-        return importlib.import_module("jaxedit.edit")
     if name in _LAZY:
         import importlib
 

@@ -41,7 +41,7 @@ def small_paper_preset():
 
 def problem(preset, num_attributes=NUM_ATTRIBUTES, steps=STEPS, batch=BATCH):
     """Everything a transformer run needs, the same on every process (seeded)."""
-    from jaxedit.latent import ClassifierTrainer, TransformerTrainer
+    from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
 
     trainer = TransformerTrainer.create(preset)
     classifier_params = ClassifierTrainer.create(preset, 10).init(jax.random.key(1)).params
@@ -62,7 +62,7 @@ def train_single(trainer, classifier_params, correlation, attributes, batches, s
 
 
 def train_sharded(mesh, trainer, classifier_params, correlation, attributes, batches, state0):
-    from jaxedit import sharding as S
+    from jaxedit.training import sharding as S
 
     step = S.sharded_transformer_step(trainer, mesh)
     state = S.shard_transformer_state(state0, mesh)
@@ -111,7 +111,7 @@ def collectives(compiled_text: str) -> dict:
 
 def mode_meshes(out: Path, directory: Path) -> None:
     """One device vs 8x1 / 4x2 / 6x1 meshes (and the scan program), then the checkpoint round trip."""
-    from jaxedit import sharding as S
+    from jaxedit.training import sharding as S
 
     result = {"devices": jax.device_count()}
     for name, preset in (("official", small_official_preset()), ("paper", small_paper_preset())):
@@ -217,17 +217,17 @@ def labelling_on_local_devices() -> dict:
 
 
 def train_transformers_on_meshes(root: Path, problem_) -> dict:
-    """`train.transformers.train_transformers` (the real loop, checkpoints, editors): one device
+    """`jaxedit.training.transformers.train_transformers` (the real loop, checkpoints, editors): one device
     uninterrupted; on an 8x1 mesh stopped half way (max_steps) and resumed on a 6x1 mesh (40
     attributes padded to 42, the checkpoint re-padded from 40 rows); one device -> 8x1; 8x1 -> one
-    device. Then `train.classifier` on one device and data-parallel over 8 devices."""
+    device. Then `jaxedit.training.classifier` on one device and data-parallel over 8 devices."""
     import dataclasses
 
-    from jaxedit import sharding as S
-    from jaxedit.latent import TransformerTrainer
-    from train.configs import get_config
-    from train.data import TrainingData
-    from train.transformers import train_transformers
+    from jaxedit.training import sharding as S
+    from jaxedit.training.configs import get_config
+    from jaxedit.training.data import TrainingData
+    from jaxedit.training.steps import TransformerTrainer
+    from jaxedit.training.transformers import train_transformers
 
     trainer, classifier_params, correlation, attributes, batches, state0 = problem_
     preset = trainer.preset.replace(batch_size=16, epochs=1)
@@ -297,7 +297,7 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
         config, data, classifier_params, "all", root / "to_one", resume=True, log=quiet, trainer=shared
     )
     from jaxedit.latent import load_editors
-    from train.classifier import train_classifier
+    from jaxedit.training.classifier import train_classifier
 
     editors = load_editors(root / "sharded" / "editors")
     classifier_config = dataclasses.replace(
@@ -328,7 +328,7 @@ def train_transformers_on_meshes(root: Path, problem_) -> dict:
 
 def checkpoint_round_trip(directory: Path, mesh, state, problem_) -> dict:
     """Save the state trained on `mesh` (4x2), restore on 8x1, on 1 device and on 3x2 (padded)."""
-    from jaxedit import sharding as S
+    from jaxedit.training import sharding as S
 
     trainer, classifier_params, correlation, attributes, batches, state0 = problem_
     preset = trainer.preset
@@ -380,13 +380,13 @@ def checkpoint_round_trip(directory: Path, mesh, state, problem_) -> dict:
 
 
 def mode_distributed(out: Path, directory: Path, port: int, num_processes: int, process_id: int) -> None:
-    from jaxedit import sharding as S
+    from jaxedit.training import sharding as S
 
     address = f"127.0.0.1:{port}"
     S.initialize_distributed(
         address, num_processes, process_id, coordinator_bind_address=address, initialization_timeout=60
     )
-    from jaxedit.latent import ClassifierTrainer
+    from jaxedit.training.steps import ClassifierTrainer
 
     result = {
         "process_index": jax.process_index(),

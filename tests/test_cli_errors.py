@@ -18,11 +18,11 @@ import jax
 import numpy as np
 import pytest
 
-from jaxedit.cli import main as cli_main
+from jaxedit.cli.main import main as cli_main
 from jaxedit.errors import JaxeditError
 from jaxedit.latent import PRESETS, classifier_from_preset, save_editors, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
-from jaxedit.latent.steps import stack_slots
+from jaxedit.training.steps import stack_slots
 from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -258,7 +258,7 @@ def test_real_processes_exit_with_one_line(world, tmp_path):
         (
             [
                 "-m",
-                "jaxedit.cli",
+                "jaxedit.cli.main",
                 "edit",
                 str(world["gen"]),
                 str(world["editors"]),

@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 
 import jaxedit
-from jaxedit.cli import main as cli_main
+from jaxedit.cli.main import main as cli_main
 from jaxedit.convert.latent_transformer import classifier_layout, convert_latent_transformer, tnet_layout
 from jaxedit.errors import CheckpointError, ConfigError
-from jaxedit.latent import PRESETS, TransformerTrainer
+from jaxedit.latent import PRESETS
 from jaxedit.latent.losses import correlation_matrix
-from jaxedit.latent.steps import slot, stack_slots, state_from_params
+from jaxedit.training.steps import TransformerTrainer, slot, stack_slots, state_from_params
 from tests.conftest import LATENT_FIXTURES
 
 CLASSIFIER = LATENT_FIXTURES / "latent_classifier_small.pth"

@@ -1,4 +1,4 @@
-"""`jaxedit.edit`: single, sequential, progressive and layer-range edits, checked against the
+"""`jaxedit.editing.edits`: single, sequential, progressive and layer-range edits, checked against the
 official fixture (converted editors) and against the transformers' formulas written in numpy."""
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 import jaxedit
-from jaxedit import edit
 from jaxedit.convert.latent_transformer import convert_latent_transformer
+from jaxedit.editing import edits as edit
 from jaxedit.errors import AttributeNameError, ConfigError, InputError
 from jaxedit.latent import PRESETS, classifier_from_preset, editors_from_params, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
-from jaxedit.latent.steps import stack_slots
+from jaxedit.training.steps import stack_slots
 from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ATTRS = ("Smiling", "Eyeglasses", "Young")

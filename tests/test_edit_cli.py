@@ -8,10 +8,11 @@ import pytest
 from PIL import Image
 
 import jaxedit
-from jaxedit.cli import main as cli_main
-from jaxedit.images import to_uint8
-from jaxedit.latent import PRESETS, ClassifierTrainer, TransformerTrainer, save_editors
+from jaxedit.cli.main import main as cli_main
+from jaxedit.latent import PRESETS, save_editors
 from jaxedit.latent.losses import correlation_matrix
+from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
+from jaxedit.viz.grid import to_uint8
 from tests.conftest import STYLEGAN2_FIXTURES
 
 RES = 64  # the fixture generator's resolution
@@ -102,7 +103,7 @@ def test_strip_has_one_panel_per_step_at_the_generator_resolution(dirs, tmp_path
     assert latents.shape == (4, 1, generator.num_ws, generator.w_dim)
     np.testing.assert_allclose(latents[0], np.asarray(generator.mapping(z)), rtol=1e-6, atol=1e-6)
     editors = jaxedit.load_editors(editors_dir)
-    expected = jaxedit.edit.apply_sequence(
+    expected = jaxedit.editing.edits.apply_sequence(
         editors, latents[0][:, 0], [("Smiling", 1.25), ("Eyeglasses", -1), ("Young", 1)]
     )
     for step, result in enumerate(expected, start=1):
@@ -117,10 +118,10 @@ def test_edits_move_the_trained_classifier_the_right_way(dirs, tmp_path):
     w = np.asarray(generator.mapping(z))[:, 0]
     k = editors.attributes.index("Smiling")
     before = np.asarray(editors.classify(w))[:, jaxedit.attribute_index("Smiling")]
-    up = np.asarray(editors.classify(jaxedit.edit.get_editor(editors, "Smiling")(w, 1.0)))[
+    up = np.asarray(editors.classify(jaxedit.editing.edits.get_editor(editors, "Smiling")(w, 1.0)))[
         :, jaxedit.attribute_index("Smiling")
     ]
-    down = np.asarray(editors.classify(jaxedit.edit.get_editor(editors, "Smiling")(w, -1.0)))[
+    down = np.asarray(editors.classify(jaxedit.editing.edits.get_editor(editors, "Smiling")(w, -1.0)))[
         :, jaxedit.attribute_index("Smiling")
     ]
     assert k == 0 and np.mean(up > before) > 0.9 and np.mean(down < before) > 0.9

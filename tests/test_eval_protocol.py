@@ -142,7 +142,7 @@ def test_transformer_method_applies_the_attribute_transformer():
         transformer_from_preset,
     )
     from jaxedit.latent.presets import get_preset
-    from jaxedit.latent.steps import stack_slots
+    from jaxedit.training.steps import stack_slots
 
     preset = get_preset("paper").replace(w_dim=8, transformer_hidden=8, classifier_hidden=(8,))
     c_params = init_classifier_params(classifier_from_preset(preset), jax.random.PRNGKey(0))

@@ -9,8 +9,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxedit.cli import main as cli_main
-from jaxedit.info import describe, format_info
+from jaxedit.cli.info import describe, format_info
+from jaxedit.cli.main import main as cli_main
 from jaxedit.io import sha256_file
 from jaxedit.modeldir import read_model_dir
 from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES

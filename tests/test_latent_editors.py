@@ -14,7 +14,7 @@ from jaxedit.errors import AttributeNameError, ConfigError
 from jaxedit.latent import PRESETS, editors_from_params, save_editors
 from jaxedit.latent.editors import expected_classifier_shapes, expected_transformer_shapes
 from jaxedit.latent.modules import classifier_from_preset, transformer_from_preset
-from jaxedit.latent.steps import slot
+from jaxedit.training.steps import slot
 
 OFFICIAL = PRESETS["official"].replace(num_ws=3, w_dim=16, classifier_hidden=(20, 10))
 PAPER = PRESETS["paper"].replace(w_dim=16, transformer_hidden=8, classifier_hidden=(12, 10))

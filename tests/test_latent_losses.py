@@ -18,7 +18,7 @@ from jaxedit.latent.modules import (
     init_transformer_params,
     transformer_from_preset,
 )
-from jaxedit.latent.steps import transformer_loss_terms
+from jaxedit.training.steps import transformer_loss_terms
 
 
 def _sigmoid(x):

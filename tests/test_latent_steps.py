@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 
 from jaxedit.data.latents import epoch_indices, gather_batches
-from jaxedit.latent import PRESETS, ClassifierTrainer, TransformerTrainer
+from jaxedit.latent import PRESETS
 from jaxedit.latent.losses import correlation_matrix
-from jaxedit.latent.steps import (
+from jaxedit.training.steps import (
     TRANSFORMER_METRICS,
+    ClassifierTrainer,
+    TransformerTrainer,
     classifier_lr_schedule,
     classifier_optimizer,
     slot,

@@ -36,7 +36,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import train.__main__ as pipeline
+    import jaxedit.training.pipeline as pipeline
 
     out = tmp_path_factory.mktemp("run") / "paper"
     return out, pipeline
@@ -71,7 +71,7 @@ def test_default_preset_pipeline_prints_the_table_and_writes_everything(run, cap
 
 def test_jaxedit_eval_rebuilds_the_world_from_the_editors(run, capsys):
     out, _ = run
-    from jaxedit.cli import main
+    from jaxedit.cli.main import main
 
     code = main(
         [
@@ -102,7 +102,7 @@ def test_jaxedit_eval_rebuilds_the_world_from_the_editors(run, capsys):
 
 
 def test_official_preset_on_w_plus(tmp_path):
-    import train.__main__ as pipeline
+    import jaxedit.training.pipeline as pipeline
 
     out = tmp_path / "official"
     flags = [*TINY, "--set", "classifier_hidden=64,32"]
@@ -128,7 +128,7 @@ def test_official_preset_on_w_plus(tmp_path):
 
 
 def test_bad_flags_fail_in_one_line(tmp_path, capsys):
-    import train.__main__ as pipeline
+    import jaxedit.training.pipeline as pipeline
 
     assert pipeline.main(["--out", str(tmp_path / "x"), "--attributes", "Smilling", *TINY]) == 2
     err = capsys.readouterr().err

@@ -18,8 +18,8 @@ import jax
 import numpy as np
 import pytest
 
-from jaxedit import sharding as S
 from jaxedit.errors import ConfigError, InputError
+from jaxedit.training import sharding as S
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("sharding_worker.py")
@@ -122,7 +122,7 @@ def test_checkpoint_from_4x2_restores_on_8x1_and_one_device(equivalence):
 
 
 def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equivalence):
-    """The real training loop (train.transformers) on meshes: stopped half way on 8x1 (sharded
+    """The real training loop (jaxedit.training.transformers) on meshes: stopped half way on 8x1 (sharded
     checkpoint), resumed on 6x1 (40 attributes padded to 42), the editors equal the one-device run;
     likewise one device -> 8x1 and 8x1 -> one device."""
     result = equivalence["train_transformers"]
@@ -133,7 +133,7 @@ def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equi
     assert result["resumed_steps"] == [4, 4]
     assert result["one_device_checkpoint_resumed_on_8x1_max_abs_diff"] <= 1e-6, result
     assert result["sharded_checkpoint_resumed_on_one_device_max_abs_diff"] <= 1e-6, result
-    # train.classifier data-parallel over 8 devices (the batch split 8 ways, gradients all-reduced).
+    # jaxedit.training.classifier data-parallel over 8 devices (the batch split 8 ways, gradients all-reduced).
     assert result["classifier_steps"] == [4, 4]
     assert result["classifier_params_p999_abs_diff"] <= 1e-6, result
     assert result["classifier_params_max_abs_diff"] <= 0.25 * result["classifier_lr"], result
@@ -191,7 +191,7 @@ def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
         assert result["classifier_loss_diff"] <= 1e-5, result
         assert result["restored_step"] == 3 and result["restored_equal"], result
     # The two-host checkpoint restores on this single-device process as well.
-    from jaxedit.latent import TransformerTrainer
+    from jaxedit.training.steps import TransformerTrainer
     from tests.sharding_worker import NUM_ATTRIBUTES, small_official_preset
 
     template = jax.eval_shape(

@@ -15,7 +15,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 
-from jaxedit.cli import main
+from jaxedit.cli.main import main
 from jaxedit.convert.torch_reader import init_kwargs, module_state_dict, read_checkpoint
 from jaxedit.stylegan2 import GeneratorConfig, load_generator, nvlabs_channels
 from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
@@ -305,7 +305,7 @@ def gen_dir(tmp_path_factory):
 def test_seeds_use_numpy_randomstate_and_png_grid_matches_npy(gen_dir, tmp_path, capsys):
     from PIL import Image
 
-    from jaxedit.images import to_uint8
+    from jaxedit.viz.grid import to_uint8
 
     code, out, err = run_cli(capsys, "generate", gen_dir, "--seeds", "0-2,7", "--out", tmp_path / "g.npy")
     assert code == 0, err and "wrote 4 images" in out

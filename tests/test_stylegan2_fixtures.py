@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jaxedit.cli import main
+from jaxedit.cli.main import main
 from jaxedit.stylegan2 import load_generator
 from tests.conftest import STYLEGAN2_FIXTURES
 

@@ -11,11 +11,11 @@ from PIL import Image
 
 from jaxedit.data.latents import epoch_indices
 from jaxedit.errors import ConfigError, InputError
-from jaxedit.latent.loop import BatchOrder, MetricsLog, Schedule
-from jaxedit.plots import PALETTE, line_plot, small_multiples
-from jaxedit.training_state import PreemptionGuard, TrainCheckpointer
+from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer
+from jaxedit.training.configs import CONFIGS, TrainConfig, apply_overrides, get_config, parse_override_args
+from jaxedit.training.loop import BatchOrder, MetricsLog, Schedule
+from jaxedit.viz.plots import PALETTE, line_plot, small_multiples
 from tests.train_tiny import TINY_CLI, write_tiny_npz
-from train.configs import CONFIGS, TrainConfig, apply_overrides, get_config, parse_override_args
 
 
 def test_named_configs_carry_the_reference_presets():
@@ -87,8 +87,8 @@ def _run(main, argv, capsys):
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
-    from train.classifier import main as classifier_main
-    from train.transformers import main as transformers_main
+    from jaxedit.training.classifier import main as classifier_main
+    from jaxedit.training.transformers import main as transformers_main
 
     data = write_tiny_npz(tmp_path / "data.npz")
     cases = [
@@ -209,8 +209,8 @@ def test_guard_restores_the_previous_handlers():
 
 
 def test_training_data_from_the_official_npy_pair_and_from_a_synthetic_hook(tmp_path):
+    from jaxedit.training.data import load_training_data
     from tests.train_tiny import tiny_arrays, tiny_config, tiny_data
-    from train.data import load_training_data
 
     latents, labels = tiny_arrays(200)
     np.save(tmp_path / "dlatents.npy", latents)
@@ -247,7 +247,7 @@ class _RecordingCheckpointer:
 def _run_fake_loop(tmp_path, checkpoint_every, checkpoint_seconds, sleep, guard=None):
     import time as _time
 
-    from jaxedit.latent.loop import run_steps
+    from jaxedit.training.loop import run_steps
 
     schedule = Schedule(num_train=40, batch_size=4, epochs=2)  # 10 steps per epoch, 20 in all
 
@@ -287,7 +287,7 @@ def test_checkpoints_by_step_count_by_time_and_at_the_end(tmp_path):
     assert saved[-1] == 20 and 2 <= len(saved) <= 6  # about every other chunk, and the end
     guard = PreemptionGuard()
     guard.request("SIGTERM")
-    from jaxedit.latent.loop import TrainingInterrupted
+    from jaxedit.training.loop import TrainingInterrupted
 
     with pytest.raises(TrainingInterrupted) as stopped:
         _run_fake_loop(tmp_path, checkpoint_every=0, checkpoint_seconds=0, sleep=0, guard=guard)

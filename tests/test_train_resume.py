@@ -18,13 +18,13 @@ import pytest
 
 from jaxedit.errors import ConfigError, TrainingError
 from jaxedit.latent.editors import load_editors, save_editors
-from jaxedit.latent.loop import TrainingInterrupted
 from jaxedit.latent.modules import init_classifier_params
-from jaxedit.latent.steps import ClassifierTrainer, TransformerTrainer
-from jaxedit.training_state import COMMIT_FILE, PreemptionGuard, TrainCheckpointer
+from jaxedit.training.checkpoint import COMMIT_FILE, PreemptionGuard, TrainCheckpointer
+from jaxedit.training.classifier import classifier_schedule, train_classifier
+from jaxedit.training.loop import TrainingInterrupted
+from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
+from jaxedit.training.transformers import train_transformers
 from tests.train_tiny import tiny_config, tiny_data
-from train.classifier import classifier_schedule, train_classifier
-from train.transformers import train_transformers
 
 ATTRS = ["Smiling", "Eyeglasses", "Young"]
 QUIET = lambda message: None
@@ -242,8 +242,8 @@ def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_
 
 
 def test_an_absurd_learning_rate_fails_with_a_one_line_error(setup, tmp_path, capsys):
+    from jaxedit.training.transformers import main
     from tests.train_tiny import TINY_CLI, write_tiny_npz
-    from train.transformers import main
 
     _, _, trainer, _, classifier_params = setup
     config = tiny_config()

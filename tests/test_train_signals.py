@@ -23,12 +23,12 @@ import numpy as np
 import pytest
 
 from jaxedit.latent.editors import load_editors, save_editors
-from jaxedit.latent.loop import TrainingInterrupted
 from jaxedit.latent.modules import classifier_from_preset, init_classifier_params
-from jaxedit.latent.steps import TransformerTrainer
-from jaxedit.training_state import TMP_MARKER, PreemptionGuard, TrainCheckpointer
+from jaxedit.training.checkpoint import TMP_MARKER, PreemptionGuard, TrainCheckpointer
+from jaxedit.training.loop import TrainingInterrupted
+from jaxedit.training.steps import TransformerTrainer
+from jaxedit.training.transformers import train_transformers
 from tests.train_tiny import TINY_CLI, tiny_config, tiny_data, write_tiny_npz
-from train.transformers import train_transformers
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 30  # 30 x 22 single-step chunks: long enough to signal mid-run, a few seconds in all
@@ -175,7 +175,7 @@ def test_a_real_sigint_in_process_stops_at_a_chunk_boundary_and_resume_matches(p
 SAVER = textwrap.dedent(
     """
     import sys, numpy as np
-    from jaxedit.training_state import TrainCheckpointer
+    from jaxedit.training.checkpoint import TrainCheckpointer
     checkpointer = TrainCheckpointer(sys.argv[1], max_to_keep=2)
     state = {"params": np.zeros((24, 512, 512), np.float32), "count": np.int64(0)}
     for step in range(1, 100000):

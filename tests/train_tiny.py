@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from train.configs import TrainConfig, apply_overrides, get_config
-from train.data import TrainingData, from_arrays
+from jaxedit.training.configs import TrainConfig, apply_overrides, get_config
+from jaxedit.training.data import TrainingData, from_arrays
 
 TINY_OVERRIDES = {
     "num_ws": 2,

@@ -1,4 +1,9 @@
-"""Training entry points: `python -m train` (the whole method on the synthetic world),
-`python -m train.classifier` and `python -m train.transformers` (the two stages), their configs
-(`train.configs`), data (`train.data`) and shared workdir/CLI pieces (`train.common`).
+"""Thin training entry points, run from the repository root (not installed with the package).
+
+- `python -m train`: the whole method on the embedded synthetic world (`jaxedit.training.pipeline`).
+- `python -m train.classifier`: train the latent classifier C (`jaxedit.training.classifier`).
+- `python -m train.transformers`: train the attribute transformers (`jaxedit.training.transformers`).
+
+Each parses its flags and makes one call into `jaxedit.training`; an installed package offers the
+same as `jaxedit train`, `jaxedit train classifier` and `jaxedit train transformers`.
 """

@@ -7,7 +7,7 @@ builds the latent/label dataset the method trains on, and `save_latent_dataset` 
 `.npz` format (`latents`, `labels`, `names`; `jaxedit.data.latents`).
 
 Batches are rendered and classified on every local device at once: with more than one device the
-batch is laid out along the "data" axis of a `jaxedit.sharding` mesh over `jax.local_devices()`
+batch is laid out along the "data" axis of a `jaxedit.training.sharding` mesh over `jax.local_devices()`
 (split on the batch axis; params replicated by jit), with one device it is a plain jitted call. Seeds make the z
 sample reproducible: batch i uses `fold_in(PRNGKey(seed), i)`.
 """
@@ -48,7 +48,7 @@ def batch_placer(devices=None) -> Callable[[jax.Array], jax.Array]:
     devices = list(devices or jax.local_devices())
     if len(devices) == 1:
         return lambda batch: jax.device_put(batch, devices[0])
-    from jaxedit.sharding import data_sharding, make_mesh
+    from jaxedit.training.sharding import data_sharding, make_mesh
 
     sharding = data_sharding(make_mesh(1, len(devices), devices=devices))  # the "data" axis of the jaxedit mesh
     return lambda batch: jax.device_put(batch, sharding)

@@ -78,7 +78,7 @@ def transformer_method(editors, alpha: float = 1.25, name: str = "ours", layers=
     (stacked [K, ...]) and `.latent_shape` (a loaded `Editors`, or the training pipeline's result).
     layers: W+ layer range override (None: the preset's default, e.g. official 0..10).
     """
-    from jaxedit.edit import apply_edit
+    from jaxedit.editing.edits import apply_edit
 
     names = tuple(editors.attributes)
 
@@ -143,7 +143,7 @@ def ganspace_method(
 def image_labeller(generator, image_classifier: Callable, noise_mode: str = "const", batch_size: int = 16) -> Labeller:
     """latents -> probabilities [B, A] by rendering with `generator.synthesis` and applying
     `image_classifier(images [B, H, W, 3]) -> probabilities [B, A]` (any JAX callable)."""
-    from jaxedit.edit import to_generator_ws
+    from jaxedit.editing.edits import to_generator_ws
 
     def label(latents):
         latents = jnp.asarray(latents, jnp.float32)

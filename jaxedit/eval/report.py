@@ -188,7 +188,7 @@ def write_plots(
     evaluation: Evaluation, directory: str | os.PathLike, attributes: Sequence[str] | None = None
 ) -> list[Path]:
     """PNG plots of the sweeps: one file per curve, panels per attribute plus the average."""
-    from jaxedit.plots import small_multiples
+    from jaxedit.viz.plots import small_multiples
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)

@@ -95,7 +95,7 @@ class Editors:
         return self.classifier_module.apply({"params": self.classifier_params}, jnp.asarray(latents, jnp.float32))
 
     def transform(self, latents: jax.Array, name_or_index: str | int, alpha: Any) -> jax.Array:
-        """T_attribute(latents, alpha) on every W+ layer (no layer restriction; see `jaxedit.edit`)."""
+        """T_attribute(latents, alpha) on every W+ layer (no layer restriction; see `jaxedit.editing.edits`)."""
         params = self.transformer_params_for(name_or_index)
         return self.transformer_module.apply(
             {"params": params}, jnp.asarray(latents, jnp.float32), jnp.asarray(alpha, jnp.float32)

@@ -174,7 +174,7 @@ def _chunks(latents: np.ndarray, batch_size: int, progress: bool) -> Iterator[tu
 
 def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None = None) -> Path:
     """`.npy`: raw float32 [B, H, W, C]; `.png`: a uint8 grid of [-1, 1] images. Atomic rename."""
-    from jaxedit.images import save_grid
+    from jaxedit.viz.grid import save_grid
 
     path = Path(path)
     suffix = path.suffix.lower()

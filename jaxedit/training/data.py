@@ -17,7 +17,7 @@ import numpy as np
 
 from jaxedit.data.latents import LatentDataset, load_latent_dataset, make_dataset, split_dataset
 from jaxedit.errors import ConfigError, InputError
-from train.configs import TrainConfig
+from jaxedit.training.configs import TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)

@@ -52,7 +52,7 @@ class TrainConfig:
     attributes: transformers to train: comma-separated names or indices, or "all".
     classifier: directory of a trained classifier (transformer training; empty: `WORKDIR/classifier`).
     progress: show tqdm bars.
-    mesh_attributes, mesh_data: the device mesh (`jaxedit.sharding.make_mesh`): transformers split
+    mesh_attributes, mesh_data: the device mesh (`jaxedit.training.sharding.make_mesh`): transformers split
       over `mesh_attributes` devices (0: all devices left over), batches over `mesh_data`. With one
       device in all, training runs the plain one-device program.
     distributed: join a multi-process run first (`jax.distributed.initialize`): with

@@ -22,7 +22,7 @@ The pieces:
 - `check_compatible(editors, generator)`, `to_editor_space(latents, shape)`,
   `to_generator_ws(latents, num_ws)`: editors and a `load_generator` generator together.
 
-Seeds, latent files and pictures (what `jaxedit edit` does) live in `jaxedit.edit_render`.
+Seeds, latent files and pictures (what `jaxedit edit` does) live in `jaxedit.editing.render`.
 
 Example (W+ editors; `G = jaxedit.load_generator(...)`, `E = jaxedit.load_editors(...)`)::
 

@@ -20,7 +20,7 @@ signal handling happen only at chunk boundaries. After every chunk:
   is raised (the CLI turns it into exit status 75).
 
 What the loop calls is injected (`advance`, `finite_rows`, the checkpointer), so a sharded step
-(`jaxedit.sharding`) drops in without touching the loop.
+(`jaxedit.training.sharding`) drops in without touching the loop.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import numpy as np
 from jaxedit.data.latents import epoch_indices
 from jaxedit.errors import ConfigError, TrainingError
 from jaxedit.io import atomic_write_text
-from jaxedit.training_state import EXIT_PREEMPTED, PreemptionGuard
+from jaxedit.training.checkpoint import EXIT_PREEMPTED, PreemptionGuard
 
 
 class TrainingInterrupted(Exception):
@@ -305,7 +305,7 @@ def _postfix(metrics: Mapping[str, np.ndarray]) -> str:
 def loss_curves(
     records: Sequence[Mapping[str, Any]], metric_names: Sequence[str]
 ) -> dict[str, dict[str, tuple[list, list]]]:
-    """{attribute: {metric: (steps, values)}} from metric lines (for `jaxedit.plots.small_multiples`)."""
+    """{attribute: {metric: (steps, values)}} from metric lines (for `jaxedit.viz.plots.small_multiples`)."""
     panels: dict[str, dict[str, tuple[list, list]]] = {}
     for record in sorted(records, key=lambda r: int(r.get("step", 0))):
         panel = panels.setdefault(str(record.get("attribute")), {})

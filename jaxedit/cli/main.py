@@ -240,8 +240,8 @@ def _parse_float(text: str, flag: str) -> float:
 
 
 def _run_edit(args) -> int:
-    from jaxedit.edit import parse_layers
-    from jaxedit.edit_render import (
+    from jaxedit.editing.edits import parse_layers
+    from jaxedit.editing.render import (
         edit_strip,
         edit_sweep,
         load_latent_file,
@@ -251,9 +251,9 @@ def _run_edit(args) -> int:
         seed_latents,
     )
     from jaxedit.errors import ConfigError
-    from jaxedit.images import save_png
     from jaxedit.latent import load_editors
     from jaxedit.stylegan2 import load_generator
+    from jaxedit.viz.grid import save_png
 
     if not args.out.lower().endswith(".png"):
         raise ConfigError(f"--out {args.out}: expected a .png path")
@@ -462,7 +462,7 @@ def _add_info(subparsers) -> None:
 def _run_info(args) -> int:
     import json
 
-    from jaxedit.info import describe, format_info
+    from jaxedit.cli.info import describe, format_info
 
     described = describe(args.directory)
     print(json.dumps(described, indent=1, sort_keys=True) if args.json else format_info(described))

@@ -1,4 +1,4 @@
-"""What train.classifier and train.transformers share: the workdir layout, resuming and running a stage
+"""What jaxedit.training.classifier and jaxedit.training.transformers share: the workdir layout, resuming and running a stage
 (`resume_state`, `run_stage`), CLI glue.
 
 Workdir layout (one DIR can hold both stages)::
@@ -31,12 +31,12 @@ from typing import Any
 
 import numpy as np
 
-from jaxedit.cli import OneLineErrorParser
+from jaxedit.cli.main import OneLineErrorParser
 from jaxedit.errors import ConfigError, JaxeditError, TrainingError
 from jaxedit.io import atomic_write_text
-from jaxedit.latent.loop import BatchOrder, LoopResult, MetricsLog, Schedule, TrainingInterrupted, run_steps
-from jaxedit.training_state import EXIT_PREEMPTED, TrainCheckpointer
-from train.configs import TrainConfig, apply_overrides, get_config, parse_override_args
+from jaxedit.training.checkpoint import EXIT_PREEMPTED, TrainCheckpointer
+from jaxedit.training.configs import TrainConfig, apply_overrides, get_config, parse_override_args
+from jaxedit.training.loop import BatchOrder, LoopResult, MetricsLog, Schedule, TrainingInterrupted, run_steps
 
 EXIT_OK = 0
 EXIT_TRAINING_FAILED = 1
@@ -115,7 +115,7 @@ def open_checkpointer(
     make: Callable[..., TrainCheckpointer] = TrainCheckpointer,
 ) -> TrainCheckpointer:
     """The stage's checkpointer; refuses to start afresh over existing checkpoints without --resume.
-    `make(directory, max_to_keep=...)` builds it (e.g. a `jaxedit.sharding.ShardedTrainCheckpointer`)."""
+    `make(directory, max_to_keep=...)` builds it (e.g. a `jaxedit.training.sharding.ShardedTrainCheckpointer`)."""
     directory = checkpoint_dir(workdir, stage)
     checkpointer = make(directory, max_to_keep=config.keep_checkpoints)
     if not resume and checkpointer.complete_steps():
@@ -130,7 +130,7 @@ def open_checkpointer(
 def start_distributed(config: TrainConfig) -> None:
     """Join the multi-process run when `config.distributed` (before anything touches a device)."""
     if config.distributed:
-        from jaxedit.sharding import initialize_distributed
+        from jaxedit.training.sharding import initialize_distributed
 
         initialize_distributed(
             config.coordinator_address or None,
@@ -140,13 +140,13 @@ def start_distributed(config: TrainConfig) -> None:
 
 
 def training_mesh(config: TrainConfig):
-    """The `jaxedit.sharding` mesh of `config.mesh_attributes` x `config.mesh_data`, or None when
+    """The `jaxedit.training.sharding` mesh of `config.mesh_attributes` x `config.mesh_data`, or None when
     there is one device in all (the plain one-device program then runs, unchanged)."""
     import jax
 
     if jax.device_count() == 1 and config.mesh_attributes in (0, 1) and config.mesh_data in (0, 1):
         return None
-    from jaxedit.sharding import make_mesh
+    from jaxedit.training.sharding import make_mesh
 
     return make_mesh(config.mesh_attributes, config.mesh_data)
 
@@ -237,7 +237,7 @@ def run_stage(
     guard: Any,
     bar_label: str,
 ) -> LoopResult:
-    """`jaxedit.latent.loop.run_steps` from `start` with the config's seed, chunking and checkpoint
+    """`jaxedit.training.loop.run_steps` from `start` with the config's seed, chunking and checkpoint
     cadence, under a progress bar labelled `bar_label` (when `config.progress`)."""
     bar = progress_bar(config, schedule.total_steps, start, bar_label)
     try:

@@ -24,7 +24,7 @@ Checkpoints (`save_sharded_checkpoint`, `restore_sharded_checkpoint`) are orbax 
 shard by shard by every process; they restore onto any mesh shape (a different number of devices,
 a different attr x data split, one device), re-padding the attribute axis as the new mesh needs.
 
-The training loop (`train.transformers`, `train.classifier`) uses: `sharded_scan_advance` /
+The training loop (`jaxedit.training.transformers`, `jaxedit.training.classifier`) uses: `sharded_scan_advance` /
 `classifier_scan_advance` (one compiled `lax.scan` chunk per call), `ShardedTrainCheckpointer`
 (the loop's checkpointer for a sharded state) and `finite_rows_on_host`. `docs/scaling.md` has the
 commands for multi-GPU machines, several hosts and TPU pod slices.
@@ -44,7 +44,7 @@ from jax.sharding import AxisType, Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxedit.errors import CheckpointError, ConfigError, InputError, TrainingError
-from jaxedit.training_state import (
+from jaxedit.training.checkpoint import (
     RECORD_ITEM,
     STATE_ITEM,
     TrainCheckpointer,
@@ -601,11 +601,11 @@ def restore_sharded_checkpoint(
 
 
 # ----------------------------------------------------------------------------------------------
-# The training loop (train.transformers) on a mesh
+# The training loop (jaxedit.training.transformers) on a mesh
 
 
 class ShardedTrainCheckpointer(TrainCheckpointer):
-    """`jaxedit.training_state.TrainCheckpointer` for a padded, attr-sharded transformer state.
+    """`jaxedit.training.checkpoint.TrainCheckpointer` for a padded, attr-sharded transformer state.
 
     Same directory layout, commit checks and fallbacks; the differences: the state is saved as the
     sharded arrays it is (every process writes its own shards, nothing is gathered), the record
@@ -700,7 +700,7 @@ def sharded_scan_advance(
     latents: np.ndarray,
 ) -> Callable[[Any, np.ndarray], tuple[Any, dict]]:
     """The ``advance(state, indices int32 [S, B]) -> (state, {metric: numpy [S, K]})`` of the
-    training loop (`jaxedit.latent.loop.run_steps`) on ``mesh``.
+    training loop (`jaxedit.training.loop.run_steps`) on ``mesh``.
 
     The state is the padded attr-sharded state; latents [N, *latent], the classifier params and the
     correlation are put on every device once; each call's indices are split over "data" (every

@@ -34,7 +34,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from jaxedit import edit
+from jaxedit.editing import edits as edit
 from jaxedit.errors import ConfigError, InputError
 from jaxedit.io import atomic_file
 
@@ -147,7 +147,7 @@ def _alpha_label(attribute: str, alpha: float) -> str:
 
 def _render_panels(generator: Any, ws: np.ndarray, noise_mode: str, batch_size: int = 8) -> np.ndarray:
     """uint8 `[N, H, W, 3]` from W+ `[N, num_ws, w_dim]`."""
-    from jaxedit.images import to_uint8
+    from jaxedit.viz.grid import to_uint8
 
     images = [
         np.asarray(generator.synthesis(jnp.asarray(ws[i : i + batch_size]), noise_mode))
@@ -207,7 +207,7 @@ def edit_strip(
     count, batch = stacked.shape[:2]
     images = _render_panels(generator, stacked.reshape((-1,) + stacked.shape[2:]), noise_mode)
     images = images.reshape((count, batch) + images.shape[1:]).transpose(1, 0, 2, 3, 4)  # [B, P, H, W, 3]
-    from jaxedit.images import labelled_grid
+    from jaxedit.viz.grid import labelled_grid
 
     column_labels = ["input"] + labels
     row_labels = _row_labels(batch, seed)
@@ -254,7 +254,7 @@ def edit_sweep(
     count, batch = ws.shape[:2]
     images = _render_panels(generator, ws.reshape((-1,) + ws.shape[2:]), noise_mode)
     images = images.reshape((count, batch) + images.shape[1:])  # [A, B, H, W, 3]
-    from jaxedit.images import labelled_grid
+    from jaxedit.viz.grid import labelled_grid
 
     row_labels = [f"{name} {a:g}" for a in alphas]
     if seed is not None:

@@ -1,0 +1,1 @@
+"""Editing latents (`edits`: single, sequential, progressive, layer-range) and rendering them (`render`)."""

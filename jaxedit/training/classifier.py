@@ -1,0 +1,215 @@
+"""Train the latent classifier C: `python -m train.classifier --config NAME --workdir DIR [--resume]`.
+
+The library entry point is `train_classifier(config, data, workdir, ...)`; the result is written
+to `DIR/classifier/` (an editors directory with no transformers, which `jaxedit.training.transformers
+--classifier DIR` reads), with checkpoints in `DIR/checkpoints/classifier/`, metric lines in
+`DIR/metrics.jsonl` (stage "classifier") and the loss curve in `DIR/classifier_losses.png`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxedit.latent.editors import save_editors
+from jaxedit.training import sharding
+from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer, all_finite_per_row
+from jaxedit.training.common import (
+    data_digest,
+    open_checkpointer,
+    output_dir,
+    resume_state,
+    run_cli,
+    run_fingerprint,
+    run_stage,
+    training_mesh,
+    write_json,
+)
+from jaxedit.training.configs import TrainConfig
+from jaxedit.training.data import TrainingData, load_training_data
+from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves
+from jaxedit.training.steps import CLASSIFIER_METRICS, ClassifierState, ClassifierTrainer
+from jaxedit.viz.plots import small_multiples
+
+STAGE = "classifier"
+CLASSIFIER_SEED_STREAM = 0  # init key = fold_in(PRNGKey(seed), 0); the transformers use stream 1
+
+
+@dataclasses.dataclass
+class ClassifierRun:
+    """Outcome of `train_classifier`: final params, where they were written, and what happened."""
+
+    params: Any
+    directory: Path
+    steps: int
+    seconds: float
+    heldout_loss: float | None
+    heldout_accuracy: list[float] | None
+
+
+def classifier_schedule(config: TrainConfig, num_train: int) -> Schedule:
+    method = config.method
+    return Schedule(num_train, method.classifier_batch_size, method.classifier_epochs, config.max_steps)
+
+
+def train_classifier(
+    config: TrainConfig,
+    data: TrainingData,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    guard: PreemptionGuard | None = None,
+    trainer: ClassifierTrainer | None = None,
+    advance: Callable[[ClassifierState, np.ndarray], tuple[ClassifierState, dict]] | None = None,
+    checkpointer: TrainCheckpointer | None = None,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    mesh: Any = None,
+) -> ClassifierRun:
+    """Train C on `data` per `config` (its method's classifier_* fields), writing into `workdir`.
+
+    resume: continue from the newest complete checkpoint (else refuse to overwrite checkpoints).
+    guard: a `PreemptionGuard` whose signals stop the run at a chunk boundary (raises
+      `TrainingInterrupted` after saving). None: no signal handling here.
+    trainer / advance / checkpointer: replace the jitted steps, the chunk function
+      `(state, indices [S, B]) -> (state, metrics [S])`, or the checkpointer (e.g. sharded ones).
+    Raises `TrainingError` on a non-finite loss or parameter (the last good checkpoint is kept).
+    mesh: a `jaxedit.training.sharding` mesh: the batches are split over all its devices (data parallel,
+    state replicated). None: the plain one-device program.
+    """
+    workdir = Path(workdir)
+    method = config.method
+    data.check(method.latent_shape, method.num_attributes)
+    schedule = classifier_schedule(config, data.num_train)
+    trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch, donate_state=True)
+    fingerprint = run_fingerprint(
+        config,
+        {
+            "stage": STAGE,
+            "num_samples": int(data.latents.shape[0]),
+            "num_train": data.num_train,
+            "data_sha256": data_digest(data.latents, data.labels),
+        },
+    )
+    own_checkpointer = checkpointer is None
+    checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
+    outputs = output_dir(workdir)
+    metrics = MetricsLog(outputs / "metrics.jsonl")
+    if mesh is not None:
+        mesh = sharding.make_mesh(1, None, devices=list(mesh.devices.flat))  # every device on "data"
+    try:
+        state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM))
+        start, state = resume_state(
+            state,
+            checkpointer,
+            metrics,
+            resume=resume,
+            fingerprint=fingerprint,
+            stage=STAGE,
+            total_steps=schedule.total_steps,
+            log=log,
+        )
+
+        if mesh is not None:
+            state = sharding.replicate(state, mesh)
+            log(f"{STAGE}: {sharding.describe_mesh(mesh)}")
+            advance = advance or sharding.classifier_scan_advance(trainer, mesh, data.train_latents, data.train_labels)
+        if advance is None:
+            latents = jnp.asarray(data.train_latents)
+            labels = jnp.asarray(data.train_labels)
+
+            def advance(state, indices):
+                return trainer.scan_indexed(state, latents, labels, jnp.asarray(indices))
+
+        def record(step: int) -> dict:
+            return {
+                "stage": STAGE,
+                "seed": config.seed,
+                "epoch": schedule.epoch_of(step) if step < schedule.total_steps else method.classifier_epochs,
+                "position": step % schedule.steps_per_epoch,
+                "fingerprint": fingerprint,
+            }
+
+        result: LoopResult = run_stage(
+            state,
+            config,
+            start=start,
+            schedule=schedule,
+            advance=advance,
+            checkpointer=checkpointer,
+            record=record,
+            row_names=[STAGE],
+            finite_rows=lambda s: all_finite_per_row(jax.tree.map(lambda leaf: leaf[None], s.params)),
+            metrics=metrics,
+            stage=STAGE,
+            guard=guard,
+            bar_label=STAGE,
+        )
+    finally:
+        if own_checkpointer:
+            checkpointer.close()
+
+    params = jax.tree.map(np.asarray, result.state.params)
+    heldout_loss = heldout_accuracy = None
+    if data.heldout_latents.shape[0]:
+        evaluation = trainer.evaluate(params, jnp.asarray(data.heldout_latents), jnp.asarray(data.heldout_labels))
+        heldout_loss = float(evaluation["loss"])
+        heldout_accuracy = [float(a) for a in np.asarray(evaluation["accuracy"])]
+        log(
+            f"{STAGE}: held-out loss {heldout_loss:.4f}, mean accuracy {np.mean(heldout_accuracy):.4f} "
+            f"({data.heldout_latents.shape[0]} samples)"
+        )
+    training = {
+        "stage": STAGE,
+        "config": config.name,
+        "seed": config.seed,
+        "steps": result.step,
+        "data": data.source,
+        "num_train": data.num_train,
+        "heldout_loss": heldout_loss,
+        "heldout_accuracy": heldout_accuracy,
+    }
+    directory = save_editors(outputs / "classifier", method, params, None, [], training=training, overwrite=True)
+    curves = loss_curves(metrics.read(STAGE), CLASSIFIER_METRICS)
+    if curves:
+        small_multiples(
+            curves,
+            outputs / "classifier_losses.png",
+            xlabel="step",
+            ylabel="value",
+            columns=1,
+            panel_size=(640, 360),
+            title=f"classifier ({config.name})",
+        )
+    write_json(
+        outputs / "classifier_run.json", {"config": config.to_dict(), **training, "seconds_in_steps": result.seconds}
+    )
+    return ClassifierRun(params, directory, result.step, result.seconds, heldout_loss, heldout_accuracy)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def work(args, config: TrainConfig) -> None:
+        data = load_training_data(config)
+        with PreemptionGuard() as guard:
+            train_classifier(
+                config, data, Path(args.workdir), resume=args.resume, guard=guard, mesh=training_mesh(config)
+            )
+
+    return run_cli(
+        "train.classifier",
+        "train.classifier",
+        argv,
+        lambda parser: None,
+        work,
+        "Train the latent classifier C (its result: WORKDIR/classifier).",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

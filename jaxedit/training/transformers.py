@@ -1,0 +1,337 @@
+"""Train K attribute transformers at once: `python -m train.transformers --config NAME
+--attributes Smiling,15,... (default all 40) --workdir DIR [--classifier DIR] [--resume]`.
+
+The library entry point is `train_transformers(config, data, classifier_params, attributes,
+workdir, ...)`: the K transformers are stacked along a leading axis and advanced together by one
+vmapped, `lax.scan`ned program (`jaxedit.training.steps.TransformerTrainer.scan_indexed`). Attribute
+j's transformer starts from `fold_in(fold_in(PRNGKey(seed), 1), j)`, so it does not depend on which
+other attributes train beside it. The result is `DIR/editors/` (the classifier and the K
+transformers, `jaxedit.load_editors` reads it); checkpoints go to `DIR/checkpoints/transformers/`,
+metric lines to `DIR/metrics.jsonl` (stage "transformers", one line per attribute and chunk), the
+loss curves per attribute to `DIR/transformer_losses.png`.
+
+`--classifier` names a `jaxedit.training.classifier` workdir (its `classifier/`), or any editors directory
+(a trained classifier, or converted official editors); the default is `DIR/classifier`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxedit.attributes import attribute_name, parse_attributes
+from jaxedit.errors import ConfigError
+from jaxedit.latent.editors import load_editors, save_editors
+from jaxedit.latent.losses import correlation_matrix
+from jaxedit.latent.modules import init_transformer_params
+from jaxedit.training import sharding
+from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer, all_finite_per_row
+from jaxedit.training.common import (
+    checkpoint_dir,
+    data_digest,
+    open_checkpointer,
+    output_dir,
+    resume_state,
+    run_cli,
+    run_fingerprint,
+    run_stage,
+    training_mesh,
+    write_json,
+)
+from jaxedit.training.configs import TrainConfig
+from jaxedit.training.data import TrainingData, load_training_data
+from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves
+from jaxedit.training.steps import (
+    TransformerState,
+    TransformerTrainer,
+    stack_slots,
+    state_from_params,
+)
+from jaxedit.viz.plots import small_multiples
+
+STAGE = "transformers"
+TRANSFORMER_SEED_STREAM = 1
+
+
+@dataclasses.dataclass
+class TransformerRun:
+    """Outcome of `train_transformers`: final stacked params [K, ...], the editors directory, timings."""
+
+    params: Any
+    attributes: tuple[str, ...]
+    directory: Path
+    steps: int
+    seconds: float
+
+
+def transformer_schedule(config: TrainConfig, num_train: int) -> Schedule:
+    method = config.method
+    return Schedule(num_train, method.batch_size, method.epochs, config.max_steps)
+
+
+def initial_state(trainer: TransformerTrainer, seed: int, attributes: Sequence[int]) -> TransformerState:
+    """Stacked fresh params (attribute j from fold_in(fold_in(PRNGKey(seed), 1), j)) and zero Adam moments."""
+    base = jax.random.fold_in(jax.random.PRNGKey(seed), TRANSFORMER_SEED_STREAM)
+    params = [init_transformer_params(trainer.transformer, jax.random.fold_in(base, int(j))) for j in attributes]
+    return state_from_params(trainer, stack_slots(params))
+
+
+def tree_digest(tree: Any) -> str:
+    """sha256 over a pytree's leaves (paths, shapes, bytes): identifies the classifier a run used."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        array = np.ascontiguousarray(np.asarray(leaf, np.float32))
+        digest.update(f"{jax.tree_util.keystr(path)}{array.shape}".encode())
+        digest.update(array.tobytes())
+    return digest.hexdigest()
+
+
+def load_classifier_params(path: str | Path, config: TrainConfig) -> Any:
+    """Classifier params from a jaxedit.training.classifier workdir or an editors directory, checked against the preset."""
+    path = Path(path)
+    if (path / "classifier" / "jaxedit.json").is_file():
+        path = path / "classifier"
+    editors = load_editors(path)
+    method = config.method
+    if (
+        editors.preset.classifier_widths != method.classifier_widths
+        or editors.preset.classifier_activation != method.classifier_activation
+    ):
+        raise ConfigError(
+            f"{path}: classifier widths {list(editors.preset.classifier_widths)} ({editors.preset.classifier_activation}) "
+            f"do not match the config's {list(method.classifier_widths)} ({method.classifier_activation})"
+        )
+    return jax.tree.map(np.asarray, editors.classifier_params)
+
+
+def train_transformers(
+    config: TrainConfig,
+    data: TrainingData,
+    classifier_params: Any,
+    attributes: Sequence[int | str] | str | None,
+    workdir: str | Path,
+    *,
+    resume: bool = False,
+    guard: PreemptionGuard | None = None,
+    trainer: TransformerTrainer | None = None,
+    advance: Callable[[TransformerState, np.ndarray], tuple[TransformerState, dict]] | None = None,
+    checkpointer: TrainCheckpointer | None = None,
+    editors_dir: str | Path | None = None,
+    log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
+    mesh: Any = None,
+) -> TransformerRun:
+    """Train one transformer per attribute in `attributes` (names/indices, "all" or None: all 40).
+
+    The correlation matrix comes from all of `data.labels` (the official code's choice); batches
+    from the first `data.num_train` rows. Writes `editors_dir` (default `workdir/editors`).
+    resume / guard / trainer / advance / checkpointer: as in `jaxedit.training.classifier.train_classifier`;
+    `advance(state, indices int32 [S, B]) -> (state, {metric: [S, K]})` may be a sharded version.
+    Raises `TrainingError` naming the attribute and step on a non-finite loss or parameter.
+    mesh: a `jaxedit.training.sharding.make_mesh` mesh: the K transformers go over its "attr" axis (padded
+    with dummy copies to a multiple of it), batches over "data"; checkpoints are written sharded
+    (`ShardedTrainCheckpointer`) and resume onto any mesh. None: the plain one-device program.
+    """
+    workdir = Path(workdir)
+    method = config.method
+    data.check(method.latent_shape, method.num_attributes)
+    indices = parse_attributes(attributes if attributes is not None else "all")
+    if not indices:
+        raise ConfigError("no attributes to train")
+    names = tuple(attribute_name(j) for j in indices)
+    schedule = transformer_schedule(config, data.num_train)
+    trainer = trainer or TransformerTrainer.create(
+        method, donate_state=True
+    )  # the loop never reuses a state it passed on
+    fingerprint = run_fingerprint(
+        config,
+        {
+            "stage": STAGE,
+            "attributes_trained": list(names),
+            "num_samples": int(data.latents.shape[0]),
+            "num_train": data.num_train,
+            "classifier_sha256": tree_digest(classifier_params),
+            "data_sha256": data_digest(data.latents, data.labels),
+        },
+    )
+    fingerprint.pop("attributes", None)
+    classifier_params = jax.tree.map(jnp.asarray, classifier_params)
+    own_checkpointer = checkpointer is None
+    if (
+        mesh is None
+        and checkpointer is None
+        and resume
+        and sharding.holds_sharded_checkpoints(checkpoint_dir(workdir, STAGE))
+    ):
+        mesh = sharding.single_device_mesh()  # checkpoints of a sharded run: read them with the sharded checkpointer
+    if mesh is not None:
+        make = functools.partial(sharding.ShardedTrainCheckpointer, mesh=mesh, num_attributes=len(indices))
+        checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume, make=make)
+    checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
+    outputs = output_dir(workdir)
+    metrics = MetricsLog(outputs / "metrics.jsonl")
+    try:
+        state = initial_state(trainer, config.seed, indices)
+        if mesh is not None:
+            state = sharding.shard_transformer_state(state, mesh)
+            log(
+                f"{STAGE}: {sharding.describe_mesh(mesh)}, {len(indices)} attributes padded to {len(jax.tree.leaves(state)[0])}"
+            )
+        start, state = resume_state(
+            state,
+            checkpointer,
+            metrics,
+            resume=resume,
+            fingerprint=fingerprint,
+            stage=STAGE,
+            total_steps=schedule.total_steps,
+            log=log,
+        )
+
+        if advance is None and mesh is not None:
+            advance = sharding.sharded_scan_advance(
+                trainer,
+                mesh,
+                classifier_params,
+                correlation_matrix(jnp.asarray(data.labels)),
+                indices,
+                data.train_latents,
+            )
+        if advance is None:
+            latents = jnp.asarray(data.train_latents)
+            correlation = correlation_matrix(jnp.asarray(data.labels))
+            attribute_ids = jnp.asarray(indices, jnp.int32)
+
+            def advance(state, batch_indices):
+                return trainer.scan_indexed(
+                    state, classifier_params, correlation, attribute_ids, latents, jnp.asarray(batch_indices)
+                )
+
+        def record(step: int) -> dict:
+            return {
+                "stage": STAGE,
+                "seed": config.seed,
+                "epoch": schedule.epoch_of(step) if step < schedule.total_steps else method.epochs,
+                "position": step % schedule.steps_per_epoch,
+                "attributes": list(names),
+                "fingerprint": fingerprint,
+            }
+
+        result: LoopResult = run_stage(
+            state,
+            config,
+            start=start,
+            schedule=schedule,
+            advance=advance,
+            checkpointer=checkpointer,
+            record=record,
+            row_names=list(names),
+            finite_rows=(lambda s: all_finite_per_row(s.params))
+            if mesh is None
+            else (lambda s: sharding.finite_rows_on_host(s, len(indices))),
+            metrics=metrics,
+            stage=STAGE,
+            guard=guard,
+            bar_label=f"{STAGE} x{len(names)}",
+        )
+    finally:
+        if own_checkpointer:
+            checkpointer.close()
+
+    if mesh is not None:
+        params = sharding.gather_transformer_state(result.state, len(indices)).params
+    else:
+        params = jax.tree.map(np.asarray, result.state.params)
+    training = {
+        "stage": STAGE,
+        "config": config.name,
+        "seed": config.seed,
+        "steps": result.step,
+        "data": data.source,
+        "num_train": data.num_train,
+        "epochs": method.epochs,
+        "batch_size": method.batch_size,
+    }
+    directory = save_editors(
+        Path(editors_dir) if editors_dir is not None else outputs / "editors",
+        method,
+        jax.tree.map(np.asarray, classifier_params),
+        params,
+        names,
+        training=training,
+        overwrite=True,
+    )
+    curves = loss_curves(metrics.read(STAGE), ("class", "attribute", "recon"))
+    if curves:
+        small_multiples(
+            curves,
+            outputs / "transformer_losses.png",
+            xlabel="step",
+            ylabel="loss",
+            title=f"transformer losses ({config.name}, {method.loss_kind} losses)",
+        )
+    write_json(
+        outputs / "transformers_run.json",
+        {"config": config.to_dict(), **training, "attributes": list(names), "seconds_in_steps": result.seconds},
+    )
+    return TransformerRun(params, names, directory, result.step, result.seconds)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    def build(parser) -> None:
+        parser.add_argument(
+            "--attributes", default=None, help="comma-separated CelebA names or indices (default: the config's, all 40)"
+        )
+        parser.add_argument(
+            "--classifier",
+            default=None,
+            help="a jaxedit.training.classifier workdir or an editors directory (default: WORKDIR/classifier)",
+        )
+
+    def work(args, config: TrainConfig) -> None:
+        if args.attributes is not None:
+            config = dataclasses.replace(config, attributes=args.attributes)
+        if args.classifier is not None:
+            config = dataclasses.replace(config, classifier=args.classifier)
+        attributes = parse_attributes(config.attributes)
+        classifier_path = Path(config.classifier) if config.classifier else Path(args.workdir) / "classifier"
+        if not classifier_path.exists():
+            raise ConfigError(
+                f"{classifier_path}: no classifier here; train one with python -m train.classifier "
+                "--workdir DIR, or pass --classifier DIR"
+            )
+        classifier_params = load_classifier_params(classifier_path, config)
+        data = load_training_data(config)
+        with PreemptionGuard() as guard:
+            train_transformers(
+                config,
+                data,
+                classifier_params,
+                attributes,
+                Path(args.workdir),
+                resume=args.resume,
+                guard=guard,
+                mesh=training_mesh(config),
+            )
+
+    return run_cli(
+        "train.transformers",
+        "train.transformers",
+        argv,
+        build,
+        work,
+        "Train attribute transformers (all 40 by default) at once, in one vmapped program.",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Pictures: image grids and labelled strips (`grid`), metric plots (`plots`), videos (`video`)."""
