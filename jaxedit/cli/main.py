@@ -24,7 +24,7 @@ def _add_convert(subparsers) -> None:
 
 
 def _add_convert_stylegan2(kinds) -> None:
-    """`jaxedit convert stylegan2 SRC [OUT] [--overwrite]` (owner: the generator work)."""
+    """`jaxedit convert stylegan2 SRC [OUT] [--overwrite]`."""
     parser = kinds.add_parser(
         "stylegan2",
         help="convert a rosinality .pt, pSp .pt or NVlabs .pkl StyleGAN2 checkpoint (format auto-detected)",
@@ -55,7 +55,7 @@ def _run_convert_stylegan2(args) -> int:
 
 
 def _add_convert_latent_transformer(kinds) -> None:
-    """`jaxedit convert latent-transformer --classifier F [--tnets DIR] [--overwrite] OUT` (owner: the method work)."""
+    """`jaxedit convert latent-transformer --classifier F [--tnets DIR] [--overwrite] OUT`."""
     parser = kinds.add_parser(
         "latent-transformer",
         help="official latent-transformer classifier + tnets -> an editors directory",
@@ -90,7 +90,7 @@ def _convert_latent_transformer(args) -> int:
 
 
 def _add_generate(subparsers) -> None:
-    """`jaxedit generate GEN_DIR ...` (owner: the generator work)."""
+    """`jaxedit generate GEN_DIR ...`."""
     parser = subparsers.add_parser(
         "generate",
         help="render images from seeds or latent files with a converted generator",
@@ -172,7 +172,7 @@ def _run_generate(args) -> int:
 
 
 def _add_edit(subparsers) -> None:
-    """`jaxedit edit GEN_DIR EDITORS_DIR (--seed N | --latent F) --attr NAME=ALPHA ... --out OUT.png` (owner: the editing work)."""
+    """`jaxedit edit GEN_DIR EDITORS_DIR (--seed N | --latent F) --attr NAME=ALPHA ... --out OUT.png`."""
     parser = subparsers.add_parser(
         "edit",
         help="edit a face: attributes changed one after another, or a progressive sweep",
@@ -307,10 +307,10 @@ def _run_edit(args) -> int:
 
 
 def _add_eval(subparsers) -> None:
-    """`jaxedit eval EDITORS_DIR [--out DIR] ...` (owner: the evaluation work)."""
+    """`jaxedit eval EDITORS_DIR [--out DIR] ...`."""
     parser = subparsers.add_parser(
         "eval",
-        help="the seed's Table 1: our editors against InterFaceGAN and GANSpace",
+        help="the paper's Table 1: our editors against InterFaceGAN and GANSpace",
         description="Edit N latents per attribute to reverse it (ours at alpha 1.25, InterFaceGAN/GANSpace at "
         "distance 3) and measure classification accuracy, attribute preservation and identity preservation "
         "(0.1%% false-acceptance cosine threshold). Labeller and identity: the SYNTHETIC world's stand-ins by default "
@@ -447,7 +447,7 @@ def _run_eval(args) -> int:
 
 
 def _add_info(subparsers) -> None:
-    """`jaxedit info DIR [--json]` (owner: the editing work)."""
+    """`jaxedit info DIR [--json]`."""
     info = subparsers.add_parser(
         "info",
         help="what a converted or trained directory holds",

@@ -1,6 +1,6 @@
 """Convert the official latent-transformer checkpoints to a jaxedit editors directory (no torch).
 
-Inputs (REFERENCE.md section 2, layouts in tests/fixtures/latent_transformer/official_manifest.json):
+Inputs (docs/method.md, layouts in tests/fixtures/latent_transformer/official_manifest.json):
 
 - `latent_classifier_epoch_20.pth`: the `LCNet` state dict `fcs.{i}.weight` [out, in] and
   `fcs.{i}.bias` [out]; officially [9216, 2048, 512, 40] (W+ 18 x 512 flattened in, 40 logits out).

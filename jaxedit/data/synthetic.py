@@ -1,6 +1,6 @@
 """The embedded synthetic attribute world: a stand-in for "render, then annotate".
 
-On real weights the seed labels latents by rendering them with StyleGAN2 and annotating the images
+On real weights the paper labels latents by rendering them with StyleGAN2 and annotating the images
 with a CelebA attribute classifier and a face recogniser (VGG-Face). Without weights, this module
 stands in for that whole chain with closed-form functions of the latent, so the method, the
 baselines and the evaluation run end to end on a laptop CPU. Everything here is SYNTHETIC: the

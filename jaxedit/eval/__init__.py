@@ -1,4 +1,4 @@
-"""The seed's evaluation (Table 1) and its baselines.
+"""The paper's evaluation (Table 1) and its baselines.
 
 - `metrics`: classification accuracy, attribute preservation, identity preservation;
 - `identity`: the cosine threshold at 0.1% false acceptance from random pairs;

@@ -1,4 +1,4 @@
-"""The baselines of the seed's Table 1, in JAX, on the same labelled latents as our method.
+"""The baselines of the paper's Table 1, in JAX, on the same labelled latents as our method.
 
 InterFaceGAN (Shen et al.): per attribute, keep the top and bottom `keep_fraction` (2%) of the
 samples by the labeller's score (its probability: with labels only there is no other score),

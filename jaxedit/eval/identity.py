@@ -1,6 +1,6 @@
 """The identity-preservation threshold: cosine at a given false-acceptance rate (FAR).
 
-The seed counts an edit as identity-preserving when the cosine similarity of the face-recogniser
+The paper counts an edit as identity-preserving when the cosine similarity of the face-recogniser
 embeddings of input and output is above the threshold that accepts 0.1% of pairs of DIFFERENT
 identities. `far_threshold` estimates that threshold from many random pairs of distinct latents
 (`impostor_cosines`), whatever the embedder is: the synthetic world's stand-in or a real face

@@ -1,4 +1,4 @@
-"""The three metrics of the seed's Table 1 (REFERENCE.md section 4), on labels and embeddings.
+"""The three metrics of the paper's Table 1 (docs/method.md), on labels and embeddings.
 
 All functions take plain arrays (numpy or JAX) and return Python floats in [0, 1]:
 

@@ -1,4 +1,4 @@
-"""The seed's evaluation protocol (REFERENCE.md section 4) for any editing methods and labellers.
+"""The paper's evaluation protocol (docs/method.md) for any editing methods and labellers.
 
 `evaluate(methods, labeller, embedder, latents, attributes, threshold)`: for every target
 attribute, the same N latents are edited to REVERSE it (strength signed per latent: towards

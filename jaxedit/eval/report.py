@@ -8,7 +8,7 @@ JSON (`report_dict`), values in [0, 1]::
      "settings": {...}}                       # what produced the numbers (free-form, JSON)
 
 The Markdown table (`markdown_table`) shows chosen attributes and the average, in percent, one
-column group per metric with the methods side by side (as in the seed's Table 1).
+column group per metric with the methods side by side (as in the paper's Table 1).
 Plots (`write_plots`): target probability, attribute preservation and identity preservation
 against edit strength (a fraction of each method's table strength), one panel per attribute and
 one for the average.

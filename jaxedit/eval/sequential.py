@@ -1,4 +1,4 @@
-"""Sequential edits: several attributes changed one after another, measured like the seed's Table 1.
+"""Sequential edits: several attributes changed one after another, measured like the paper's Table 1.
 
 `sequential_edit_report(methods, labeller, embedder, latents, sequence, threshold)` edits the same
 N latents with every method, step by step: step k reverses attribute `sequence[k]` (signed per
@@ -9,7 +9,7 @@ the original latents' labels and identity embeddings:
 - `targets_flipped`: share of (latent, target) pairs whose target label is now reversed, for the
   targets edited so far; `all_targets_flipped`: share of latents with every edited target reversed;
 - `others_kept`: over all latents, the share of the attributes NOT in the sequence whose label is
-  unchanged (the seed's attribute preservation, for the whole sequence);
+  unchanged (the paper's attribute preservation, for the whole sequence);
 - `others_kept_successful`: the same over the latents whose targets all flipped;
 - `identity_kept`: share of latents whose identity cosine to the original stays above `threshold`
   (`identity_kept_successful`: over the latents whose targets all flipped);

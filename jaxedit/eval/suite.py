@@ -32,14 +32,14 @@ from jaxedit.eval import baselines, identity, protocol, report
 from jaxedit.io import atomic_write_text
 
 TABLE_ATTRIBUTES = ("Young", "Eyeglasses", "Male", "Smiling")
-"""The seed's four attributes (Age, Eyeglasses, Gender, Smiling)."""
+"""The paper's four attributes (Age, Eyeglasses, Gender, Smiling)."""
 
 BASELINES = ("interfacegan", "interfacegan_cond", "ganspace")
 
 
 @dataclasses.dataclass(frozen=True)
 class SuiteSettings:
-    """count: latents per attribute (the seed: 1000); alpha: ours; distance: InterFaceGAN/GANSpace;
+    """count: latents per attribute (the paper: 1000); alpha: ours; distance: InterFaceGAN/GANSpace;
     baseline_samples: labelled latents the baselines are fitted on; identity_samples/pairs: for
     the 0.1%-FAR threshold; far: the false-acceptance rate; conditions: how many most-correlated
     attributes the conditional InterFaceGAN normal is made orthogonal to; baselines: which to run;

@@ -1,4 +1,4 @@
-"""The losses of both presets (REFERENCE.md section 2), one pure jnp function each.
+"""The losses of both presets (docs/method.md), one pure jnp function each.
 
 Shapes: B batch, A attributes (40), `latent_shape` = (512,) in W or (num_ws, 512) in W+.
 `logits0` = C(w), `logits1` = C(T(w, alpha)), both [B, A]; `w0` = w, `w1` = T(w, alpha).

@@ -76,7 +76,7 @@ class LatentTransformer(nn.Module):
       layer, no activation; the stored kernel is multiplied by 1/sqrt(w_dim) at run time, the bias
       is not scaled:  T(w, a)_l = w_l + a * (w_l @ (kernel_l / sqrt(w_dim)) + bias_l).
       __call__(w [B, num_ws, w_dim], alpha [B] or scalar) -> [B, num_ws, w_dim].
-    kind "paper" (W, the seed): T(w, a) = w + a * H(w), H = Dense(hidden) -> LeakyReLU(slope) ->
+    kind "paper" (W, the paper): T(w, a) = w + a * H(w), H = Dense(hidden) -> LeakyReLU(slope) ->
       Dense(w_dim) (linear output, so the direction can have either sign).
       __call__(w [B, w_dim], alpha [B] or scalar) -> [B, w_dim].
     """

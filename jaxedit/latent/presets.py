@@ -1,6 +1,6 @@
-"""The two method presets of REFERENCE.md section 2 as frozen dataclasses.
+"""The two method presets of docs/method.md as frozen dataclasses.
 
-`PRESETS["paper"]` is the seed (Yao et al., ICIP 2021): W space, the seed's losses.
+`PRESETS["paper"]` is the paper (Yao et al., ICIP 2021): W space, the paper's losses.
 `PRESETS["official"]` is the authors' public latent-transformer code (ICCV 2021): W+ 18 x 512.
 
 Every number the method needs lives here (latent shape, module sizes, loss weights, optimizer,
@@ -50,16 +50,16 @@ class MethodPreset:
 
     Data: the first `train_fraction` of the samples train, the rest are held out.
 
-    Editing: alpha in `edit_alpha_range` (`table_alpha` is the strength of the seed's Table 1);
+    Editing: alpha in `edit_alpha_range` (`table_alpha` is the strength of the paper's Table 1);
       `edit_layers` = (first, stop) half-open range of W+ layers that take the edit (the official
       code edits layers 0..10, i.e. (0, 11)); None edits the whole latent. A range reaching past
       num_ws is clipped to it (`edit_layer_mask`).
 
-    Choices of the `paper` preset where the seed is silent:
+    Choices of the `paper` preset where the paper is silent:
       - C hidden sizes (512, 256): Dense 512 -> 512 -> 256 -> 40, ReLU between.
       - H = Dense(512) -> LeakyReLU(0.2) -> Dense(512): hidden width 512, slope 0.2, linear output.
       - class loss: BCE of sigmoid(C(T(w)))[j] towards the flipped prediction round(clamp(p + a, 0, 1)).
-      - attribute loss on probabilities sigmoid(C(.)) (the seed's C outputs probabilities);
+      - attribute loss on probabilities sigmoid(C(.)) (the paper's C outputs probabilities);
         `E||C(T(w))[i] - C(w)[i]||` read as the batch mean of the absolute difference.
       - recon loss `E||T(w) - w||_2` read as the batch mean of the Euclidean norm over the 512 dims.
       - C training: the official schedule (batch 256, 20 epochs, Adam 1e-4, decay 5e-4, x0.1 at 10).
@@ -203,12 +203,12 @@ PAPER = MethodPreset(
     num_ws=1,
     w_dim=512,
     num_attributes=40,
-    # The seed says "3 linear layers with ReLU" without sizes: our choice 512 -> 512 -> 256 -> 40.
+    # The paper says "3 linear layers with ReLU" without sizes: our choice 512 -> 512 -> 256 -> 40.
     classifier_hidden=(512, 256),
     classifier_activation="relu",
     classifier_negative_slope=0.0,
     transformer_kind="paper",
-    # H = Dense(512) -> LeakyReLU(0.2) -> Dense(512); the seed names neither width nor slope.
+    # H = Dense(512) -> LeakyReLU(0.2) -> Dense(512); the paper names neither width nor slope.
     transformer_hidden=512,
     transformer_negative_slope=0.2,
     loss_kind="paper",
@@ -223,7 +223,7 @@ PAPER = MethodPreset(
     weight_decay=0.0,
     batch_size=16,
     epochs=10,
-    # The seed does not say how C was trained: we use the official classifier schedule.
+    # The paper does not say how C was trained: we use the official classifier schedule.
     classifier_lr=1e-4,
     classifier_weight_decay=5e-4,
     classifier_batch_size=256,
@@ -273,7 +273,7 @@ OFFICIAL = MethodPreset(
 )
 
 PRESETS: dict[str, MethodPreset] = {"paper": PAPER, "official": OFFICIAL}
-"""The named presets. Paper choices where the seed is silent (documented in `MethodPreset`):
+"""The named presets. Paper choices where the paper is silent (documented in `MethodPreset`):
 classifier hidden sizes (512, 256) with ReLU, H = Dense(512) -> LeakyReLU(0.2) -> Dense(512),
 the classifier schedule of the official code, attribute loss on probabilities, `E||.||` as the
 batch mean of the absolute difference (attribute loss) and of the Euclidean norm (recon loss)."""

@@ -3,7 +3,7 @@
 A `TrainConfig` holds the method (`MethodPreset`: sizes, losses, optimizer, schedule) and the run
 around it (data, seed, scan chunk, checkpoint cadence, attributes). Named configs:
 
-- `paper`: the seed's method (W space); data from `--latents`/`--labels` files.
+- `paper`: the paper's method (W space); data from `--latents`/`--labels` files.
 - `official`: the authors' code (W+ 18x512); data from `celebahq_dlatents_psp.npy` +
   `celebahq_anno.npy` (or any `--latents`/`--labels`).
 - `synthetic`: a small W+ world generated in memory (`jaxedit.data.synthetic`), minutes on a CPU.

@@ -1,4 +1,4 @@
-"""`python -m train`: the whole method end to end on the embedded synthetic world, with the seed's Table 1.
+"""`python -m train`: the whole method end to end on the embedded synthetic world, with the paper's Table 1.
 
 Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
 
@@ -11,7 +11,7 @@ Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
    -> `RUN_DIR/editors/`;
 5. fit the baselines on the same labelled latents: InterFaceGAN (plain and conditional) and
    GANSpace (`jaxedit.eval.baselines`);
-6. run the seed's protocol (`jaxedit.eval.protocol`) on fresh latents -> `report.json`,
+6. run the paper's protocol (`jaxedit.eval.protocol`) on fresh latents -> `report.json`,
    `report.md`, `plots/*.png`, and print the table for Young, Eyeglasses, Male, Smiling and the
    average over all evaluated attributes.
 
@@ -45,8 +45,8 @@ class PipelineSettings:
     preset: "paper" (W) or "official" (W+). generator: converted generator directory whose
       mapping network replaces the random one ("" for the random mapping of the world config).
     samples: labelled latents for the classifier (90/10 split) and the baselines' fits.
-    transformer_samples: latents the transformers train on (the seed: 10K), epochs: their epochs.
-    classifier_epochs: epochs of C. eval_count: latents per attribute in the protocol (the seed: 1000).
+    transformer_samples: latents the transformers train on (the paper: 10K), epochs: their epochs.
+    classifier_epochs: epochs of C. eval_count: latents per attribute in the protocol (the paper: 1000).
     identity_samples / identity_pairs: latents and random pairs for the 0.1%-FAR threshold.
     w_dim, z_dim, mapping_layers, num_ws: the random mapping network (W+ depth for `official`).
     attributes: the attributes to train and evaluate ("all" or names/indices).
@@ -264,7 +264,7 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
         suite_settings,
         attributes=names,
         extra_settings=extra,
-        title=f"{world.describe()}; the seed's protocol",
+        title=f"{world.describe()}; the paper's protocol",
         baseline_latents=latents,
         baseline_probabilities=probabilities,
         log=log,

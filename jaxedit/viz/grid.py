@@ -78,7 +78,7 @@ def save_grid(
     return save_png(path, grid(to_uint8(images, value_range), columns=columns, padding=padding))
 
 
-# ---- labelled strips and grids (added by the editing work for `jaxedit edit`) -----------------
+# ---- labelled strips and grids -----------------
 
 
 def _label_font(size: int):
