@@ -258,7 +258,7 @@ def test_real_processes_exit_with_one_line(world, tmp_path):
         (
             [
                 "-m",
-                "jaxedit.cli.main",
+                "jaxedit",
                 "edit",
                 str(world["gen"]),
                 str(world["editors"]),
