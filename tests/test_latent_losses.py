@@ -197,21 +197,33 @@ def test_paper_losses_match_the_formulas():
     attribute = sum(
         mask[i] * np.mean(np.abs(_sigmoid(logits1[:, i]) - _sigmoid(logits0[:, i]))) for i in range(5) if i != j
     )
-    recon = np.mean(np.linalg.norm(w1 - w0, axis=1))
     f32 = lambda x: jnp.asarray(x, jnp.float32)
-    got = L.transformer_losses(
-        PRESETS["paper"], f32(logits0), f32(logits1), f32(w0), f32(w1), f32(target), j, f32(mask)
-    )
-    np.testing.assert_allclose(
-        [float(got[k]) for k in ("class", "attribute", "recon", "total")],
-        [class_loss, attribute, recon, class_loss + attribute + 100 * recon],
-        rtol=1e-5,
-    )
+    # The paper preset reads the recon term as the mean of squares over the latent's elements;
+    # recon_form="norm" is the literal mean over the batch of the unsquared Euclidean norm.
+    for preset, recon in (
+        (PRESETS["paper"], np.mean((w1 - w0) ** 2)),
+        (PRESETS["paper"].replace(recon_form="norm"), np.mean(np.sqrt(np.sum((w1 - w0) ** 2, axis=1)))),
+    ):
+        got = L.transformer_losses(preset, f32(logits0), f32(logits1), f32(w0), f32(w1), f32(target), j, f32(mask))
+        np.testing.assert_allclose(
+            [float(got[k]) for k in ("class", "attribute", "recon", "total")],
+            [class_loss, attribute, recon, class_loss + attribute + 100 * recon],
+            rtol=1e-5,
+        )
 
 
-def test_paper_recon_gradient_is_finite_at_zero_edit():
+def test_recon_form_is_validated_and_old_manifests_keep_their_form():
+    assert PRESETS["paper"].recon_form == "mse" and PRESETS["official"].recon_form == "mse"
+    with pytest.raises(ConfigError, match="recon_form 'l2' is not one of"):
+        PRESETS["paper"].replace(recon_form="l2")
+    old = PRESETS["paper"].to_dict()
+    del old["recon_form"]
+    assert MethodPreset.from_dict(old).recon_form == "norm"
+
+
+def test_norm_recon_gradient_is_finite_at_zero_edit():
     w = jnp.ones((4, 6))
-    grad = jax.grad(lambda x: L.paper_recon_loss(x, w))(w)
+    grad = jax.grad(lambda x: L.norm_recon_loss(x, w))(w)
     assert np.all(np.isfinite(np.asarray(grad)))
 
 

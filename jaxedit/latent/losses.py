@@ -9,11 +9,13 @@ Training-time alpha and target (both presets, the official `get_coeff`):
 
 official: class = BCE-with-logits(logits1[:, j], target) weighted per sample B/#pos or B/#neg of
           its target; attribute ("reg") = mean((logits1 * m - logits0 * m)^2) over B x A;
-          recon = mean((w1 - w0)^2); total = 1 * class + 1 * reg + 10 * recon.
+          recon = mean((w1 - w0)^2) (`recon_form="mse"`); total = 1 * class + 1 * reg + 10 * recon.
 paper:    class = mean_b BCE(sigmoid(logits1[:, j]), target) (computed from the logits, same value);
           attribute = sum_i m_i * mean_b |sigmoid(logits1)_i - sigmoid(logits0)_i| (on probabilities,
-          m_j = 0 so the sum runs over i != j); recon = mean_b ||w1 - w0||_2 (Euclidean norm of the
-          whole latent); total = class + 1 * attribute + 100 * recon.
+          m_j = 0 so the sum runs over i != j); recon = mean((w1 - w0)^2) over every element
+          (`recon_form="mse"`, as the authors' public code) or, with `recon_form="norm"`, the literal
+          mean_b ||w1 - w0||_2 (Euclidean norm of the whole latent); total = class + 1 * attribute
+          + 100 * recon.
 with m = `attribute_mask(correlation, j)` = 1 - |corr_j| (1 where uncorrelated, 0 for j itself).
 """
 
@@ -111,10 +113,15 @@ def _safe_norm(x: jax.Array) -> jax.Array:
     return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
-def paper_recon_loss(w1: jax.Array, w0: jax.Array) -> jax.Array:
+def norm_recon_loss(w1: jax.Array, w0: jax.Array) -> jax.Array:
     """mean_b ||T(w) - w||_2, the norm over the whole flattened latent of each sample."""
     diff = (w1 - w0).reshape(w1.shape[0], -1)
     return jnp.mean(_safe_norm(diff))
+
+
+def recon_loss(preset: MethodPreset, w1: jax.Array, w0: jax.Array) -> jax.Array:
+    """The preset's reconstruction term: `official_recon_loss` (mse) or `norm_recon_loss` (norm)."""
+    return norm_recon_loss(w1, w0) if preset.recon_form == "norm" else official_recon_loss(w1, w0)
 
 
 def transformer_losses(
@@ -136,15 +143,12 @@ def transformer_losses(
     if preset.loss_kind == "official":
         class_loss = official_class_loss(logits_j, target)
         attribute_loss = official_attribute_loss(logits1, logits0, mask)
-        recon_loss = official_recon_loss(w1, w0)
     else:
         class_loss = paper_class_loss(logits_j, target)
         attribute_loss = paper_attribute_loss(logits1, logits0, mask)
-        recon_loss = paper_recon_loss(w1, w0)
-    total = (
-        preset.class_weight * class_loss + preset.attribute_weight * attribute_loss + preset.recon_weight * recon_loss
-    )
-    return {"total": total, "class": class_loss, "attribute": attribute_loss, "recon": recon_loss}
+    recon = recon_loss(preset, w1, w0)
+    total = preset.class_weight * class_loss + preset.attribute_weight * attribute_loss + preset.recon_weight * recon
+    return {"total": total, "class": class_loss, "attribute": attribute_loss, "recon": recon}
 
 
 def classifier_loss(logits: jax.Array, labels: jax.Array) -> jax.Array:

@@ -20,6 +20,7 @@ SPACES = ("w", "w+")
 LOSS_KINDS = ("paper", "official")
 TRANSFORMER_KINDS = ("paper", "official")
 ACTIVATIONS = ("relu", "leaky_relu")
+RECON_FORMS = ("mse", "norm")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,8 @@ class MethodPreset:
     Losses (`loss_kind`, see `jaxedit.latent.losses`): total = class_weight * class +
       attribute_weight * attribute + recon_weight * recon. `corr_threshold`: |corr| >= threshold
       counts as fully correlated (mask 0), as in the official `get_correlation`.
+      `recon_form`: "mse" = mean((T(w) - w)^2) over every element of the latent (and the batch);
+      "norm" = mean_b ||T(w) - w||_2, the literal reading of the paper's `E||T(w) - w||_2`.
 
     Transformer optimizer: Adam(lr, beta1, beta2, eps) with `weight_decay` added to the gradient
       before Adam (torch.optim.Adam semantics, not AdamW); constant lr. `batch_size`, `epochs`.
@@ -61,7 +64,10 @@ class MethodPreset:
       - class loss: BCE of sigmoid(C(T(w)))[j] towards the flipped prediction round(clamp(p + a, 0, 1)).
       - attribute loss on probabilities sigmoid(C(.)) (the paper's C outputs probabilities);
         `E||C(T(w))[i] - C(w)[i]||` read as the batch mean of the absolute difference.
-      - recon loss `E||T(w) - w||_2` read as the batch mean of the Euclidean norm over the 512 dims.
+      - recon loss `E||T(w) - w||_2` read as the mean squared error over the latent's elements
+        (`recon_form="mse"`, what the authors' public code computes), weight 100. The literal
+        unsquared norm (`recon_form="norm"`) costs 100 per sample for any move, so T learns not to
+        move (docs/synthetic_world.md measures it); it stays available for that ablation.
       - C training: the official schedule (batch 256, 20 epochs, Adam 1e-4, decay 5e-4, x0.1 at 10).
     """
 
@@ -80,6 +86,7 @@ class MethodPreset:
     class_weight: float
     attribute_weight: float
     recon_weight: float
+    recon_form: str
     corr_threshold: float
     lr: float
     beta1: float
@@ -104,6 +111,8 @@ class MethodPreset:
             raise ConfigError(f"preset {self.name!r}: space {self.space!r} is not one of {SPACES}")
         if self.loss_kind not in LOSS_KINDS:
             raise ConfigError(f"preset {self.name!r}: loss_kind {self.loss_kind!r} is not one of {LOSS_KINDS}")
+        if self.recon_form not in RECON_FORMS:
+            raise ConfigError(f"preset {self.name!r}: recon_form {self.recon_form!r} is not one of {RECON_FORMS}")
         if self.transformer_kind not in TRANSFORMER_KINDS:
             raise ConfigError(
                 f"preset {self.name!r}: transformer_kind {self.transformer_kind!r} is not one of {TRANSFORMER_KINDS}"
@@ -179,6 +188,10 @@ class MethodPreset:
     def from_dict(cls, data: dict) -> MethodPreset:
         """Inverse of `to_dict`; one-line ConfigError on missing or unknown fields."""
         names = {f.name for f in dataclasses.fields(cls)}
+        data = dict(data)
+        if "recon_form" not in data and data.get("loss_kind") in LOSS_KINDS:
+            # Manifests written before the field existed: the form those models were trained with.
+            data["recon_form"] = "norm" if data["loss_kind"] == "paper" else "mse"
         missing = sorted(names - set(data))
         unknown = sorted(set(data) - names)
         if missing or unknown:
@@ -215,6 +228,7 @@ PAPER = MethodPreset(
     class_weight=1.0,
     attribute_weight=1.0,
     recon_weight=100.0,
+    recon_form="mse",
     corr_threshold=1.0,
     lr=1e-4,
     beta1=0.9,
@@ -252,6 +266,7 @@ OFFICIAL = MethodPreset(
     class_weight=1.0,
     attribute_weight=1.0,
     recon_weight=10.0,
+    recon_form="mse",
     corr_threshold=1.0,
     lr=1e-3,
     beta1=0.9,
@@ -276,7 +291,8 @@ PRESETS: dict[str, MethodPreset] = {"paper": PAPER, "official": OFFICIAL}
 """The named presets. Paper choices where the paper is silent (documented in `MethodPreset`):
 classifier hidden sizes (512, 256) with ReLU, H = Dense(512) -> LeakyReLU(0.2) -> Dense(512),
 the classifier schedule of the official code, attribute loss on probabilities, `E||.||` as the
-batch mean of the absolute difference (attribute loss) and of the Euclidean norm (recon loss)."""
+batch mean of the absolute difference (attribute loss), the recon loss as the mean squared error
+over the latent's elements (`recon_form="mse"`; "norm" is the literal unsquared Euclidean norm)."""
 
 
 def get_preset(name: str) -> MethodPreset:
