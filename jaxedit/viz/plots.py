@@ -1,9 +1,11 @@
-"""Small line plots drawn with Pillow (no matplotlib): loss curves, alpha sweeps.
+"""Line plots drawn with matplotlib (Agg, no pyplot state): loss curves, strength sweeps, trade-off curves.
 
-`line_plot` draws one panel with several named series and a legend and writes a PNG;
-`small_multiples` lays out one such panel per key (e.g. per attribute) in a grid. Both take
+`line_plot` draws one panel with several named series and writes a PNG; `small_multiples` lays
+out one panel per key (e.g. per attribute) in a grid with one shared legend. Both take
 `series: {name: (xs, ys)}` with `xs`, `ys` 1-D sequences of equal length; non-finite points are
-skipped (a curve breaks there) so a diverged run still plots.
+skipped (a curve breaks there) so a diverged run still plots. Legends sit outside the data, to
+the right of the panels; a series keeps its colour (`PALETTE`, in order of first appearance) in
+every panel of a figure. Figures are exactly the requested pixel size (100 dpi).
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
 
 from jaxedit.errors import InputError
 from jaxedit.io import atomic_file
@@ -33,40 +34,9 @@ PALETTE = (
     (188, 189, 34),
     (23, 190, 207),
 )
-_BACKGROUND = (255, 255, 255)
-_INK = (40, 40, 40)
-_GRID = (225, 225, 225)
+"""Series colours as RGB 0..255 (matplotlib's tab10)."""
 
-
-def _font(size: int) -> ImageFont.ImageFont:
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow without FreeType: fixed-size bitmap font
-        return ImageFont.load_default()
-
-
-def _nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
-    """Round tick positions covering [low, high]."""
-    if not high > low:
-        return [low]
-    raw = (high - low) / max(count - 1, 1)
-    magnitude = 10 ** math.floor(math.log10(raw))
-    step = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
-    first = math.ceil(low / step) * step
-    ticks = []
-    value = first
-    while value <= high + 1e-9 * abs(step):
-        ticks.append(round(value, 12))
-        value += step
-    return ticks
-
-
-def _format_tick(value: float) -> str:
-    if value == 0:
-        return "0"
-    if abs(value) >= 1e4 or abs(value) < 1e-3:
-        return f"{value:.1e}"
-    return f"{value:.4g}"
+_DPI = 100
 
 
 def _checked_series(series: Series) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -78,114 +48,45 @@ def _checked_series(series: Series) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         ys = np.asarray(pair[1], dtype=np.float64).reshape(-1)
         if xs.shape != ys.shape:
             raise InputError(f"plot series {name!r}: xs has {xs.size} points, ys has {ys.size}")
-        checked[str(name)] = (xs, ys)
+        bad = ~(np.isfinite(xs) & np.isfinite(ys))
+        checked[str(name)] = (np.where(bad, np.nan, xs), np.where(bad, np.nan, ys))
     return checked
 
 
-def draw_panel(
-    image: Image.Image,
-    box: tuple[int, int, int, int],
-    series: Series,
-    title: str = "",
-    xlabel: str = "",
-    ylabel: str = "",
-    legend: bool = True,
-    font_size: int = 12,
-) -> None:
-    """Draw one line-plot panel into `box` = (left, top, right, bottom) of `image`."""
-    data = _checked_series(series)
-    draw = ImageDraw.Draw(image)
-    font = _font(font_size)
-    small = _font(max(font_size - 2, 8))
-    left, top, right, bottom = box
-    plot_left = left + 8 * font_size // 2 + 24
-    plot_right = right - 10
-    plot_top = top + (font_size + 10 if title else 8)
-    plot_bottom = bottom - (2 * font_size + 14 if xlabel else font_size + 12)
-    if title:
-        draw.text(((left + right) // 2, top + 2), title, fill=_INK, font=font, anchor="ma")
-    if xlabel:
-        draw.text(((plot_left + plot_right) // 2, bottom - 4), xlabel, fill=_INK, font=small, anchor="md")
-    if ylabel:
-        label = Image.new("RGBA", (max(plot_bottom - plot_top, 1), font_size + 4), (0, 0, 0, 0))
-        ImageDraw.Draw(label).text((label.width // 2, 0), ylabel, fill=_INK, font=small, anchor="ma")
-        rotated = label.rotate(90, expand=True)
-        image.paste(rotated, (left + 2, plot_top), rotated)
-
-    finite = [
-        (xs[np.isfinite(xs) & np.isfinite(ys)], ys[np.isfinite(xs) & np.isfinite(ys)]) for xs, ys in data.values()
-    ]
-    all_x = np.concatenate([f[0] for f in finite]) if finite else np.zeros(0)
-    all_y = np.concatenate([f[1] for f in finite]) if finite else np.zeros(0)
-    if all_x.size == 0:
-        x_low, x_high, y_low, y_high = 0.0, 1.0, 0.0, 1.0
-    else:
-        x_low, x_high = float(all_x.min()), float(all_x.max())
-        y_low, y_high = float(all_y.min()), float(all_y.max())
-    if x_high <= x_low:
-        x_low, x_high = x_low - 0.5, x_high + 0.5
-    if y_high <= y_low:
-        pad = abs(y_low) * 0.05 or 0.5
-        y_low, y_high = y_low - pad, y_high + pad
-    y_pad = 0.04 * (y_high - y_low)
-    y_low, y_high = y_low - y_pad, y_high + y_pad
-
-    def to_pixel(x: float, y: float) -> tuple[float, float]:
-        px = plot_left + (x - x_low) / (x_high - x_low) * (plot_right - plot_left)
-        py = plot_bottom - (y - y_low) / (y_high - y_low) * (plot_bottom - plot_top)
-        return px, py
-
-    for tick in _nice_ticks(y_low, y_high):
-        _, py = to_pixel(x_low, tick)
-        draw.line([(plot_left, py), (plot_right, py)], fill=_GRID)
-        draw.text((plot_left - 4, py), _format_tick(tick), fill=_INK, font=small, anchor="rm")
-    for tick in _nice_ticks(x_low, x_high):
-        px, _ = to_pixel(tick, y_low)
-        draw.line([(px, plot_top), (px, plot_bottom)], fill=_GRID)
-        draw.text((px, plot_bottom + 3), _format_tick(tick), fill=_INK, font=small, anchor="ma")
-    draw.rectangle([plot_left, plot_top, plot_right, plot_bottom], outline=_INK)
-
-    for index, (xs, ys) in enumerate(data.values()):
-        color = PALETTE[index % len(PALETTE)]
-        good = np.isfinite(xs) & np.isfinite(ys)
-        run: list[tuple[float, float]] = []
-        for x, y, ok in zip(xs, ys, good):
-            if ok:
-                run.append(to_pixel(float(x), float(y)))
-            else:
-                _draw_run(draw, run, color)
-                run = []
-        _draw_run(draw, run, color)
-
-    if legend and data:
-        y = plot_top + 4
-        widest = max(draw.textlength(name, font=small) for name in data)
-        draw.rectangle(
-            [plot_right - 114, plot_top + 2, plot_right - 84 + widest + 4, plot_top + 6 + len(data) * (font_size + 2)],
-            fill=_BACKGROUND,
-            outline=_GRID,
-        )
-        for index, name in enumerate(data):
-            color = PALETTE[index % len(PALETTE)]
-            draw.line(
-                [(plot_right - 110, y + font_size // 2), (plot_right - 92, y + font_size // 2)], fill=color, width=2
-            )
-            draw.text((plot_right - 88, y), name, fill=_INK, font=small)
-            y += font_size + 2
+def _colour(index: int) -> tuple[float, float, float]:
+    return tuple(c / 255 for c in PALETTE[index % len(PALETTE)])
 
 
-def _draw_run(draw: ImageDraw.ImageDraw, points: list[tuple[float, float]], color: tuple[int, int, int]) -> None:
-    if len(points) == 1:
-        x, y = points[0]
-        draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=color)
-    elif len(points) > 1:
-        draw.line(points, fill=color, width=2)
+def _figure(size: tuple[int, int]):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    width, height = size
+    figure = Figure(figsize=(width / _DPI, height / _DPI), dpi=_DPI, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
 
 
-def _write_png(image: Image.Image, path: str | os.PathLike) -> Path:
+def _draw(axes, data: dict, colours: dict, markers: bool, font_size: float) -> None:
+    for name, (xs, ys) in data.items():
+        axes.plot(xs, ys, color=colours[name], linewidth=1.6, marker="o" if markers else None, markersize=3, label=name)
+    axes.grid(True, color="0.88", linewidth=0.6)
+    axes.tick_params(labelsize=font_size - 2)
+
+
+def _legend(figure, colours: dict, font_size: float) -> None:
+    from matplotlib.lines import Line2D
+
+    if not colours:
+        return
+    handles = [Line2D([], [], color=colour, linewidth=1.6) for colour in colours.values()]
+    figure.legend(handles, list(colours), loc="outside right upper", fontsize=font_size - 1, frameon=False)
+
+
+def _write_png(figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_file(path) as staging:
-        image.save(staging, format="PNG")
+        figure.savefig(staging, format="png", dpi=_DPI)
     return path
 
 
@@ -196,11 +97,19 @@ def line_plot(
     ylabel: str,
     path: str | os.PathLike,
     size: tuple[int, int] = (640, 420),
+    markers: bool = False,
 ) -> Path:
-    """One panel with a line per named series (and a legend) written to `path` as PNG."""
-    image = Image.new("RGB", size, _BACKGROUND)
-    draw_panel(image, (0, 0, size[0], size[1]), series, title, xlabel, ylabel)
-    return _write_png(image, path)
+    """One panel with a line per named series (legend outside, on the right) written to `path` as PNG."""
+    data = _checked_series(series)
+    colours = {name: _colour(i) for i, name in enumerate(data)}
+    figure = _figure(size)
+    axes = figure.add_subplot()
+    _draw(axes, data, colours, markers, 11)
+    axes.set_title(title, fontsize=11)
+    axes.set_xlabel(xlabel, fontsize=10)
+    axes.set_ylabel(ylabel, fontsize=10)
+    _legend(figure, colours, 11)
+    return _write_png(figure, path)
 
 
 def small_multiples(
@@ -211,20 +120,38 @@ def small_multiples(
     columns: int | None = None,
     panel_size: tuple[int, int] = (320, 220),
     title: str = "",
+    markers: bool = False,
 ) -> Path:
-    """A grid with one panel per key of `panels` (its title), each `{series name: (xs, ys)}`."""
+    """A grid with one panel per key of `panels` (its title), each `{series name: (xs, ys)}`.
+
+    The image is `columns * panel_size[0]` x `rows * panel_size[1]` pixels; one legend for all
+    panels sits to the right of the grid.
+    """
     if not panels:
         raise InputError("small_multiples: no panels to draw")
-    count = len(panels)
+    checked = {str(name): _checked_series(series) for name, series in panels.items()}
+    count = len(checked)
     columns = columns or min(count, max(1, math.ceil(math.sqrt(count))))
     rows = math.ceil(count / columns)
-    header = 28 if title else 0
-    width, height = panel_size
-    image = Image.new("RGB", (columns * width, rows * height + header), _BACKGROUND)
+    colours: dict[str, tuple[float, float, float]] = {}
+    for data in checked.values():
+        for name in data:
+            colours.setdefault(name, _colour(len(colours)))
+    figure = _figure((columns * panel_size[0], rows * panel_size[1]))
+    grid = figure.subplots(rows, columns, squeeze=False)
+    font_size = 9 if min(panel_size) < 300 else 11
+    for index, axes in enumerate(grid.flat):
+        if index >= count:
+            axes.set_axis_off()
+            continue
+        name, data = list(checked.items())[index]
+        _draw(axes, data, colours, markers, font_size)
+        axes.set_title(name, fontsize=font_size)
+        if index // columns == rows - 1 or index + columns >= count:
+            axes.set_xlabel(xlabel, fontsize=font_size - 1)
+        if index % columns == 0:
+            axes.set_ylabel(ylabel, fontsize=font_size - 1)
     if title:
-        ImageDraw.Draw(image).text((image.width // 2, 6), title, fill=_INK, font=_font(16), anchor="ma")
-    for index, (name, series) in enumerate(panels.items()):
-        row, column = divmod(index, columns)
-        box = (column * width, header + row * height, (column + 1) * width, header + (row + 1) * height)
-        draw_panel(image, box, series, title=str(name), xlabel=xlabel, ylabel=ylabel, font_size=11)
-    return _write_png(image, path)
+        figure.suptitle(title, fontsize=font_size + 2)
+    _legend(figure, colours, font_size)
+    return _write_png(figure, path)
