@@ -13,7 +13,11 @@ memo from a 4-byte index found in the file) and replaces its opcode table with a
 * BUILD (state setting) is delegated to `build_hook`, which refuses everything the caller does
   not explicitly accept; SETITEM(S) only fill `dict`s, APPEND(S) only `list`s, ADDITEMS only `set`s;
 * dict keys and set members must be plain hashable literals (no attacker-chosen `__hash__`/`__eq__`
-  work, no quadratic hash-collision inputs), and the number of executed opcodes is capped.
+  work, no quadratic hash-collision inputs; tuple keys of at most `MAX_KEY_ITEMS` items);
+* the work is capped: each pickle runs at most `max_ops` opcodes, and every opcode plus the work the
+  caller's stand-ins do (elements they touch, bytes they produce) is charged to a `WorkBudget`
+  that the caller may share between all the pickles of one file (nested blobs included), so a
+  small file cannot make a memoized object be re-processed millions of times.
 
 Errors raised here are `CheckpointError`/`UnsafeCheckpointError` without the file name; the caller
 prefixes it.
@@ -31,21 +35,48 @@ import pickle
 from collections.abc import Callable
 from typing import Any
 
-from jaxedit.errors import CheckpointError, UnsafeCheckpointError
+from jaxedit.errors import CheckpointError, UnsafeCheckpointError, sanitize
 
-__all__ = ["StandIn", "RestrictedUnpickler", "check_key", "short"]
+__all__ = ["StandIn", "RestrictedUnpickler", "WorkBudget", "check_key", "short"]
 
 _MAX_OPS_DEFAULT = 5_000_000
 _MAX_KEY_DEPTH = 4
+MAX_KEY_ITEMS = 64
 _INT_KEY_LIMIT = 1 << 60  # ints below 2**61 - 1 hash to themselves: no crafted collisions
 
 
-def short(text: object, limit: int = 80) -> str:
-    """A one-line, length-limited rendering of an untrusted string for an error message."""
-    s = text if isinstance(text, str) else type(text).__name__
-    s = s.encode("ascii", "backslashreplace").decode("ascii")
-    s = s.replace("\n", "\\n").replace("\r", "\\r")
-    return s if len(s) <= limit else s[: limit - 3] + "..."
+def short(value: object, limit: int = 80) -> str:
+    """An untrusted string for an error message (`jaxedit.errors.sanitize`d), or the type name of
+    anything else (never its repr, which could be huge or costly)."""
+    return sanitize(value if isinstance(value, str) else type(value).__name__, limit)
+
+
+class WorkBudget:
+    """Work one read may still do, in units of about one elementary Python step.
+
+    Every executed opcode costs 1; stand-ins charge what they do besides (`charge`): elements
+    touched, bytes produced / 8. One budget is shared by all the pickles of one file, nested storage
+    blobs included, and its limit is derived from the file size by the caller, so the total work is
+    linear in the file size whatever the file references repeatedly.
+    """
+
+    __slots__ = ("limit", "used", "what")
+
+    def __init__(self, limit: int, what: str = "this file"):
+        self.limit = int(limit)
+        self.used = 0
+        self.what = what
+
+    def charge(self, units: int) -> None:
+        self.used += units
+        if self.used > self.limit:
+            self.refuse()
+
+    def refuse(self) -> None:
+        raise CheckpointError(
+            f"reading would take more than {self.limit:,} steps of work, the limit for {self.what} "
+            "(it makes the reader process the same data over and over: refused)"
+        )
 
 
 class StandIn:
@@ -88,6 +119,8 @@ def check_key(key: object, depth: int = 0) -> None:
     t = type(key)
     if t is str or t is bytes or t is bool or key is None:
         return
+    if t is tuple and len(key) > MAX_KEY_ITEMS:
+        raise CheckpointError(f"pickle uses a tuple of {len(key)} items as a dict key (limit {MAX_KEY_ITEMS})")
     if depth == 0:
         if t is int:
             if -_INT_KEY_LIMIT < key < _INT_KEY_LIMIT:
@@ -188,6 +221,8 @@ class RestrictedUnpickler(_BASE):
       build_hook: `build_hook(inst, state) -> bool`: True when it applied (or deliberately
         discarded) the state; False makes BUILD refuse.
       max_ops: cap on executed opcodes (objects created) for this pickle.
+      work: the budget this pickle's opcodes are charged to (shared with the caller's stand-ins
+        and the file's other pickles); a fresh `WorkBudget(max_ops)` when None.
     """
 
     dispatch: dict[int, Callable] = {}
@@ -199,12 +234,14 @@ class RestrictedUnpickler(_BASE):
         persistent_load: Callable[[Any], Any] | None = None,
         build_hook: Callable[[Any, Any], bool] | None = None,
         max_ops: int = _MAX_OPS_DEFAULT,
+        work: WorkBudget | None = None,
     ):
         super().__init__(file, encoding="latin1")
         self._globals_table = globals_table
         self._persistent = persistent_load
         self._build_hook = build_hook
         self._max_ops = max_ops
+        self._work = work if work is not None else WorkBudget(max_ops, "this pickle")
 
     # -- driver ---------------------------------------------------------------------------------
     def load(self) -> Any:
@@ -217,7 +254,13 @@ class RestrictedUnpickler(_BASE):
         self.proto = 0
         read = self.read
         dispatch = self.dispatch
-        budget = self._max_ops
+        work = self._work
+        max_ops = self._max_ops
+        # Opcodes are counted locally and settled with the shared budget every `settle_every` of
+        # them (and when the pickle ends); stand-ins charge the shared budget directly.
+        settle_every = 4096
+        ops = settled = 0
+        checkpoint = min(settle_every, max_ops + 1)
         try:
             while True:
                 key = read(1)
@@ -226,12 +269,18 @@ class RestrictedUnpickler(_BASE):
                 handler = dispatch.get(key[0])
                 if handler is None:
                     raise CheckpointError(f"invalid pickle opcode 0x{key[0]:02x}")
-                budget -= 1
-                if budget < 0:
-                    raise CheckpointError(f"pickle has more than {self._max_ops} operations")
+                ops += 1
+                if ops >= checkpoint:
+                    if ops > max_ops:
+                        raise CheckpointError(f"pickle has more than {max_ops} operations")
+                    work.charge(ops - settled)
+                    settled = ops
+                    checkpoint = min(ops + settle_every, max_ops + 1)
                 handler(self)
         except _Stop as stop:
-            return stop.value
+            value = stop.value
+        work.charge(ops - settled)
+        return value
 
     def find_class(self, module: str, name: str) -> StandIn:
         stand_in = self._globals_table.get(f"{module}.{name}")

@@ -19,7 +19,8 @@ comes back:
   shape and strides applied); bfloat16 -> `ml_dtypes.bfloat16` (bit-exact; `.astype(np.float32)`
   when needed). A parameter is not distinguished from a buffer by type: use the module's
   `_parameters` / `_buffers` dicts (NVlabs) or the key names (state dicts). With
-  `memory_map=True` (zip only) contiguous tensors are read-only views into a map of the file;
+  `memory_map=True` (zip only) contiguous tensors are read-only views into a map of the file (the
+  caller must then keep the file unchanged while it uses them: a map of a file that shrinks faults);
 * `OrderedDict`, `dnnlib.util.EasyDict` -> plain `dict`; `argparse.Namespace` -> `NamespaceRecord`
   (a `dict` with attribute access); `torch.Size` -> `tuple`; `torch.device` -> `str`;
 * numpy scalars -> numpy scalars (`np.float64`...), numpy dtypes -> `np.dtype` (plain numeric
@@ -37,9 +38,16 @@ Resource limits: each tensor's extent (offset + sum((size - 1) * stride)) is che
 elements its storage really holds, each storage's element count against the bytes present, and
 the bytes materialised for tensors are charged to a budget (`max_total_bytes`, by default
 `DEFAULT_BUDGET_FACTOR` x file size + `DEFAULT_BUDGET_SLACK`) *before* anything is allocated, so a
-stride-0 expansion or many views of one storage cannot blow up memory. Pickles are capped in
-operations, dict keys are restricted to collision-safe types, a repeated storage blob is parsed
-once; flattening a module tree has depth and cycle limits.
+stride-0 expansion or many views of one storage cannot blow up memory. The work of the whole read
+(every pickle opcode, nested storage blobs included, plus the elements each stand-in touches and
+the bytes it produces) is charged to one `WorkBudget` of `DEFAULT_WORK_PER_BYTE` x file size +
+`DEFAULT_WORK_FLOOR` units, so a small file cannot make the reader redo work on a memoized object
+millions of times. Pickles are also capped in operations each, dict keys are restricted to
+collision-safe types, a repeated storage blob is parsed once; flattening a module tree has depth,
+cycle and size limits.
+
+The file is read with plain reads (never a memory map unless `memory_map=True`): a file that is
+truncated or rewritten while being read gives a `CheckpointError`, never a crash (SIGBUS).
 """
 
 from __future__ import annotations
@@ -60,8 +68,8 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from jaxedit.convert.pickle_safe import RestrictedUnpickler, StandIn, check_key, short
-from jaxedit.errors import CheckpointError, JaxeditError, UnsafeCheckpointError
+from jaxedit.convert.pickle_safe import RestrictedUnpickler, StandIn, WorkBudget, check_key, short
+from jaxedit.errors import CheckpointError, JaxeditError, UnsafeCheckpointError, sanitize
 
 __all__ = [
     "read_checkpoint",
@@ -72,11 +80,22 @@ __all__ = [
     "CheckpointReader",
     "DEFAULT_BUDGET_FACTOR",
     "DEFAULT_BUDGET_SLACK",
+    "DEFAULT_WORK_PER_BYTE",
+    "DEFAULT_WORK_FLOOR",
 ]
 
 DEFAULT_BUDGET_FACTOR = 4
 DEFAULT_BUDGET_SLACK = 1 << 20
+# Real checkpoints need far less work than their size in units (their bulk is raw tensor bytes);
+# a unit is about one pickle opcode, ~1 microsecond, so a refusal never takes more than seconds.
+DEFAULT_WORK_PER_BYTE = 0.125
+DEFAULT_WORK_FLOOR = 4_000_000
 MAX_MODULE_DEPTH = 64
+MAX_MODULES = 100_000  # modules visited when flattening one network (shared submodules count each time)
+MAX_KWARGS_NODES = 100_000  # values visited when converting one network's init kwargs
+_DICT_ITEM_WORK = 4  # work units per dict item built by a stand-in (time and memory of one entry)
+_BYTES_PER_WORK = 8  # bytes produced per work unit
+_BLOB_WORK = 64  # fixed work units per storage blob parsed (besides its opcodes)
 _MAX_DIM = 1 << 48
 _MAX_NDIM = 32
 _LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
@@ -257,11 +276,20 @@ class CheckpointReader:
     `max_total_bytes` before each allocation).
     """
 
-    def __init__(self, path: str | os.PathLike, *, max_total_bytes: int | None = None, memory_map: bool = False):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        max_total_bytes: int | None = None,
+        memory_map: bool = False,
+        max_work: int | None = None,
+    ):
         self.path = Path(path)
         self.memory_map = memory_map
         self.name = self.path.name
         self.max_total_bytes = max_total_bytes
+        self.max_work = max_work
+        self.work = WorkBudget(max_work if max_work is not None else DEFAULT_WORK_FLOOR)
         self.bytes_materialised = 0
         self.file_size = 0
         self._globals = self._make_globals()
@@ -277,14 +305,14 @@ class CheckpointReader:
             _check_no_internals(result)
             return result
         except JaxeditError as e:
-            raise type(e)(f"{self.name}: {_one_line(str(e))}") from None
+            raise type(e)(f"{sanitize(self.name, 200)}: {sanitize(str(e))}") from None
         except RecursionError:
-            raise CheckpointError(f"{self.name}: structure nested too deeply") from None
+            raise CheckpointError(f"{sanitize(self.name, 200)}: structure nested too deeply") from None
         except MemoryError:
-            raise CheckpointError(f"{self.name}: out of memory while reading") from None
+            raise CheckpointError(f"{sanitize(self.name, 200)}: out of memory while reading") from None
         except Exception as e:  # any parser failure on hostile bytes becomes our error type
             raise CheckpointError(
-                f"{self.name}: corrupt or truncated checkpoint ({type(e).__name__}: {_one_line(str(e), 100)})"
+                f"{sanitize(self.name, 200)}: corrupt or truncated checkpoint ({type(e).__name__}: {_error_text(e)})"
             ) from None
 
     # -- budget ---------------------------------------------------------------------------------
@@ -309,30 +337,36 @@ class CheckpointReader:
             self.file_size = os.fstat(f.fileno()).st_size
             if self.max_total_bytes is None:
                 self.max_total_bytes = DEFAULT_BUDGET_FACTOR * self.file_size + DEFAULT_BUDGET_SLACK
+            if self.max_work is None:
+                self.work.limit = int(DEFAULT_WORK_PER_BYTE * self.file_size) + DEFAULT_WORK_FLOOR
+            self.work.what = f"this {self.file_size}-byte file"
             if self.file_size == 0:
                 raise CheckpointError("empty file")
             head = f.read(4)
             if head.startswith(b"PK\x03\x04") or head.startswith(b"PK\x05\x06"):
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                try:
-                    return self._read_zip(f, mm)
-                finally:
-                    try:
-                        if not self.memory_map:  # else returned views keep the map alive
-                            mm.close()
-                    except BufferError:  # a view still referenced by a traceback; GC closes it
-                        pass
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if self.memory_map else None
+                result = self._read_zip(f, mm)
+                self._check_unchanged(f)
+                return result
             if head[:1] != b"\x80":
                 raise CheckpointError(f"not a PyTorch checkpoint or pickle (starts with {head!r})")
             f.seek(0)
-            data = f.read()
+            data = f.read(self.file_size + 1)
+            if len(data) != self.file_size:
+                raise CheckpointError(_CHANGED)
         return self._read_pickle_file(data)
 
+    def _check_unchanged(self, f: io.BufferedReader) -> None:
+        if os.fstat(f.fileno()).st_size != self.file_size:
+            raise CheckpointError(_CHANGED)
+
     # -- zip ------------------------------------------------------------------------------------
-    def _read_zip(self, f: io.BufferedReader, mm: mmap.mmap) -> Any:
+    def _read_zip(self, f: io.BufferedReader, mm: mmap.mmap | None) -> Any:
+        """The object of a zip checkpoint; `mm` (a map of the file) only when tensors are returned
+        as views into it, everything else is read with plain reads."""
         try:
             f.seek(0)
-            zf = zipfile.ZipFile(f)  # parses the central directory only; we read members via mm
+            zf = zipfile.ZipFile(f)  # parses the central directory only; members are read by offset
             infos = zf.infolist()
         except (
             zipfile.BadZipFile,
@@ -344,7 +378,7 @@ class CheckpointReader:
             UnicodeDecodeError,
             NotImplementedError,
         ) as e:
-            raise CheckpointError(f"zip archive is truncated or damaged ({_one_line(str(e), 80)})") from None
+            raise CheckpointError(f"zip archive is truncated or damaged ({_error_text(e, 80)})") from None
         if not infos:
             raise CheckpointError("zip archive is empty")
         top = infos[0].filename.split("/", 1)[0]
@@ -358,7 +392,7 @@ class CheckpointReader:
             raise CheckpointError(f"zip archive has no {short(top)}/data.pkl: not a PyTorch checkpoint")
         byteorder = "little"
         if f"{top}/byteorder" in entries:
-            raw = self._zip_member(mm, entries[f"{top}/byteorder"])
+            raw = self._zip_member(f, entries[f"{top}/byteorder"])
             if raw not in (b"little", b"big"):
                 raise CheckpointError(f"zip byteorder record is {raw[:16]!r}")
             byteorder = raw.decode()
@@ -383,7 +417,7 @@ class CheckpointReader:
             info = entries.get(f"{top}/data/{key}")
             if info is None:
                 raise CheckpointError(f"zip archive lacks the storage {short(top)}/data/{short(key)}")
-            start, length = self._zip_span(mm, info)
+            start, length = self._zip_span(f, info)
             if numel * dtype.itemsize > length:
                 raise CheckpointError(
                     f"storage {short(key)} claims {numel} x {dtype.itemsize} bytes but the archive holds {length}"
@@ -392,14 +426,14 @@ class CheckpointReader:
             storages[key] = ref
             return ref
 
-        pickle_bytes = self._zip_member(mm, pkl)
+        pickle_bytes = self._zip_member(f, pkl)
         try:
             return self._unpickle(io.BytesIO(pickle_bytes), self._globals, persistent_load)
         finally:
             for ref in storages.values():
                 ref.buf = ref.file = None
 
-    def _zip_span(self, mm: mmap.mmap, info: zipfile.ZipInfo) -> tuple[int, int]:
+    def _zip_span(self, f: io.BufferedReader, info: zipfile.ZipInfo) -> tuple[int, int]:
         """Byte offset and length of a stored (uncompressed) member's data inside the file."""
         if info.compress_type != zipfile.ZIP_STORED:
             raise CheckpointError(
@@ -410,20 +444,20 @@ class CheckpointReader:
         if info.compress_size != info.file_size:
             raise CheckpointError(f"zip member {short(info.filename)} has inconsistent sizes")
         hdr = info.header_offset
-        if hdr < 0 or hdr + 30 > len(mm):
+        if hdr < 0 or hdr + 30 > self.file_size:
             raise CheckpointError(f"zip member {short(info.filename)} lies outside the file")
-        local = mm[hdr : hdr + 30]
+        local = _read_exact(f, hdr, 30)
         if local[:4] != b"PK\x03\x04":
             raise CheckpointError(f"zip member {short(info.filename)} has a bad local header")
         name_len, extra_len = struct.unpack("<HH", local[26:30])
         start = hdr + 30 + name_len + extra_len
-        if start + info.file_size > len(mm):
+        if start + info.file_size > self.file_size:
             raise CheckpointError(f"zip member {short(info.filename)} extends beyond the end of the file (truncated)")
         return start, info.file_size
 
-    def _zip_member(self, mm: mmap.mmap, info: zipfile.ZipInfo) -> bytes:
-        start, length = self._zip_span(mm, info)
-        return mm[start : start + length]
+    def _zip_member(self, f: io.BufferedReader, info: zipfile.ZipInfo) -> bytes:
+        start, length = self._zip_span(f, info)
+        return _read_exact(f, start, length)
 
     # -- plain pickle / legacy ------------------------------------------------------------------
     def _read_pickle_file(self, data: bytes) -> Any:
@@ -544,7 +578,7 @@ class CheckpointReader:
     def _unpickle(
         self, stream: io.BytesIO, globals_table: dict[str, StandIn], persistent_load, what: str = "pickle"
     ) -> Any:
-        unpickler = RestrictedUnpickler(stream, globals_table, persistent_load, self._build_hook)
+        unpickler = RestrictedUnpickler(stream, globals_table, persistent_load, self._build_hook, work=self.work)
         try:
             return unpickler.load()
         except UnsafeCheckpointError:
@@ -556,14 +590,14 @@ class CheckpointReader:
         except (EOFError, struct.error) as e:
             raise CheckpointError(f"{what}: corrupt or truncated pickle ({type(e).__name__})") from None
 
-    @staticmethod
-    def _build_hook(inst: Any, state: Any) -> bool:
+    def _build_hook(self, inst: Any, state: Any) -> bool:
         """The only state-setting the loader performs (BUILD opcode)."""
         if isinstance(inst, np.dtype):
             _check_dtype_state(inst, state)
             inst.__setstate__(state)
             return True
         if type(inst) is NamespaceRecord and type(state) is dict:
+            self.work.charge(_DICT_ITEM_WORK * len(state))
             if any(type(k) is not str for k in state):
                 return False
             inst.update(state)
@@ -607,14 +641,19 @@ class CheckpointReader:
         self._charge(numel * dtype.itemsize)
         out = np.empty(shape, dtype=dtype)
         if contiguous and storage.file is not None:
-            # read straight into the result: no page of the map is touched
+            # read straight into the result
             storage.file.seek(start)
             got = storage.file.readinto(out.reshape(-1).view(np.uint8))
             if got != numel * dtype.itemsize:
-                raise CheckpointError(f"storage {short(storage.key)} is truncated")
+                raise CheckpointError(f"storage {short(storage.key)} is truncated ({_CHANGED})")
         elif numel:
             raw = np.dtype(f"V{dtype.itemsize}")  # opaque elements: works for every dtype
-            base = np.frombuffer(storage.buf, dtype=raw, count=extent - offset, offset=start)
+            span = (extent - offset) * dtype.itemsize
+            buf, at = storage.buf, start
+            if buf is None or storage.file is not None:  # zip: read the span (never through a map)
+                self.work.charge(span // _BYTES_PER_WORK)
+                buf, at = _read_exact(storage.file, start, span), 0
+            base = np.frombuffer(buf, dtype=raw, count=extent - offset, offset=at)
             view = np.lib.stride_tricks.as_strided(
                 base, shape=shape, strides=tuple(s * dtype.itemsize for s in strides), writeable=False
             )
@@ -665,6 +704,7 @@ class CheckpointReader:
         cached = self._blobs.get(id(blob))
         if cached is not None and cached[0] is blob:  # the same memoized blob, called again
             return cached[1]
+        self.work.charge(_BLOB_WORK)  # besides the opcodes of its pickles, charged as they run
         self._in_blob = True
         try:
             ref = self._read_legacy(io.BytesIO(blob), blob, blob=True)
@@ -696,23 +736,54 @@ class CheckpointReader:
         add("torch.storage._load_from_bytes", call=self._load_from_bytes)
         add("torch.Size", call=_torch_size)
         add("torch.device", call=_torch_device)
-        add("collections.OrderedDict", call=_ordered_dict)
-        add("dnnlib.util.EasyDict", call=_ordered_dict, new=_new_empty_dict)
-        add("dnnlib.EasyDict", call=_ordered_dict, new=_new_empty_dict)
+        add("collections.OrderedDict", call=self._ordered_dict)
+        add("dnnlib.util.EasyDict", call=self._ordered_dict, new=_new_empty_dict)
+        add("dnnlib.EasyDict", call=self._ordered_dict, new=_new_empty_dict)
         add("argparse.Namespace", new=_new_namespace)
         add("numpy.dtype", call=_numpy_dtype)
         add("numpy.core.multiarray.scalar", call=_numpy_scalar)
         add("numpy._core.multiarray.scalar", call=_numpy_scalar)
-        add("_codecs.encode", call=_codecs_encode)
+        add("_codecs.encode", call=self._codecs_encode)
         add("torch_utils.persistence._reconstruct_persistent_obj", call=_persistent_obj)
         return table
+
+    def _ordered_dict(self, *args: Any) -> dict:
+        """`OrderedDict(items)` / `EasyDict(items)` -> a plain dict; its items are charged to the
+        work budget (the same memoized item list may be passed any number of times)."""
+        if len(args) == 1 and type(args[0]) in (dict, list, tuple):
+            self.work.charge(_DICT_ITEM_WORK * len(args[0]))
+        return _ordered_dict(*args)
+
+    def _codecs_encode(self, *args: Any) -> bytes:
+        """`_codecs.encode(text, "latin1")` (how protocol-2 pickles store bytes); the bytes produced
+        are charged to the work budget (the same memoized text may be encoded any number of times)."""
+        if args and type(args[0]) is str:
+            self.work.charge(len(args[0]) // _BYTES_PER_WORK + 1)
+        return _codecs_encode(*args)
 
 
 # ------------------------------------------------------------------------------------------------
 # Stand-ins that need no reader state
 # ------------------------------------------------------------------------------------------------
-def _one_line(text: str, limit: int = 300) -> str:
-    return short(text, limit)
+_CHANGED = "the file was truncated or changed size while being read"
+
+
+def _error_text(error: BaseException, limit: int = 100) -> str:
+    """The message of a foreign exception, sanitized; never raises (a huge int in the message
+    cannot be converted to text, for example)."""
+    try:
+        return sanitize(str(error), limit)
+    except Exception:
+        return "no details"
+
+
+def _read_exact(f: io.BufferedReader, start: int, length: int) -> bytes:
+    """`length` bytes of `f` from offset `start`, or CheckpointError when the file ends first."""
+    f.seek(start)
+    data = f.read(length)
+    if len(data) != length:
+        raise CheckpointError(f"data at offset {start} extends beyond the end of the file ({_CHANGED})")
+    return data
 
 
 def _torch_size(*args: Any) -> tuple:
@@ -817,7 +888,13 @@ def _persistent_obj(*args: Any) -> PersistentObject:
 # ------------------------------------------------------------------------------------------------
 # Public functions
 # ------------------------------------------------------------------------------------------------
-def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = None, memory_map: bool = False) -> Any:
+def read_checkpoint(
+    path: str | os.PathLike,
+    *,
+    max_total_bytes: int | None = None,
+    memory_map: bool = False,
+    max_work: int | None = None,
+) -> Any:
     """Read a torch checkpoint or NVlabs network pickle safely (nothing from the file executes).
 
     Args:
@@ -826,7 +903,11 @@ def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = No
         `DEFAULT_BUDGET_FACTOR * file size + DEFAULT_BUDGET_SLACK`.
       memory_map: zip format only: return contiguous little-endian tensors as read-only views
         into a memory map of the file (nothing copied, nothing charged to the budget; the map
-        lives as long as the arrays). Other tensors are copied as usual.
+        lives as long as the arrays, and the file must not change while they are used). Other
+        tensors are copied as usual.
+      max_work: budget of work units for the whole read (pickle opcodes, nested blobs included,
+        plus the elements and bytes stand-ins produce); default
+        `DEFAULT_WORK_PER_BYTE * file size + DEFAULT_WORK_FLOOR`.
 
     Returns:
       The pickled object with tensors as C-contiguous numpy arrays (see the module docstring for
@@ -835,9 +916,10 @@ def read_checkpoint(path: str | os.PathLike, *, max_total_bytes: int | None = No
     Raises:
       UnsafeCheckpointError: the file names a global outside the allow-list or uses a refused
         opcode / state-setting step (message: file name and what was refused).
-      CheckpointError: unreadable, truncated, corrupt, not a checkpoint, or over the byte budget.
+      CheckpointError: unreadable, truncated, changed while being read, corrupt, not a checkpoint,
+        or over the byte or work budget.
     """
-    return CheckpointReader(path, max_total_bytes=max_total_bytes, memory_map=memory_map).read()
+    return CheckpointReader(path, max_total_bytes=max_total_bytes, memory_map=memory_map, max_work=max_work).read()
 
 
 def _module_state(module: Any, where: str) -> dict:
@@ -851,14 +933,19 @@ def _module_state(module: Any, where: str) -> dict:
 def module_state_dict(module: Any, prefix: str = "") -> dict[str, np.ndarray]:
     """Flatten an NVlabs network (PersistentObject / module-state dict) into `state_dict()`.
 
-    Walks `_modules` recursively (depth limit `MAX_MODULE_DEPTH`, cycles refused), collects
+    Walks `_modules` recursively (depth limit `MAX_MODULE_DEPTH`, cycles refused, at most
+    `MAX_MODULES` visits: a submodule shared by several parents counts once per parent), collects
     `_parameters` and `_buffers` except names in `_non_persistent_buffers_set`; `None` entries are
     skipped, as torch does. Keys are joined with '.' below `prefix`.
     """
     out: dict[str, np.ndarray] = {}
     on_path: set[int] = set()
+    visits = [0]
 
     def walk(mod: Any, pre: str, depth: int) -> None:
+        visits[0] += 1
+        if visits[0] > MAX_MODULES:
+            raise CheckpointError(f"network has more than {MAX_MODULES} modules (counting shared ones per use)")
         if depth > MAX_MODULE_DEPTH:
             raise CheckpointError(f"module tree deeper than {MAX_MODULE_DEPTH} at {short(pre)}")
         if id(mod) in on_path:
@@ -890,17 +977,21 @@ def module_state_dict(module: Any, prefix: str = "") -> dict[str, np.ndarray]:
     return out
 
 
-def _plain(value: Any, depth: int = 0) -> Any:
+def _plain(value: Any, depth: int = 0, visits: list[int] | None = None) -> Any:
+    visits = visits if visits is not None else [0]
+    visits[0] += 1
+    if visits[0] > MAX_KWARGS_NODES:
+        raise CheckpointError(f"init kwargs hold more than {MAX_KWARGS_NODES} values (counting shared ones per use)")
     if depth > 32:
         raise CheckpointError("init kwargs nested too deeply")
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {k: _plain(v, depth + 1) for k, v in value.items()}
+        return {k: _plain(v, depth + 1, visits) for k, v in value.items()}
     if type(value) is list:
-        return [_plain(v, depth + 1) for v in value]
+        return [_plain(v, depth + 1, visits) for v in value]
     if type(value) is tuple:
-        return tuple(_plain(v, depth + 1) for v in value)
+        return tuple(_plain(v, depth + 1, visits) for v in value)
     return value
 
 
