@@ -30,12 +30,15 @@ from typing import Any
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, NUM_ATTRIBUTES
-from jaxedit.errors import CheckpointError, ConfigError
+from jaxedit.errors import CheckpointError, ConfigError, sanitize
 from jaxedit.io import sha256_file
 from jaxedit.latent.presets import PRESETS, MethodPreset
+from jaxedit.stylegan2.networks import MAX_DIM, MAX_RESOLUTION
 
 TNET_FILE = re.compile(r"^tnet_(\d+)\.pth(?:\.tar)?$")
 SOURCE_FORMAT = "official latent-transformer (LCNet state dict + F_mapping state dicts)"
+MAX_NUM_WS = 2 * (MAX_RESOLUTION.bit_length() - 1) - 2  # W+ layers of the largest generator (22)
+MAX_WIDTH = MAX_NUM_WS * MAX_DIM  # widest classifier layer (a flattened W+ latent)
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -44,13 +47,13 @@ def _shape(value: Any) -> tuple[int, ...]:
 
 def _layer_count(where: str, shapes: Mapping[str, tuple[int, ...]], prefix: str) -> int:
     """n for keys exactly {prefix.i.weight, prefix.i.bias : i < n}; one-line error otherwise."""
-    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d+)\.(weight|bias)$")
+    pattern = re.compile(rf"^{re.escape(prefix)}\.(\d{{1,6}})\.(weight|bias)$")
     indices = set()
     for key in shapes:
         match = pattern.match(key)
         if not match:
             raise CheckpointError(
-                f"{where}: unexpected key {key!r} (expected only {prefix}.<i>.weight / {prefix}.<i>.bias)"
+                f"{where}: unexpected key {sanitize(repr(key), 120)} (expected only {prefix}.<i>.weight / {prefix}.<i>.bias)"
             )
         indices.add(int(match.group(1)))
     if not indices:
@@ -80,6 +83,8 @@ def classifier_layout(shapes: Mapping[str, tuple[int, ...]], where: str = "class
             )
         if bias != (out_width,):
             raise CheckpointError(f"{where}: fcs.{i}.bias has shape {list(bias)}, expected [{out_width}]")
+        if not 1 <= out_width <= MAX_WIDTH or not 1 <= in_width <= MAX_WIDTH:
+            raise CheckpointError(f"{where}: fcs.{i}.weight has shape {list(weight)}, widths must be 1..{MAX_WIDTH}")
         widths.append(out_width)
     if widths[-1] != NUM_ATTRIBUTES:
         raise CheckpointError(
@@ -91,6 +96,8 @@ def classifier_layout(shapes: Mapping[str, tuple[int, ...]], where: str = "class
 def tnet_layout(shapes: Mapping[str, tuple[int, ...]], where: str = "tnet") -> tuple[int, int]:
     """(num_ws, w_dim) of an F_mapping state dict given as {key: shape}; checks every key."""
     count = _layer_count(where, shapes, "dense")
+    if count > MAX_NUM_WS:
+        raise CheckpointError(f"{where}: {count} dense layers (one per W+ layer), expected at most {MAX_NUM_WS}")
     w_dim = None
     for layer in range(count):
         weight, bias = tuple(shapes[f"dense.{layer}.weight"]), tuple(shapes[f"dense.{layer}.bias"])
@@ -100,6 +107,10 @@ def tnet_layout(shapes: Mapping[str, tuple[int, ...]], where: str = "tnet") -> t
                     f"{where}: dense.{layer}.weight has shape {list(weight)}, expected square [w_dim, w_dim]"
                 )
             w_dim = weight[0]
+            if not 1 <= w_dim <= MAX_DIM:
+                raise CheckpointError(
+                    f"{where}: dense.{layer}.weight has shape {list(weight)}, w_dim must be 1..{MAX_DIM}"
+                )
         if weight != (w_dim, w_dim):
             raise CheckpointError(
                 f"{where}: dense.{layer}.weight has shape {list(weight)}, expected [{w_dim}, {w_dim}]"
@@ -121,11 +132,17 @@ def _state_dict(obj: Any, where: str) -> dict[str, np.ndarray]:
         if name.startswith("module."):  # saved from a DataParallel wrapper
             name = name[len("module.") :]
         if not isinstance(value, np.ndarray):
-            raise CheckpointError(f"{where}: entry {name!r} is a {type(value).__name__}, expected a tensor")
+            raise CheckpointError(
+                f"{where}: entry {sanitize(repr(name), 120)} is a {type(value).__name__}, expected a tensor"
+            )
         if not np.issubdtype(np.asarray(value).dtype, np.floating) and value.dtype.name != "bfloat16":
-            raise CheckpointError(f"{where}: tensor {name!r} has dtype {value.dtype}, expected floating point")
+            raise CheckpointError(
+                f"{where}: tensor {sanitize(repr(name), 120)} has dtype {value.dtype}, expected floating point"
+            )
         if not np.all(np.isfinite(np.asarray(value, np.float32))):
-            raise CheckpointError(f"{where}: tensor {name!r} contains non-finite values")
+            raise CheckpointError(
+                f"{where}: tensor {sanitize(repr(name), 120)} contains non-finite values (or values beyond float32)"
+            )
         out[name] = value
     return out
 
@@ -176,6 +193,8 @@ def find_tnets(directory: str | os.PathLike) -> list[tuple[int, Path]]:
 
 def official_preset_for(widths: Sequence[int], num_ws: int, w_dim: int) -> MethodPreset:
     """The official preset sized for these checkpoints (PRESETS['official'] for the real ones)."""
+    if not 1 <= num_ws <= MAX_NUM_WS:
+        raise CheckpointError(f"{num_ws} W+ layers, expected 1..{MAX_NUM_WS}")
     if widths[0] != num_ws * w_dim:
         raise CheckpointError(
             f"classifier takes {widths[0]} inputs but the transformers work on {num_ws} x {w_dim} = {num_ws * w_dim}"
@@ -195,7 +214,20 @@ def convert_latent_transformer(
     tnets: a directory of `tnet_<k>.pth.tar` files, or a list of such files (k read from each
     name); None converts the classifier alone (K = 0 transformers; num_ws = inputs / 512).
     Nothing is written unless every file converts (the directory is written atomically).
+    Every size read from the files is bounded (W+ layers, widths) and every tensor checked finite
+    as float32 before anything is built; anything wrong is a one-line CheckpointError.
     """
+    try:
+        return _convert(classifier_path, destination, tnets, overwrite)
+    except RecursionError:
+        raise CheckpointError(f"{classifier_path}: structure nested too deeply") from None
+    except MemoryError:
+        raise CheckpointError(f"{classifier_path}: the networks it describes do not fit in memory") from None
+    except OverflowError:
+        raise CheckpointError(f"{classifier_path}: a number in the checkpoints is out of range") from None
+
+
+def _convert(classifier_path, destination, tnets, overwrite) -> Path:
     from jaxedit.convert.torch_reader import read_checkpoint
     from jaxedit.latent.editors import save_editors
 

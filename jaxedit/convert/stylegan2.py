@@ -32,14 +32,16 @@ from typing import Any
 
 import numpy as np
 
-from jaxedit.errors import CheckpointError, ConfigError
-from jaxedit.stylegan2.networks import GeneratorConfig, nvlabs_channels
+from jaxedit.errors import CheckpointError, ConfigError, sanitize
+from jaxedit.stylegan2.networks import MAX_RESOLUTION, GeneratorConfig, nvlabs_channels
 
 FORMATS = ("rosinality", "psp", "nvlabs")
 DEFAULT_OUTPUT_ROOT = Path("ported_weights")
 # rosinality's Generator(lr_mlp=0.01) default; its files do not store it.
 ROSINALITY_LR_MULTIPLIER = 0.01
 W_AVG_ESTIMATE_SAMPLES = 10_000
+_MAX_LOG2 = int(math.log2(MAX_RESOLUTION))
+_INDEX = r"(\d{1,6})"  # layer indices in key names (longer digit runs are not layer keys)
 _FIR_1D = np.array([1.0, 3.0, 3.0, 1.0])
 _FIR_2D = np.outer(_FIR_1D, _FIR_1D) / np.outer(_FIR_1D, _FIR_1D).sum()
 
@@ -158,6 +160,17 @@ def check_layout(tensors: Mapping[str, Any], expected: Mapping[str, tuple], what
         raise CheckpointError(f"{what}: {problems[0]}{more}")
 
 
+def check_finite_tree(tree: Mapping, what: str, prefix: str = "") -> None:
+    """CheckpointError naming the first converted array (path in the params tree) holding a NaN or
+    an infinity, e.g. a float64 value beyond the float32 range, or a weight scaled past it."""
+    for key, value in tree.items():
+        path = f"{prefix}/{key}" if prefix else str(key)
+        if isinstance(value, Mapping):
+            check_finite_tree(value, what, path)
+        elif not np.all(np.isfinite(value)):
+            raise CheckpointError(f"{what}: converted {path} holds non-finite values (out of the float32 range?)")
+
+
 def _is_float(dtype: np.dtype) -> bool:
     """float16/32/64 and bfloat16 (which the reader returns as ml_dtypes.bfloat16, kind 'V')."""
     return np.issubdtype(dtype, np.floating) or np.dtype(dtype).name == "bfloat16"
@@ -236,10 +249,10 @@ def rosinality_layout(config: GeneratorConfig) -> dict[str, tuple]:
 def infer_rosinality_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig:
     """The architecture implied by a rosinality state dict's shapes (majority vote per quantity)."""
     keys = [str(k) for k in sd]
-    style_ids = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(r"style\.(\d+)\.weight", k)))
-    rgb_ids = {int(m.group(1)) for k in keys if (m := re.match(r"to_rgbs\.(\d+)\.", k))}
-    conv_ids = {int(m.group(1)) for k in keys if (m := re.match(r"convs\.(\d+)\.", k))}
-    noise_ids = {int(m.group(1)) for k in keys if (m := re.fullmatch(r"noises\.noise_(\d+)", k))}
+    style_ids = sorted(int(m.group(1)) for k in keys if (m := re.fullmatch(rf"style\.{_INDEX}\.weight", k)))
+    rgb_ids = {int(m.group(1)) for k in keys if (m := re.match(rf"to_rgbs\.{_INDEX}\.", k))}
+    conv_ids = {int(m.group(1)) for k in keys if (m := re.match(rf"convs\.{_INDEX}\.", k))}
+    noise_ids = {int(m.group(1)) for k in keys if (m := re.fullmatch(rf"noises\.noise_{_INDEX}", k))}
     if not style_ids or "input.input" not in sd:
         raise CheckpointError(
             f"{what}: not a rosinality StyleGAN2 generator (no 'style.1.weight' / 'input.input' keys); "
@@ -253,6 +266,11 @@ def infer_rosinality_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig
     if noise_ids:
         log2_candidates.append((max(noise_ids) + 1) // 2 + 2)
     log2 = _majority(log2_candidates) if log2_candidates else 2
+    if not 2 <= log2 <= _MAX_LOG2:
+        evidence = f"to_rgbs.{max(rgb_ids)}" if rgb_ids else f"convs.{max(conv_ids)}" if conv_ids else "noises"
+        raise CheckpointError(
+            f"{what}: the layer keys (e.g. {evidence}) imply resolution 2**{log2}; expected 4..{MAX_RESOLUTION}"
+        )
     resolution = 2**log2
     mapping_layers = len(style_ids)
 
@@ -293,7 +311,8 @@ def infer_rosinality_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig
             )
         channels[r] = _majority(votes)
     img_votes = _dim(sd, "to_rgb1.conv.weight", 1, 5)
-    return GeneratorConfig(
+    return _config(
+        what,
         resolution=resolution,
         z_dim=z_votes[0],
         w_dim=_majority(w_votes),
@@ -303,6 +322,14 @@ def infer_rosinality_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig
         conv_clamp=None,
         img_channels=img_votes[0] if img_votes else 3,
     )
+
+
+def _config(what: str, **fields: Any) -> GeneratorConfig:
+    """GeneratorConfig(**fields), its validation failures reported as this file's CheckpointError."""
+    try:
+        return GeneratorConfig(**fields)
+    except ConfigError as error:
+        raise CheckpointError(f"{what}: unsupported architecture: {error}") from None
 
 
 def _shape_of(value) -> str:
@@ -462,50 +489,86 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
 
     synthesis_kwargs = kwargs.get("synthesis_kwargs") or {}
     mapping_kwargs = kwargs.get("mapping_kwargs") or {}
-    c_dim = get(kwargs, "c_dim", 0) or 0
-    if c_dim:
+    for name, value in (("synthesis_kwargs", synthesis_kwargs), ("mapping_kwargs", mapping_kwargs)):
+        if not isinstance(value, Mapping):
+            raise CheckpointError(f"{what}: G_ema init kwargs: {name} is a {type(value).__name__}, expected a dict")
+    c_dim = get(kwargs, "c_dim", 0)
+    if c_dim not in (0, None):
         raise CheckpointError(
-            f"{what}: conditional NVlabs generators (c_dim={c_dim}) are not supported; expected c_dim=0"
+            f"{what}: conditional NVlabs generators (c_dim={_brief(c_dim)}) are not supported; expected c_dim=0"
         )
     architecture = get(synthesis_kwargs, "architecture", "skip")
     if architecture != "skip":
         raise CheckpointError(
-            f"{what}: synthesis architecture {architecture!r} is not supported; expected 'skip' (StyleGAN2 config-e/f)"
+            f"{what}: synthesis architecture {_brief(architecture)} is not supported; expected 'skip' (StyleGAN2 config-e/f)"
         )
+
+    def number(mapping: Mapping, key: str, default: Any, where: str, low: int, high: int) -> int:
+        value = get(mapping, key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise CheckpointError(
+                f"{what}: G_ema init kwargs: {where}{key} is {_brief(value)}, expected an integer {low}..{high}"
+            )
+        return value
+
+    resolution = number(kwargs, "img_resolution", None, "", 4, MAX_RESOLUTION)
+    if resolution & (resolution - 1):
+        raise CheckpointError(f"{what}: G_ema init kwargs: img_resolution {resolution} is not a power of two")
+    w_dim = number(kwargs, "w_dim", 512, "", 1, 1 << 13)
     for key in ("layer_features", "embed_features"):
-        value = mapping_kwargs.get(key) if isinstance(mapping_kwargs, Mapping) else None
-        if value is not None and value != get(kwargs, "w_dim", 512):
-            raise CheckpointError(f"{what}: mapping_kwargs.{key}={value} is not supported; expected w_dim")
-    try:
-        resolution = int(kwargs["img_resolution"])
-        channel_base = int(get(synthesis_kwargs, "channel_base", 32768))
-        channel_max = int(get(synthesis_kwargs, "channel_max", 512))
-        return GeneratorConfig(
-            resolution=resolution,
-            z_dim=int(get(kwargs, "z_dim", 512)),
-            w_dim=int(get(kwargs, "w_dim", 512)),
-            mapping_layers=int(get(mapping_kwargs, "num_layers", 8)),
-            channels=nvlabs_channels(resolution, channel_base, channel_max),
-            lr_multiplier=float(get(mapping_kwargs, "lr_multiplier", 0.01)),
-            conv_clamp=synthesis_kwargs.get("conv_clamp") if isinstance(synthesis_kwargs, Mapping) else None,
-            img_channels=int(get(kwargs, "img_channels", 3)),
-        )
-    except (KeyError, TypeError, ValueError, ConfigError) as error:
+        value = mapping_kwargs.get(key)
+        if value is not None and value != w_dim:
+            raise CheckpointError(
+                f"{what}: mapping_kwargs.{key}={_brief(value)} is not supported; expected w_dim ({w_dim})"
+            )
+    channel_base = number(synthesis_kwargs, "channel_base", 32768, "synthesis_kwargs.", 1, 1 << 30)
+    channel_max = number(synthesis_kwargs, "channel_max", 512, "synthesis_kwargs.", 1, 1 << 13)
+    lr_multiplier = get(mapping_kwargs, "lr_multiplier", 0.01)
+    if isinstance(lr_multiplier, bool) or not isinstance(lr_multiplier, (int, float)):
         raise CheckpointError(
-            f"{what}: G_ema init kwargs unusable ({type(error).__name__}: {error})".splitlines()[0]
-        ) from error
+            f"{what}: G_ema init kwargs: mapping_kwargs.lr_multiplier is {_brief(lr_multiplier)}, expected a number"
+        )
+    conv_clamp = synthesis_kwargs.get("conv_clamp")
+    if conv_clamp is not None and (isinstance(conv_clamp, bool) or not isinstance(conv_clamp, (int, float))):
+        raise CheckpointError(
+            f"{what}: G_ema init kwargs: synthesis_kwargs.conv_clamp is {_brief(conv_clamp)}, expected a number or None"
+        )
+    return _config(
+        what,
+        resolution=resolution,
+        z_dim=number(kwargs, "z_dim", 512, "", 1, 1 << 13),
+        w_dim=w_dim,
+        mapping_layers=number(mapping_kwargs, "num_layers", 8, "mapping_kwargs.", 1, 1 << 10),
+        channels=nvlabs_channels(resolution, channel_base, channel_max),
+        lr_multiplier=lr_multiplier,
+        conv_clamp=conv_clamp,
+        img_channels=number(kwargs, "img_channels", 3, "", 1, 1 << 10),
+    )
+
+
+def _brief(value: Any) -> str:
+    """A config value from a file, short and safe for a message (huge ints by size only)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (bool, int, float, type(None))):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(sanitize(value, 60))
+    return f"a {type(value).__name__}"
 
 
 def infer_nvlabs_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig:
     """The architecture implied by a bare NVlabs state dict's shapes (conv_clamp unknown: None)."""
     keys = [str(k) for k in sd]
-    block_res = {int(m.group(1)) for k in keys if (m := re.match(r"synthesis\.b(\d+)\.", k))}
-    fc_ids = {int(m.group(1)) for k in keys if (m := re.match(r"mapping\.fc(\d+)\.", k))}
+    block_res = {int(m.group(1)) for k in keys if (m := re.match(rf"synthesis\.b{_INDEX}\.", k))}
+    fc_ids = {int(m.group(1)) for k in keys if (m := re.match(rf"mapping\.fc{_INDEX}\.", k))}
     if not block_res or not fc_ids:
         raise CheckpointError(f"{what}: not an NVlabs StyleGAN2 generator (no 'synthesis.b*' / 'mapping.fc*' keys)")
     resolution = max(block_res)
-    if resolution & (resolution - 1) or resolution < 4:
-        raise CheckpointError(f"{what}: synthesis.b{resolution}: not a power-of-two resolution")
+    if resolution & (resolution - 1) or not 4 <= resolution <= MAX_RESOLUTION:
+        raise CheckpointError(
+            f"{what}: synthesis.b{resolution}: expected a power-of-two resolution 4..{MAX_RESOLUTION}"
+        )
     channels = {}
     for r in _pow2_upto(resolution):
         p = f"synthesis.b{r}"
@@ -531,7 +594,8 @@ def infer_nvlabs_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig:
             f"{what}: mapping.fc0.weight: expected a 2-D tensor [w_dim, z_dim], got {_shape_of(sd.get('mapping.fc0.weight'))}"
         )
     img_votes = _dim(sd, "synthesis.b4.torgb.weight", 0, 4)
-    return GeneratorConfig(
+    return _config(
+        what,
         resolution=resolution,
         z_dim=z_votes[0],
         w_dim=_majority(w_votes),
@@ -636,7 +700,24 @@ def estimate_w_avg(
 def params_from_checkpoint(
     obj: Any, what: str = "checkpoint", *, state_dict_of: Callable | None = None, init_kwargs_of: Callable | None = None
 ) -> ConvertedGenerator:
-    """Convert an object returned by `torch_reader.read_checkpoint` (no file writing)."""
+    """Convert an object returned by `torch_reader.read_checkpoint` (no file writing).
+
+    Every architecture number is validated before anything is built from it, and every converted
+    tensor (and the average latent) is checked finite; anything wrong is a one-line CheckpointError.
+    """
+    try:
+        return _params_from_checkpoint(obj, what, state_dict_of, init_kwargs_of)
+    except RecursionError:
+        raise CheckpointError(f"{what}: structure nested too deeply") from None
+    except MemoryError:
+        raise CheckpointError(f"{what}: the architecture it describes does not fit in memory") from None
+    except OverflowError:
+        raise CheckpointError(f"{what}: a number in the checkpoint is out of range") from None
+
+
+def _params_from_checkpoint(
+    obj: Any, what: str, state_dict_of: Callable | None, init_kwargs_of: Callable | None
+) -> ConvertedGenerator:
     if state_dict_of is None or init_kwargs_of is None:
         from jaxedit.convert import torch_reader
 
@@ -661,6 +742,7 @@ def params_from_checkpoint(
         notes.append(
             f"no average latent stored; estimated as the mean of mapping(z) over {W_AVG_ESTIMATE_SAMPLES} z (seed 0)"
         )
+    check_finite_tree({"params": params, "w_avg": w_avg}, what)
     return ConvertedGenerator(format=fmt, config=config, params=params, w_avg=w_avg, notes=notes)
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -49,13 +50,110 @@ def _resolutions(resolution: int) -> list[int]:
     return [2**k for k in range(2, int(math.log2(resolution)) + 1)]
 
 
+MAX_RESOLUTION = 4096
+MAX_DIM = 8192  # z_dim, w_dim and every channel count
+MAX_MAPPING_LAYERS = 32
+MAX_IMG_CHANNELS = 16
+LR_MULTIPLIER_RANGE = (1e-6, 1e3)
+
+
+def _bounded_int(name: str, value: Any, low: int, high: int) -> int:
+    """`value` as an int in [low, high]; ConfigError for bools, floats, strings, NaN, huge ints."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{name} {_brief(value)}: expected an integer {low}..{high}")
+    value = int(value)
+    if not low <= value <= high:
+        raise ConfigError(f"{name} {_brief(value)}: expected an integer {low}..{high}")
+    return value
+
+
+def _bounded_float(name: str, value: Any, low: float, high: float, expected: str = "") -> float:
+    expected = expected or f"expected a positive finite number in [{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} {_brief(value)}: {expected}")
+    try:
+        value = float(value)
+    except OverflowError:
+        value = math.inf
+    if not (math.isfinite(value) and low <= value <= high):
+        raise ConfigError(f"{name} {_brief(value)}: {expected}")
+    return value
+
+
+def _brief(value: Any) -> str:
+    """A short rendering of a config value for a message (a huge int is not printed in full)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"of {value.bit_length()} bits"
+    if isinstance(value, (int, float, type(None))):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:40] + ("..." if len(value) > 40 else ""))
+    return f"(a {type(value).__name__})"
+
+
+def validate_generator_config(config: GeneratorConfig) -> None:
+    """Check every architecture number of `config` (and normalise `channels`, `lr_multiplier`,
+    `conv_clamp`) before anything is built from it; one-line ConfigError otherwise.
+
+    Bounds: resolution a power of two 4..MAX_RESOLUTION; z_dim, w_dim and every channel count
+    1..MAX_DIM; mapping_layers 1..MAX_MAPPING_LAYERS; img_channels 1..MAX_IMG_CHANNELS;
+    lr_multiplier finite in LR_MULTIPLIER_RANGE; conv_clamp None or finite > 0. Integers must be
+    integers (not bools, floats or strings). This is the one validator for configs read from a
+    checkpoint, a manifest or the command line.
+    """
+    res = _bounded_int("resolution", config.resolution, 4, MAX_RESOLUTION)
+    if res & (res - 1):
+        raise ConfigError(f"resolution {res}: expected a power of two 4..{MAX_RESOLUTION}")
+    object.__setattr__(config, "resolution", res)
+    for name, high in (
+        ("z_dim", MAX_DIM),
+        ("w_dim", MAX_DIM),
+        ("mapping_layers", MAX_MAPPING_LAYERS),
+        ("img_channels", MAX_IMG_CHANNELS),
+    ):
+        object.__setattr__(config, name, _bounded_int(name, getattr(config, name), 1, high))
+    table = nvlabs_channels(res) if config.channels is None else config.channels
+    if isinstance(table, Mapping):
+        table = list(table.items())
+    wanted = _resolutions(res)
+    if (
+        not isinstance(table, (list, tuple))
+        or len(table) > len(wanted)
+        or any(not isinstance(pair, (list, tuple)) or len(pair) != 2 for pair in table)
+    ):
+        raise ConfigError(f"channels: expected {{resolution: channels}} for resolutions {wanted}")
+    pairs = []
+    for r, c in table:
+        if isinstance(r, str) and r.isdecimal() and len(r) <= 5:
+            r = int(r)
+        r = _bounded_int("channels key", r, 4, MAX_RESOLUTION)
+        pairs.append((r, _bounded_int(f"channels[{r}]", c, 1, MAX_DIM)))
+    pairs.sort()
+    have = [r for r, _ in pairs]
+    if have != wanted:
+        raise ConfigError(f"channels: expected entries for resolutions {wanted}, got {have}")
+    object.__setattr__(config, "channels", tuple(pairs))
+    if config.conv_clamp is not None:
+        object.__setattr__(
+            config,
+            "conv_clamp",
+            _bounded_float(
+                "conv_clamp", config.conv_clamp, 1e-6, 1e9, "expected a positive number (up to 1e9) or None"
+            ),
+        )
+    object.__setattr__(
+        config, "lr_multiplier", _bounded_float("lr_multiplier", config.lr_multiplier, *LR_MULTIPLIER_RANGE)
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class GeneratorConfig:
     """A StyleGAN2 generator architecture. Config-f FFHQ is `GeneratorConfig()` (1024, 512, 8 layers).
 
     `channels` maps every resolution 4, 8, ..., `resolution` to its feature count; pass a dict
     (keys may be strings, as in JSON), it is stored as a sorted tuple of pairs so the config stays
-    hashable. None means the config-f table (NVlabs `min(32768 // res, 512)`).
+    hashable. None means the config-f table (NVlabs `min(32768 // res, 512)`). Every number is
+    checked on construction (`validate_generator_config`).
     """
 
     resolution: int = 1024
@@ -68,36 +166,7 @@ class GeneratorConfig:
     img_channels: int = 3
 
     def __post_init__(self):
-        res = self.resolution
-        if not isinstance(res, int) or res < 4 or res & (res - 1):
-            raise ConfigError(f"resolution {res!r}: expected a power of two >= 4")
-        for name in ("z_dim", "w_dim", "mapping_layers", "img_channels"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} {value!r}: expected a positive integer")
-        table = nvlabs_channels(res) if self.channels is None else self.channels
-        if isinstance(table, Mapping):
-            table = table.items()
-        try:
-            pairs = tuple(sorted((int(r), int(c)) for r, c in table))
-        except (TypeError, ValueError) as error:
-            raise ConfigError(f"channels {self.channels!r}: expected {{resolution: channels}}") from error
-        wanted = _resolutions(res)
-        have = [r for r, _ in pairs]
-        if have != wanted:
-            raise ConfigError(f"channels: expected entries for resolutions {wanted}, got {have}")
-        if any(c < 1 for _, c in pairs):
-            raise ConfigError(f"channels {dict(pairs)}: every entry must be a positive integer")
-        object.__setattr__(self, "channels", pairs)
-        if self.conv_clamp is not None:
-            try:
-                clamp = float(self.conv_clamp)
-            except (TypeError, ValueError):
-                clamp = math.nan
-            if not (math.isfinite(clamp) and clamp > 0):
-                raise ConfigError(f"conv_clamp {self.conv_clamp!r}: expected a positive number or None")
-            object.__setattr__(self, "conv_clamp", clamp)
-        object.__setattr__(self, "lr_multiplier", float(self.lr_multiplier))
+        validate_generator_config(self)
 
     # ---- derived quantities -------------------------------------------------------------
     @property
