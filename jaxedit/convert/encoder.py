@@ -442,7 +442,7 @@ def convert_encoder(src: str | Path, dest: str | Path | None = None, overwrite: 
         raise CheckpointError(f"{src}: not a file (expected a pSp / e4e .pt checkpoint)")
     if dest.exists() and not overwrite:
         raise ConfigError(f"{dest} already exists; pass overwrite=True to replace it")
-    obj = torch_reader.read_checkpoint(src, memory_map=True)
+    obj = torch_reader.read_checkpoint(src)
     converted = params_from_checkpoint(obj, what=src.name)
     del obj
     note = decoder_note(converted, src)

@@ -50,7 +50,7 @@ class LoadedEncoder:
         if self.precision not in PRECISIONS:
             raise ConfigError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         self.module = build_encoder(self.config, self.precision)
-        self._encode_jit, self._taps_jit = _jitted_entry_points(self.config, self.precision)
+        self._forward_jit, self._taps_jit = _jitted_entry_points(self.config, self.precision)
 
     @classmethod
     def from_params(
@@ -93,11 +93,11 @@ class LoadedEncoder:
     # ---- running ------------------------------------------------------------------------
     def encode(self, images: Any) -> jax.Array:
         """images [B, S, S, C] float32 in [-1, 1] (S = input_size) -> ws [B, num_ws, w_dim]."""
-        return self._encode_jit(self.params, self._check_images(images), add_latent_avg=True)
+        return self._forward_jit(self.params, self._check_images(images))[1]
 
     def codes(self, images: Any) -> jax.Array:
         """Like `encode` without the average latent: the raw encoder output [B, num_ws, w_dim]."""
-        return self._encode_jit(self.params, self._check_images(images), add_latent_avg=False)
+        return self._forward_jit(self.params, self._check_images(images))[0]
 
     def encode_uint8(self, images: Any) -> jax.Array:
         """uint8 photos [B, H, W, 3] (already aligned) -> ws [B, num_ws, w_dim]: resized to the
@@ -126,16 +126,19 @@ class LoadedEncoder:
 
 @functools.lru_cache(maxsize=8)
 def _jitted_entry_points(config: EncoderConfig, precision: str):
+    """(forward, taps) jitted functions of (params, images), shared by every encoder of the same
+    architecture and precision. forward -> (codes, codes + latent_avg): one compiled program serves
+    both `codes` and `encode`."""
     module = build_encoder(config, precision)
 
-    def encode(params, images, add_latent_avg):
+    def forward(params, images):
         codes = module.apply({"params": params["encoder"]}, images)
-        return codes + params["latent_avg"][None] if add_latent_avg else codes
+        return codes, codes + params["latent_avg"][None]
 
     def taps(encoder_params, images):
         return module.apply({"params": encoder_params}, images, with_taps=True)[1]
 
-    return jax.jit(encode, static_argnames=("add_latent_avg",)), jax.jit(taps)
+    return jax.jit(forward), jax.jit(taps)
 
 
 def count_parameters(tree: Any) -> int:
@@ -145,6 +148,7 @@ def count_parameters(tree: Any) -> int:
     return int(np.size(tree))
 
 
+@functools.lru_cache(maxsize=8)
 def param_shapes(config: EncoderConfig) -> dict:
     """The encoder module's params pytree as `jax.ShapeDtypeStruct` leaves (nothing computed)."""
     module = build_encoder(config)
