@@ -99,5 +99,7 @@ def test_bad_inputs_are_refused(landmarks):
         paste_back(photo, np.zeros((64, 32, 3), np.uint8), transform)
     with pytest.raises(InputError, match="NaN"):
         paste_back(photo, np.full((64, 64, 3), np.nan, np.float32), transform)
+    with pytest.raises(InputError, match="value_range"):
+        paste_back(photo, np.zeros((64, 64, 3), np.float32), transform, value_range=(1.0, 1.0))
     with pytest.raises(InputError, match="feather"):
         paste_back(photo, np.zeros((64, 64, 3), np.uint8), transform, feather=0.7)

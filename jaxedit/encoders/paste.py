@@ -85,7 +85,9 @@ def _edited_to_float(edited, value_range: tuple[float, float]) -> np.ndarray:
         raise InputError(f"edited face: expected uint8 or float pixels, got {array.dtype}")
     if not np.all(np.isfinite(array)):
         raise InputError("edited face: contains NaN or infinite pixels")
-    low, high = value_range
+    low, high = (float(v) for v in value_range)
+    if not high > low:
+        raise InputError(f"edited face: value_range must be (low, high) with low < high, got {value_range}")
     return np.clip((array.astype(np.float64) - low) * (255.0 / (high - low)), 0.0, 255.0)
 
 
