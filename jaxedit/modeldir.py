@@ -4,18 +4,24 @@ A model directory is self-describing::
 
     DIR/
       jaxedit.json    {"format": "jaxedit", "format_version": 1, "kind": "generator" | "editors" | ...,
-                       "config": {...}, "source": {...} | null, "created": ISO-8601 UTC}
+                       "config": {...}, "source": {...} | null, "created": ISO-8601 UTC,
+                       "params_sha256": hex digest of the params (`params_digest`)}
       params/         an orbax PyTree checkpoint of the params (a nested dict of arrays)
 
 `write_model_dir` builds the whole directory beside its destination and renames it into place
-(`jaxedit.io.atomic_directory`). `read_model_dir` checks the manifest before touching the arrays
-and reports what is wrong in one line.
+(`jaxedit.io.atomic_directory`). `read_model_dir` trusts nothing it reads back: the manifest is
+size-capped (`MAX_MANIFEST_BYTES`), nesting-capped (`MAX_MANIFEST_DEPTH`) and type-checked before
+use; the arrays' declared sizes are bounded before they are restored; the params must match the
+manifest's `params_sha256` (directories written before checksums existed have none and load
+unverified) and every floating-point param must be finite. Each problem is one `ConfigError` line.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +34,45 @@ FORMAT_NAME = "jaxedit"
 FORMAT_VERSION = 1
 MANIFEST_FILE = "jaxedit.json"
 PARAMS_DIR = "params"
+MAX_MANIFEST_BYTES = 1 << 20
+MAX_MANIFEST_DEPTH = 64
+MAX_PARAMS_BYTES = 16 << 30
+"""Largest total size the saved arrays may declare (16 GiB) ..."""
+MAX_PARAMS_EXPANSION = 64
+"""... and at most this many times the bytes on disk (or 64 MiB), so metadata cannot claim terabytes."""
+_DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_MANIFEST_TYPES = {
+    "format": (str,),
+    "format_version": (int,),
+    "kind": (str,),
+    "config": (dict,),
+    "source": (dict, type(None)),
+    "created": (str,),
+    "params_sha256": (str,),
+}
+
+
+def params_digest(tree: Any) -> str:
+    """sha256 of a params tree in a canonical order: for every leaf (dict keys sorted, joined by
+    "/"), its key path, dtype name, shape and raw bytes (C order); non-array leaves by type and repr."""
+    digest = hashlib.sha256()
+
+    def visit(node: Any, path: str) -> None:
+        if isinstance(node, dict):
+            for key in sorted(node, key=str):
+                visit(node[key], f"{path}/{key}")
+        elif isinstance(node, (list, tuple)):
+            for index, item in enumerate(node):
+                visit(item, f"{path}/{index}")
+        elif isinstance(node, (np.ndarray, np.generic)) or (hasattr(node, "shape") and hasattr(node, "dtype")):
+            array = np.ascontiguousarray(np.asarray(node))
+            digest.update(f"{path}\0{array.dtype.name}\0{list(array.shape)}\0".encode())
+            digest.update(array.reshape(-1).view(np.uint8).data if array.size else b"")
+        else:
+            digest.update(f"{path}\0{type(node).__name__}\0{node!r}\0".encode())
+
+    visit(tree, "")
+    return digest.hexdigest()
 
 
 def save_pytree(directory: str | os.PathLike, tree: Any) -> None:
@@ -40,7 +85,12 @@ def save_pytree(directory: str | os.PathLike, tree: Any) -> None:
 
 
 def load_pytree(directory: str | os.PathLike) -> Any:
-    """Restore a pytree saved by `save_pytree`, as numpy arrays."""
+    """Restore a pytree saved by `save_pytree`, as numpy arrays.
+
+    The sizes the checkpoint's metadata declares are bounded first (`MAX_PARAMS_BYTES`, and
+    `MAX_PARAMS_EXPANSION` times the bytes on disk), so damaged metadata cannot make the restore
+    allocate terabytes.
+    """
     import orbax.checkpoint as ocp
 
     directory = Path(directory).absolute()
@@ -48,12 +98,32 @@ def load_pytree(directory: str | os.PathLike) -> Any:
         raise ConfigError(f"{directory}: no saved arrays here (expected an orbax checkpoint directory)")
     with ocp.PyTreeCheckpointer() as checkpointer:
         try:
+            _check_declared_sizes(checkpointer, directory)
             tree = checkpointer.restore(directory)
+        except ConfigError:
+            raise
         except Exception as error:  # orbax raises many types for damaged directories
-            raise ConfigError(
-                f"{directory}: cannot restore arrays ({type(error).__name__}: {error})".splitlines()[0]
-            ) from error
+            raise ConfigError(f"{directory}: cannot restore arrays ({type(error).__name__}: {error})") from None
     return _to_numpy_tree(tree)
+
+
+def _check_declared_sizes(checkpointer: Any, directory: Path) -> None:
+    import jax
+
+    metadata = checkpointer.metadata(directory).item_metadata
+    tree = getattr(metadata, "tree", metadata)
+    declared = 0
+    for leaf in jax.tree_util.tree_leaves(tree):
+        shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
+        if shape is not None and dtype is not None:
+            declared += int(np.prod([int(d) for d in shape], dtype=object)) * np.dtype(dtype).itemsize
+    on_disk = sum(f.stat().st_size for f in directory.rglob("*") if f.is_file())
+    limit = min(MAX_PARAMS_BYTES, max(MAX_PARAMS_EXPANSION * on_disk, 64 << 20))
+    if declared > limit:
+        raise ConfigError(
+            f"{directory}: the saved arrays declare {declared:,} bytes for {on_disk:,} bytes on disk "
+            f"(limit {limit:,}): damaged metadata"
+        )
 
 
 def write_model_dir(
@@ -64,7 +134,11 @@ def write_model_dir(
     source: dict | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a self-describing model directory atomically; returns its path."""
+    """Write a self-describing model directory atomically; returns its path.
+
+    The manifest records `params_sha256` (`params_digest` of the params as saved), which
+    `read_model_dir` verifies.
+    """
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -72,6 +146,7 @@ def write_model_dir(
         "config": config,
         "source": source,
         "created": utc_now_iso(),
+        "params_sha256": params_digest(_to_numpy_tree(params)),
     }
     with atomic_directory(destination, overwrite=overwrite) as staging:
         save_pytree(staging / PARAMS_DIR, params)
@@ -89,25 +164,107 @@ def read_manifest(directory: str | os.PathLike, expected_kind: str | None = None
     path = directory / MANIFEST_FILE
     if not path.is_file():
         raise ConfigError(f"{directory}: not a jaxedit model directory (no {MANIFEST_FILE})")
-    try:
-        manifest = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ConfigError(f"{path}: unreadable manifest ({error})") from error
+    manifest = parse_json_bounded(path, "manifest")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
         raise ConfigError(f"{path}: not a jaxedit manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
+    if manifest.get("format_version") != FORMAT_VERSION or type(manifest.get("format_version")) is not int:
         raise ConfigError(
-            f"{path}: format_version {manifest.get('format_version')!r}, this jaxedit reads {FORMAT_VERSION}"
+            f"{path}: format_version {_brief(manifest.get('format_version'))}, this jaxedit reads {FORMAT_VERSION}"
         )
+    for key, types in _MANIFEST_TYPES.items():
+        if key in manifest and not isinstance(manifest[key], types):
+            expected = " or ".join(
+                "null" if t is type(None) else {"dict": "an object"}.get(t.__name__, f"a {t.__name__}") for t in types
+            )
+            raise ConfigError(f"{path}: {key} is {_brief(manifest[key])}, expected {expected}")
+    for key in ("kind", "config"):
+        if key not in manifest:
+            raise ConfigError(f"{path}: manifest has no {key!r}")
+    if "params_sha256" in manifest and not _DIGEST.match(manifest["params_sha256"]):
+        raise ConfigError(f"{path}: params_sha256 is not a sha256 hex digest")
     if expected_kind is not None and manifest.get("kind") != expected_kind:
-        raise ConfigError(f"{directory}: holds {manifest.get('kind')!r}, expected {expected_kind!r}")
+        raise ConfigError(f"{directory}: holds {_brief(manifest.get('kind'))}, expected {expected_kind!r}")
     return manifest
 
 
+def parse_json_bounded(
+    path: Path, what: str, max_bytes: int = MAX_MANIFEST_BYTES, max_depth: int = MAX_MANIFEST_DEPTH
+) -> Any:
+    """The JSON value in `path`, refusing (ConfigError, one line) a file over `max_bytes` (without
+    reading it all), nesting deeper than `max_depth`, invalid UTF-8 or JSON, NaN/Infinity literals."""
+    try:
+        with open(path, "rb") as handle:
+            if os.fstat(handle.fileno()).st_size > max_bytes:
+                raise ConfigError(f"{path}: {what} larger than {max_bytes:,} bytes (damaged?)")
+            raw = handle.read(max_bytes + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: unreadable {what} ({error.strerror or type(error).__name__})") from None
+    if len(raw) > max_bytes:
+        raise ConfigError(f"{path}: {what} larger than {max_bytes:,} bytes (damaged?)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: {what} is not UTF-8 text") from None
+    depth = _json_depth(text)
+    if depth > max_depth:
+        raise ConfigError(f"{path}: {what} nests {depth} levels deep (limit {max_depth})")
+
+    def refuse_constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a JSON number")
+
+    try:
+        return json.loads(text, parse_constant=refuse_constant)
+    except (ValueError, RecursionError) as error:  # JSONDecodeError is a ValueError
+        raise ConfigError(f"{path}: unreadable {what} ({type(error).__name__}: {error})") from None
+
+
+def _json_depth(text: str) -> int:
+    """Deepest bracket nesting of a JSON text (brackets inside strings ignored); linear time."""
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
+    depth = deepest = 0
+    for match in re.finditer(r"[\[\]{}]", unquoted):
+        depth += 1 if match.group() in "[{" else -1
+        deepest = max(deepest, depth)
+    return deepest
+
+
+def _brief(value: Any) -> str:
+    if isinstance(value, (bool, int, float, type(None))) and len(repr(value)) <= 40:
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value[:60] + ("..." if len(value) > 60 else ""))
+    return f"a {type(value).__name__}" if not isinstance(value, int) else "a huge integer"
+
+
 def read_model_dir(directory: str | os.PathLike, expected_kind: str | None = None) -> tuple[dict, Any]:
-    """(manifest, params) of a model directory written by `write_model_dir`."""
+    """(manifest, params) of a model directory written by `write_model_dir`.
+
+    Checks, besides `read_manifest`: the params match the manifest's `params_sha256` (a directory
+    written before checksums existed has none; its params load unverified) and every
+    floating-point param is finite. One-line ConfigError otherwise.
+    """
     manifest = read_manifest(directory, expected_kind)
-    return manifest, load_pytree(Path(directory) / PARAMS_DIR)
+    params = load_pytree(Path(directory) / PARAMS_DIR)
+    expected = manifest.get("params_sha256")
+    if expected is not None and params_digest(params) != expected:
+        raise ConfigError(f"{directory}: params do not match their checksum (file damaged?)")
+    check_finite_params(params, str(directory))
+    return manifest, params
+
+
+def check_finite_params(tree: Any, where: str, path: str = "") -> None:
+    """ConfigError naming the first floating-point param holding NaN or infinity."""
+    if isinstance(tree, dict):
+        for key in sorted(tree, key=str):
+            check_finite_params(tree[key], where, f"{path}/{key}")
+    elif isinstance(tree, (list, tuple)):
+        for index, item in enumerate(tree):
+            check_finite_params(item, where, f"{path}/{index}")
+    elif isinstance(tree, float) or (
+        isinstance(tree, np.ndarray) and (tree.dtype.kind == "f" or tree.dtype.name == "bfloat16")
+    ):
+        if not np.all(np.isfinite(np.asarray(tree, np.float32))):
+            raise ConfigError(f"{where}: params {path or '/'} hold NaN or infinite values")
 
 
 def _to_numpy_tree(tree: Any) -> Any:

@@ -229,7 +229,14 @@ def load_editors(directory: str | os.PathLike) -> Editors:
     for key in ("method", "classifier", "transformer", "attributes"):
         if key not in config:
             raise ConfigError(f"{where}: manifest config has no {key!r}")
-    preset = MethodPreset.from_dict(config["method"])
+    for key in ("method", "classifier", "transformer"):
+        if not isinstance(config[key], dict):
+            raise ConfigError(f"{where}: manifest config {key!r} is a {type(config[key]).__name__}, expected an object")
+    _check_sizes(config["method"], where)
+    try:
+        preset = MethodPreset.from_dict(config["method"])
+    except (TypeError, ValueError, KeyError, OverflowError) as error:
+        raise ConfigError(f"{where}: bad method preset ({type(error).__name__}: {error})") from None
     try:
         classifier = module_from_config(config["classifier"])
         transformer = module_from_config(config["transformer"])
@@ -237,7 +244,7 @@ def load_editors(directory: str | os.PathLike) -> Editors:
         raise ConfigError(f"{where}: bad module config ({error})") from error
     if classifier != classifier_from_preset(preset) or transformer != transformer_from_preset(preset):
         raise ConfigError(f"{where}: module configs disagree with the method preset {preset.name!r}")
-    names = tuple(attribute_name(a) for a in config["attributes"])
+    names = _attribute_names(config["attributes"], where)
     if not isinstance(params, dict) or "classifier" not in params:
         raise ConfigError(f"{where}: params have no 'classifier'")
     check_param_shapes(f"{where} classifier", params["classifier"], expected_classifier_shapes(classifier))
@@ -258,6 +265,54 @@ def load_editors(directory: str | os.PathLike) -> Editors:
         config=config,
         source=manifest.get("source"),
     )
+
+
+# Upper bounds on the sizes a manifest may state (the modules are sized from them before the
+# saved arrays are compared with them).
+_SIZE_LIMITS = {
+    "num_ws": 64,
+    "w_dim": 8192,
+    "num_attributes": 1024,
+    "transformer_hidden": 65536,
+}
+_MAX_HIDDEN_LAYERS = 16
+_MAX_HIDDEN_WIDTH = 65536
+
+
+def _check_sizes(method: dict, where: str) -> None:
+    """Refuse a method preset whose module sizes are beyond any real model (types are checked by
+    `MethodPreset` itself)."""
+    for key, limit in _SIZE_LIMITS.items():
+        value = method.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > limit:
+            raise ConfigError(f"{where}: method {key} is {value}, expected at most {limit}")
+    hidden = method.get("classifier_hidden")
+    if isinstance(hidden, list):
+        if len(hidden) > _MAX_HIDDEN_LAYERS:
+            raise ConfigError(
+                f"{where}: method classifier_hidden has {len(hidden)} layers, expected at most {_MAX_HIDDEN_LAYERS}"
+            )
+        if any(isinstance(h, int) and h > _MAX_HIDDEN_WIDTH for h in hidden):
+            raise ConfigError(f"{where}: method classifier_hidden widths must be at most {_MAX_HIDDEN_WIDTH}")
+
+
+def _attribute_names(attributes: Any, where: str) -> tuple[str, ...]:
+    """The manifest's attribute list as CelebA names: a list of distinct names (or indices)."""
+    if not isinstance(attributes, list) or any(
+        isinstance(a, bool) or not isinstance(a, (str, int)) for a in attributes
+    ):
+        raise ConfigError(f"{where}: manifest attributes must be a list of CelebA attribute names")
+    if len(attributes) > _SIZE_LIMITS["num_attributes"]:
+        raise ConfigError(
+            f"{where}: manifest lists {len(attributes)} attributes, expected at most {_SIZE_LIMITS['num_attributes']}"
+        )
+    names = tuple(attribute_name(a) for a in attributes)
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{where}: manifest attributes name {name!r} more than once")
+        seen.add(name)
+    return names
 
 
 __all__ = ["Editors", "save_editors", "load_editors", "editors_from_params", "check_param_shapes"]

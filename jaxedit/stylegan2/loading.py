@@ -194,7 +194,12 @@ def load_generator(directory: str | Path, precision: str = "highest") -> LoadedG
     from jaxedit.modeldir import read_model_dir
 
     manifest, tree = read_model_dir(directory, expected_kind="generator")
-    config = GeneratorConfig.from_dict(manifest.get("config"))
+    try:  # every architecture number is validated (`validate_generator_config`) before anything is built
+        config = GeneratorConfig.from_dict(manifest.get("config"))
+    except ConfigError as error:
+        raise ConfigError(f"{directory}: generator config: {error}") from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f"{directory}: saved params are not a dict of arrays")
     for part in ("mapping", "synthesis", "w_avg"):
         if part not in tree:
             raise ConfigError(f"{directory}: saved params lack {part!r}")

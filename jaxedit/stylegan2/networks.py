@@ -216,7 +216,7 @@ class GeneratorConfig:
         derived = {"num_ws"}
         unknown = set(data) - known - derived
         if unknown:
-            raise ConfigError(f"generator config: unknown keys {sorted(unknown)}")
+            raise ConfigError(f"generator config: unknown keys {sorted(map(str, unknown))[:5]}")
         config = cls(**{k: v for k, v in data.items() if k in known})
         if "num_ws" in data and data["num_ws"] != config.num_ws:
             raise ConfigError(
