@@ -26,7 +26,7 @@ import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, attribute_name
 from jaxedit.errors import InputError
-from jaxedit.io import atomic_file
+from jaxedit.io import atomic_file, is_npz, load_array, load_npz, npz_names
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,19 +51,27 @@ class LatentDataset:
         return dataclasses.replace(self, latents=self.latents[start:stop], labels=self.labels[start:stop])
 
 
-def _read(path: Path) -> np.ndarray | dict[str, np.ndarray]:
+def _read(path: Path, required: str, optional: Sequence[str] = ()) -> np.ndarray | dict[str, np.ndarray]:
+    """The array of a .npy file, or the `required` and present `optional` arrays of an .npz (only
+    those are read; `jaxedit.io` checks every header against the file before allocating)."""
     if not path.exists():
         raise InputError(f"{path}: no such file")
     if path.is_dir():
         raise InputError(f"{path}: is a directory, expected a .npy or .npz file")
+    if is_npz(path):
+        members = npz_names(path)
+        if required not in members:
+            raise InputError(f"{path}: no array {required!r} (holds {', '.join(sorted(members)) or 'nothing'})")
+        wanted = [required, *(name for name in optional if name in members)]
+        return load_npz(path, wanted, kinds="biufU")
     try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npy/.npz file ({error})".splitlines()[0]) from error
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            return {key: np.asarray(loaded[key]) for key in loaded.files}
-    return np.asarray(loaded)
+        with open(path, "rb") as handle:
+            is_npy = handle.read(6) == b"\x93NUMPY"
+    except OSError as error:
+        raise InputError(f"{path}: cannot open ({error.strerror or type(error).__name__})") from None
+    if not is_npy:
+        raise InputError(f"{path}: not a readable .npy/.npz file (neither a NumPy array nor an archive)")
+    return load_array(path)
 
 
 def normalise_labels(labels: np.ndarray, where: str = "labels") -> tuple[np.ndarray, str | None]:
@@ -143,7 +151,7 @@ def load_latent_dataset(
     An `.npz` holding `labels` needs no `labels_path`; an explicit `labels_path` wins.
     """
     latents_path = Path(latents_path)
-    loaded = _read(latents_path)
+    loaded = _read(latents_path, "latents", ("labels", "names"))
     names = None
     if isinstance(loaded, dict):
         if "latents" not in loaded:
@@ -155,7 +163,7 @@ def load_latent_dataset(
     else:
         latents, labels = loaded, None
     if labels_path is not None:
-        labels_loaded = _read(Path(labels_path))
+        labels_loaded = _read(Path(labels_path), "labels")
         if isinstance(labels_loaded, dict):
             if "labels" not in labels_loaded:
                 raise InputError(
