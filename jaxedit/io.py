@@ -129,8 +129,8 @@ def _not_npy(head: bytes) -> str:
     if head[:3] == b"\xff\xd8\xff":
         return "a JPEG image, not a .npy array"
     if not head:
-        return "an empty file, not a .npy array"
-    return "not a .npy file (no NumPy header)"
+        return "an empty file, not a readable .npy array"
+    return "not a readable .npy array (it has no NumPy header)"
 
 
 def _read_header(stream: IO[bytes], label: str) -> tuple[tuple[int, ...], bool, np.dtype]:
