@@ -33,20 +33,20 @@ def parse_seeds(text: str) -> list[int]:
         part = part.strip()
         match = re.fullmatch(r"([0-9]+)(?:-([0-9]+))?", part)
         if not match:
-            raise InputError(f"--seeds {text!r}: expected e.g. '0-7' or '1,5,9' (non-negative integers)")
+            raise InputError(f"seeds {text!r}: expected e.g. '0-7' or '1,5,9' (non-negative integers)")
         start = int(match.group(1))
         stop = int(match.group(2)) if match.group(2) is not None else start
         if stop < start:
-            raise InputError(f"--seeds {text!r}: range {part} runs backwards")
+            raise InputError(f"seeds {text!r}: range {part} runs backwards")
         if stop > 2**32 - 1:
-            raise InputError(f"--seeds {text!r}: seeds must be below 2**32")
+            raise InputError(f"seeds {text!r}: seeds must be below 2**32")
         if len(seeds) + stop - start + 1 > MAX_SEEDS:
             raise InputError(
-                f"--seeds {text!r}: more than {MAX_SEEDS:,} seeds in one run (all images are held in memory)"
+                f"seeds {text!r}: more than {MAX_SEEDS:,} seeds in one run (all images are held in memory)"
             )
         seeds.extend(range(start, stop + 1))
     if not seeds:
-        raise InputError(f"--seeds {text!r}: no seeds")
+        raise InputError(f"seeds {text!r}: no seeds")
     return seeds
 
 
@@ -61,33 +61,62 @@ def expected_latent_shape(generator: LoadedGenerator, kind: str) -> list:
     ]
 
 
-def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator) -> np.ndarray:
-    """Read a .npy latent file of `kind` ('z' [B, z_dim], 'w' [B, w_dim], 'ws' [B, num_ws, w_dim])."""
-    flag = f"--{kind} {path}"
+def _read_npy(path: str | os.PathLike) -> np.ndarray:
+    """The array of a .npy file (never a pickle); one-line InputError naming the file otherwise."""
+    if Path(path).is_dir():
+        raise InputError(f"{path}: is a directory, expected a .npy file")
     try:
         array = np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise InputError(f"{flag}: no such file") from None
+        raise InputError(f"{path}: no such file") from None
+    except PermissionError:
+        raise InputError(f"{path}: permission denied") from None
     except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{flag}: not a readable .npy array ({error})".splitlines()[0]) from error
+        raise InputError(f"{path}: not a readable .npy array ({error})".splitlines()[0]) from error
     if not isinstance(array, np.ndarray):
         array.close()
-        raise InputError(f"{flag}: expected a .npy array, got an archive")
-    shape = expected_latent_shape(generator, kind)
-    if array.ndim != len(shape) or list(array.shape[1:]) != shape[1:] or array.shape[0] == 0:
-        want = "[" + ", ".join(str(d) for d in shape) + "]"
-        raise InputError(f"{flag}: expected {want}, got {list(array.shape)}")
+        raise InputError(f"{path}: expected a .npy array, got an .npz archive")
+    return array
+
+
+def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator) -> np.ndarray:
+    """Float32 latents of `generator` from a .npy file, by `kind`:
+
+    'z' [B, z_dim]; 'w' [B, w_dim]; 'ws' [B, num_ws, w_dim]; 'w|ws': W or W+, where one latent may
+    come without the batch axis ([w_dim] or [num_ws, w_dim]; a 2-D array whose first axis is num_ws
+    is one W+ latent). The values must be finite floats; one-line InputError naming the file otherwise.
+    """
+    array = _read_npy(path)
+    w_dim, num_ws = generator.w_dim, generator.num_ws
+    shape = list(array.shape)
+    if kind == "w|ws":
+        if shape in ([w_dim], [num_ws, w_dim]):
+            array = array[None]
+        elif not ((array.ndim == 2 and shape[1] == w_dim) or (array.ndim == 3 and shape[1:] == [num_ws, w_dim])):
+            raise InputError(
+                f"{path}: expected W [{w_dim}] / [B, {w_dim}] or W+ [{num_ws}, {w_dim}] / [B, {num_ws}, {w_dim}] "
+                f"for this generator, got {shape}"
+            )
+    elif kind in LATENT_KINDS:
+        expected = expected_latent_shape(generator, kind)
+        if array.ndim != len(expected) or shape[1:] != expected[1:]:
+            want = "[" + ", ".join(str(d) for d in expected) + "]"
+            raise InputError(f"{path}: expected {want}, got {shape}")
+    else:
+        raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)} or 'w|ws'")
+    if array.shape[0] == 0:
+        raise InputError(f"{path}: holds no latents (shape {shape})")
     if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"{flag}: expected floating-point values, got {array.dtype}")
+        raise InputError(f"{path}: expected floating-point values, got {array.dtype}")
     if not np.all(np.isfinite(array)):
-        raise InputError(f"{flag}: contains non-finite values")
+        raise InputError(f"{path}: contains non-finite values")
     return array.astype(np.float32)
 
 
 def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list[np.ndarray]:
     """An .npz with `noise_0 .. noise_{L-1}` (L = conv layers), each [R, R] up to size-1 axes
     (so [1, 1, R, R] as saved from PyTorch works) -> list of [R, R] float32 maps."""
-    flag = f"--noise-maps {path}"
+    flag = str(path)
     try:
         archive = np.load(path, allow_pickle=False)
     except FileNotFoundError:
@@ -135,20 +164,22 @@ def render(
     """Latents of `kind` -> images [B, H, W, C] float32 (numpy), computed `batch_size` at a time.
 
     z runs the mapping; w is broadcast to every W+ layer; truncation (psi, cutoff) is applied in
-    every case. With noise_mode 'random', chunk i draws its noise from fold_in(PRNGKey(noise_seed), i).
-    `noise` (one [R, R] map per conv layer, shared by all images) overrides noise_mode.
+    every case. With noise_mode 'random', image i (its row in `latents`) draws its noise from its
+    own key (`per_sample_noise`), so an image does not depend on `batch_size`. `noise` (one [R, R]
+    map per conv layer, shared by all images) overrides noise_mode.
     """
     if kind not in LATENT_KINDS:
         raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)}")
     if batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: expected a positive integer")
+        raise InputError(f"batch_size {batch_size}: expected a positive integer")
     if not np.isfinite(truncation_psi):
-        raise InputError(f"--truncation {truncation_psi}: expected a finite number")
+        raise InputError(f"truncation_psi {truncation_psi}: expected a finite number")
     if not -(2**63) <= int(noise_seed) < 2**63:
-        raise InputError(f"--noise-seed {noise_seed}: expected an integer that fits in 64 bits")
+        raise InputError(f"noise_seed {noise_seed}: expected an integer that fits in 64 bits")
     check_truncation_cutoff(truncation_cutoff, generator.num_ws)  # fail before any work
     chunks = []
     chunk_size = min(batch_size, len(latents))
+    noise_key = jax.random.PRNGKey(noise_seed) if noise_mode == "random" and noise is None else None
     for index, chunk in _chunks(latents, chunk_size, progress):
         count = len(chunk)
         if count < chunk_size:  # pad the last chunk so every call has one shape (one compilation)
@@ -157,9 +188,27 @@ def render(
             ws = generator.mapping(chunk, truncation_psi, truncation_cutoff)
         else:
             ws = generator.truncate(chunk, truncation_psi, truncation_cutoff)
-        rng = jax.random.fold_in(jax.random.PRNGKey(noise_seed), index) if noise_mode == "random" else None
-        chunks.append(np.asarray(generator.synthesis(ws, noise_mode, rng, noise))[:count])
+        if noise_key is not None:
+            maps = per_sample_noise(generator.config.noise_resolutions(), noise_key, index * chunk_size, chunk_size)
+            chunks.append(np.asarray(generator.synthesis(ws, "const", None, maps))[:count])
+        else:
+            chunks.append(np.asarray(generator.synthesis(ws, noise_mode, None, noise))[:count])
     return np.concatenate(chunks, axis=0)
+
+
+def per_sample_noise(resolutions: list[int], key: jax.Array, first: int, count: int) -> list[jax.Array]:
+    """Random noise maps for images first .. first + count - 1: one [count, R, R] array per conv layer.
+
+    Image i's maps come from key_i = fold_in(key, i), split into one key per layer, each drawing
+    N(0, 1) [R, R]; so image i gets the same noise whatever batch it is rendered in.
+    """
+
+    def one(index):
+        layer_keys = jax.random.split(jax.random.fold_in(key, index), len(resolutions))
+        return [jax.random.normal(layer_keys[j], (r, r), jax.numpy.float32) for j, r in enumerate(resolutions)]
+
+    indices = jax.numpy.arange(first, first + count, dtype=jax.numpy.uint32)
+    return jax.vmap(one)(indices)
 
 
 def _chunks(latents: np.ndarray, batch_size: int, progress: bool) -> Iterator[tuple[int, np.ndarray]]:
@@ -184,19 +233,19 @@ def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None
         with atomic_file(path, ".npy") as partial:
             np.save(partial, np.asarray(images, np.float32))
         return path
-    raise InputError(f"--out {path}: expected a .png (image grid) or .npy (raw float32 images) path")
+    raise InputError(f"{path}: expected a .png (image grid) or .npy (raw float32 images) path")
 
 
-def check_output_path(path: str | os.PathLike, flag: str = "--out") -> None:
-    """Fail before any work when --out has an unsupported extension or cannot be a file."""
-    if Path(path).suffix.lower() not in (".png", ".npy"):
-        raise InputError(f"{flag} {path}: expected a .png (image grid) or .npy (raw float32 images) path")
+def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = (".png", ".npy")) -> None:
+    """Fail before any work when an output path has another extension or cannot be a file."""
+    if Path(path).suffix.lower() not in suffixes:
+        raise InputError(f"{path}: expected a {' or '.join(suffixes)} path")
     if Path(path).is_dir():
-        raise InputError(f"{flag} {path}: is a directory")
+        raise InputError(f"{path}: is a directory")
     for parent in Path(path).parents:
         if parent.exists():
             if not parent.is_dir():
-                raise InputError(f"{flag} {path}: {parent} is not a directory")
+                raise InputError(f"{path}: {parent} is not a directory")
             break
 
 
