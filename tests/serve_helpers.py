@@ -1,0 +1,69 @@
+"""What the editor's tests and benchmark serve: the small pSp fixture's decoder and encoder, and
+random official-kind (W+) editors for all 40 attributes on its 10 x 32 latents."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from tests.conftest import FIXTURES
+
+PSP_FIXTURE = FIXTURES / "encoders" / "psp_encoder_small.pt"
+PHOTO_FIXTURE = FIXTURES / "encoders" / "astronaut_face.jpg"
+
+
+def random_official_editors(root: Path, num_ws: int, w_dim: int, seed: int = 0) -> Path:
+    """An editors directory: the official preset shrunk to W+ [num_ws, w_dim], a small classifier,
+    one random transformer per CelebA attribute (N(0, 1) equalized kernels, small random biases)."""
+    from jaxedit.attributes import ATTRIBUTES
+    from jaxedit.latent import PRESETS, save_editors
+    from jaxedit.latent.modules import (
+        classifier_from_preset,
+        init_classifier_params,
+        init_transformer_params,
+        transformer_from_preset,
+    )
+
+    preset = PRESETS["official"].replace(num_ws=num_ws, w_dim=w_dim, classifier_hidden=(16,))
+    key = jax.random.key(seed)
+    classifier = init_classifier_params(classifier_from_preset(preset), key)
+    module = transformer_from_preset(preset)
+    stacked = [init_transformer_params(module, jax.random.fold_in(key, 1 + k)) for k in range(len(ATTRIBUTES))]
+    params = jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *stacked)
+    rng = np.random.default_rng(seed)
+    params["bias"] = (0.3 * rng.standard_normal(params["bias"].shape)).astype(np.float32)
+    return save_editors(root / "editors", preset, classifier, params, list(ATTRIBUTES), training={"origin": "test"})
+
+
+def editor_dirs(root: Path) -> tuple[Path, Path, Path]:
+    """(generator dir, editors dir, encoder dir) converted from the small pSp fixture under `root`."""
+    from jaxedit.convert.encoder import convert_encoder
+    from jaxedit.convert.stylegan2 import convert_stylegan2
+
+    gen_dir, encoder_dir = root / "generator", root / "encoder"
+    result = convert_stylegan2(PSP_FIXTURE, gen_dir)
+    convert_encoder(PSP_FIXTURE, encoder_dir)
+    editors_dir = random_official_editors(root, result.config.num_ws, result.config.w_dim)
+    return gen_dir, editors_dir, encoder_dir
+
+
+def make_renderer(gen_dir: Path, editors_dir: Path, encoder_dir: Path | None = None, preview: str = "off", **kwargs):
+    from jaxedit.encoders import load_encoder
+    from jaxedit.latent import load_editors
+    from jaxedit.serve.render import Renderer
+    from jaxedit.stylegan2 import load_generator
+
+    encoder = load_encoder(encoder_dir) if encoder_dir is not None else None
+    return Renderer(load_generator(gen_dir), load_editors(editors_dir), encoder, preview=preview, **kwargs)
+
+
+_BUILT: dict[str, tuple[Path, Path, Path]] = {}
+
+
+def shared_editor_dirs(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """`editor_dirs` built once per test session (under pytest's tmp base) for every module that asks."""
+    if "dirs" not in _BUILT:
+        _BUILT["dirs"] = editor_dirs(tmp_path_factory.mktemp("serve_models"))
+    return _BUILT["dirs"]
