@@ -21,10 +21,14 @@ def test_metrics_on_a_hand_made_case():
     assert metrics.identity_preservation(e0, e1, 0.5, success) == pytest.approx(2 / 3)
     assert metrics.identity_preservation(e0, e1, 0.7, success) == pytest.approx(1 / 3)
     result = metrics.edit_metrics(before, after, e0, e1, 0, 0.5)
+    # identity cosines of the successful rows: 1, 0.6, 0 -> mean 1.6 / 3, population std
+    cosines = np.array([1.0, 0.6, 0.0])
     assert result == {
         "accuracy": 0.75,
         "attribute_preservation": 0.5,
         "identity_preservation": pytest.approx(2 / 3),
+        "identity_cosine_mean": pytest.approx(1.6 / 3),
+        "identity_cosine_std": pytest.approx(np.sqrt(np.mean((cosines - 1.6 / 3) ** 2))),
         "successes": 3,
     }
 
@@ -35,6 +39,7 @@ def test_probabilities_are_thresholded_and_no_success_gives_zero():
     assert metrics.classification_accuracy(before, after, 0) == 0.0
     assert metrics.attribute_preservation(before, after, 0) == 0.0
     assert metrics.identity_preservation(np.eye(2), np.eye(2), 0.5, np.zeros(2, bool)) == 0.0
+    assert metrics.identity_cosine_stats(np.eye(2), np.eye(2), np.zeros(2, bool)) == (None, None)
 
 
 def test_shape_errors_are_one_line():

@@ -71,6 +71,8 @@ def test_known_answers_with_a_different_labeller(evaluation):
             "accuracy": 1.0,
             "attribute_preservation": 1.0,
             "identity_preservation": 1.0,
+            "identity_cosine_mean": pytest.approx(1.0),
+            "identity_cosine_std": pytest.approx(0.0, abs=1e-7),
             "successes": 400,
         }
         leaky = evaluation.table[name]["leaky"]
@@ -78,11 +80,14 @@ def test_known_answers_with_a_different_labeller(evaluation):
             leaky["accuracy"] == 1.0
             and leaky["attribute_preservation"] == 0.5
             and leaky["identity_preservation"] == 0.0
+            and leaky["identity_cosine_mean"] == pytest.approx(-1.0)
         )
         assert evaluation.table[name]["idle"] == {
             "accuracy": 0.0,
             "attribute_preservation": 0.0,
             "identity_preservation": 0.0,
+            "identity_cosine_mean": None,
+            "identity_cosine_std": None,
             "successes": 0,
         }
     assert 0.5 < evaluation.threshold < 1.0  # 3-d identities: impostor cosines are spread widely
@@ -102,20 +107,32 @@ def test_json_markdown_and_plots(evaluation, tmp_path):
     assert set(result["attributes"]) == set(NAMES)
     for per_method in [*result["attributes"].values(), result["average"]]:
         for values in per_method.values():
-            assert set(values) == {"accuracy", "attribute_preservation", "identity_preservation"}
-            assert all(0.0 <= v <= 1.0 for v in values.values())
+            assert set(values) == {
+                "accuracy",
+                "attribute_preservation",
+                "identity_preservation",
+                "identity_cosine_mean",
+                "identity_cosine_std",
+            }
+            assert all(0.0 <= values[k] <= 1.0 for k in report.METRICS)
     assert result["average"]["leaky"]["attribute_preservation"] == 0.5
+    assert result["average"]["leaky"]["identity_cosine_mean"] == pytest.approx(-1.0)
+    assert result["average"]["idle"]["identity_cosine_mean"] is None
     report.write_json(result, tmp_path / "report.json")
     assert json.loads((tmp_path / "report.json").read_text()) == result
     table = report.markdown_table(result, ["Male", "Young"])
     assert (
         "| Male | 100.00 / 100.00 / 0.00 |" in table and "average (3 attributes)" in table and "Smiling |" not in table
     )
+    assert "| 1.000 +- 0.000 / -1.000 +- 0.000 / - |" in table
     paths = report.write_plots(evaluation, tmp_path / "plots", attributes=["Male"])
     assert [p.name for p in paths] == [
         "target_probability.png",
         "attribute_preservation.png",
         "identity_preservation.png",
+        "tradeoff_attribute_preservation.png",
+        "tradeoff_identity_preservation.png",
+        "tradeoff_identity_cosine.png",
     ]
     assert all(p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in paths)
 
@@ -169,6 +186,7 @@ def test_matched_accuracy_interpolates_the_baseline_sweep():
         "accuracy": [0.0, 0.4, 0.8],
         "attribute_preservation_successful": [0.0, 0.9, 0.7],
         "identity_preservation_successful": [0.0, 1.0, 0.5],
+        "identity_cosine_successful": [float("nan"), 0.9, 0.7],
     }
     never = dict(curve, accuracy=[0.0, 0.1, 0.2])
     ours = {"accuracy": 0.6, "attribute_preservation": 0.95, "identity_preservation": 1.0, "successes": 6}
@@ -183,6 +201,7 @@ def test_matched_accuracy_interpolates_the_baseline_sweep():
     ifg = matched["attributes"]["Male"]["ifg"]
     assert ifg["fraction"] == pytest.approx(0.75) and ifg["accuracy"] == pytest.approx(0.6)
     assert ifg["attribute_preservation"] == pytest.approx(0.8) and ifg["identity_preservation"] == pytest.approx(0.75)
+    assert ifg["identity_cosine_mean"] == pytest.approx(0.8)
     assert matched["attributes"]["Male"]["weak"] is None and set(matched["average"]) == {"ifg"}
     assert (
         matched["average"]["ifg"]["attributes"] == 1
@@ -196,3 +215,25 @@ def test_matched_accuracy_interpolates_the_baseline_sweep():
     )
     ifg = report.matched_accuracy(evaluation)["attributes"]["Male"]["ifg"]
     assert ifg["fraction"] == pytest.approx(0.25) and ifg["attribute_preservation"] == pytest.approx(0.9)
+
+
+def test_summary_quotes_the_paper_beside_the_run_and_says_what_each_line_measures(evaluation):
+    result = report.report_dict(evaluation, {"latents_per_attribute": 400})
+    ours = dict(evaluation.table["Male"]["leaky"], accuracy=0.5)
+    curve = evaluation.sweeps["Male"]["oracle"]
+    matched = report.matched_accuracy(
+        protocol.Evaluation(
+            {"Male": {"leaky": ours, "oracle": {}}}, {"Male": {"oracle": curve}}, 0.5, 400, ("leaky", "oracle")
+        ),
+        reference="leaky",
+    )
+    text = report.summary_text(result, matched, settings="Settings: toy")
+    assert text.startswith("Settings: toy\n\n1. The paper's four attributes")
+    # the paper's Table 1 for Gender, quoted beside this run's Male row (accuracy: ours 90.90, InterFaceGAN 98.60)
+    assert (
+        "| Male (paper: Gender) | accuracy: share of edits whose target label flipped | 90.90 | 98.60 | 100.00 |"
+        in text
+    )
+    assert "identity cosine: mean +- std over flipped edits (not in the paper) | - | - | 1.000 +- 0.000 |" in text
+    assert "2. Average over all 3 evaluated attributes" in text and "3. At matched accuracy" in text
+    assert "| oracle | 1 of 1 |" in text

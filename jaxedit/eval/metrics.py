@@ -6,10 +6,13 @@ All functions take plain arrays (numpy or JAX) and return Python floats in [0, 1
 - `attribute_preservation`: over successful edits, the average share of the OTHER attributes
   left unchanged;
 - `identity_preservation`: over successful edits, the share whose identity cosine is above the
-  threshold (see `jaxedit.eval.identity.far_threshold`).
+  threshold (see `jaxedit.eval.identity.far_threshold`);
+- `identity_cosine_stats`: over successful edits, the mean and standard deviation of the identity
+  cosine itself (a thresholded rate of 100% for every method hides how close each one stays).
 
 Convention: when no edit succeeded, both preservation metrics are 0.0 (nothing was preserved by a
-successful edit); `edit_metrics` also returns `successes` so a reader can tell.
+successful edit) and the cosine statistics are None; `edit_metrics` also returns `successes` so a
+reader can tell.
 """
 
 from __future__ import annotations
@@ -76,18 +79,31 @@ def identity_preservation(embeddings_before, embeddings_after, threshold: float,
     return float(np.mean(cosines[success] > threshold))
 
 
+def identity_cosine_stats(embeddings_before, embeddings_after, success) -> tuple[float | None, float | None]:
+    """(mean, standard deviation) of the identity cosine over successful rows; (None, None) when none."""
+    success = np.asarray(success, bool)
+    if not success.any():
+        return None, None
+    cosines = cosine_similarity(embeddings_before, embeddings_after)[success]
+    return float(np.mean(cosines)), float(np.std(cosines))
+
+
 def edit_metrics(
     labels_before, labels_after, embeddings_before, embeddings_after, target: int, threshold: float
 ) -> dict:
     """All three metrics of one method on one target attribute, plus the count of successes.
 
-    Returns {"accuracy", "attribute_preservation", "identity_preservation"} (floats in [0, 1])
-    and "successes" (int).
+    Returns {"accuracy", "attribute_preservation", "identity_preservation"} (floats in [0, 1]),
+    "identity_cosine_mean", "identity_cosine_std" (over successful edits; None when none) and
+    "successes" (int).
     """
     success = flipped(labels_before, labels_after, target)
+    cosine_mean, cosine_std = identity_cosine_stats(embeddings_before, embeddings_after, success)
     return {
         "accuracy": float(np.mean(success)),
         "attribute_preservation": attribute_preservation(labels_before, labels_after, target, success),
         "identity_preservation": identity_preservation(embeddings_before, embeddings_after, threshold, success),
+        "identity_cosine_mean": cosine_mean,
+        "identity_cosine_std": cosine_std,
         "successes": int(success.sum()),
     }

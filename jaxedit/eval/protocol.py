@@ -47,9 +47,12 @@ CURVE_KEYS = (
     "accuracy",
     "attribute_preservation_successful",
     "identity_preservation_successful",
+    "identity_cosine",
+    "identity_cosine_successful",
 )
 """Per sweep point: the strength (and its fraction of the table strength), the mean probability of
-the reversed state, preservation over ALL edits, and the table metrics (over successful edits)."""
+the reversed state, preservation over ALL edits, the table metrics (over successful edits), and
+the mean identity cosine over all edits and over successful edits (NaN where none succeeded)."""
 
 DEFAULT_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 """Strengths of the plotted sweeps, as fractions of each method's table strength."""
@@ -169,10 +172,9 @@ def image_embedder(generator, face_recogniser: Callable, noise_mode: str = "cons
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """Results: `table[attribute][method] = {"accuracy", "attribute_preservation",
-    "identity_preservation", "successes"}`; `sweeps[attribute][method] = {"fraction": [...],
-    "strength": [...], "target_probability": [...], "attribute_preservation": [...],
-    "identity_preservation": [...]` (these two over ALL edits), "accuracy": [...],
-    "attribute_preservation_successful": [...], "identity_preservation_successful": [...]}`;
+    "identity_preservation", "identity_cosine_mean", "identity_cosine_std", "successes"}`
+    (`metrics.edit_metrics`); `sweeps[attribute][method] = {key: [one value per sweep point]}`
+    for the keys of `CURVE_KEYS`;
     `threshold`: the identity cosine threshold; `count`: latents per attribute."""
 
     table: dict
@@ -266,6 +268,9 @@ def evaluate(
                     curve["accuracy"].append(at["accuracy"])
                     curve["attribute_preservation_successful"].append(at["attribute_preservation"])
                     curve["identity_preservation_successful"].append(at["identity_preservation"])
+                    curve["identity_cosine"].append(float(np.mean(metrics.cosine_similarity(emb0, emb1))))
+                    cosine = at["identity_cosine_mean"]
+                    curve["identity_cosine_successful"].append(float("nan") if cosine is None else cosine)
             if name in sweep_targets:
                 sweeps[name][method.name] = curve
         if progress is not None:
