@@ -337,16 +337,15 @@ def test_released_layouts_match_the_manifests():
         assert tuple(manifest["latent_avg"]) == (config.n_styles, config.w_dim)
 
 
-def full_size_checkpoint(manifest: dict, kind: str, rng: np.random.Generator, wrap=Tensor) -> dict:
+def full_size_checkpoint(manifest: dict, kind: str, rng: np.random.Generator) -> dict:
     """The released file's structure with random values that keep the forward finite: conv
-    weights N(0, 1/fan_in), BatchNorm near identity, PReLU near 0.25, decoder values from a shared
-    pool. `wrap` marks the arrays for the torch writer (identity: plain arrays, as the reader returns)."""
+    weights N(0, 1/fan_in), BatchNorm near identity, PReLU near 0.25, decoder values from a shared pool."""
     pool = rng.standard_normal(1 << 23, np.float32)
     state = OrderedDict()
     for key, shape in manifest["state_dict"].items():
         size = int(np.prod(shape))
         if key.endswith("num_batches_tracked"):
-            state[key] = wrap(np.array(100_000, np.int64))
+            state[key] = Tensor(np.array(100_000, np.int64))
             continue
         start = int(rng.integers(0, pool.size - size + 1))
         values = pool[start : start + size].reshape(shape)
@@ -358,20 +357,20 @@ def full_size_checkpoint(manifest: dict, kind: str, rng: np.random.Generator, wr
             values = values / np.sqrt(np.prod(shape[1:]))
         elif key.startswith("encoder.") and len(shape) == 1:  # PReLU slopes (*.2.weight) or BN scales
             values = 0.25 + 0.05 * values if key.endswith("2.weight") else 1.0 + 0.1 * values
-        state[key] = wrap(np.asarray(values, np.float32))
+        state[key] = Tensor(np.asarray(values, np.float32))
     opts = dict(manifest["opts"])
     if kind == "psp":  # the released file predates these options (see the manifest's opts_note)
         opts.pop("learn_in_w", None)
         opts.pop("output_size", None)
     latent_avg = np.broadcast_to(rng.standard_normal(512, np.float32), manifest["latent_avg"]).copy()
-    return {"state_dict": state, "opts": opts, "latent_avg": wrap(latent_avg)}
+    return {"state_dict": state, "opts": opts, "latent_avg": Tensor(latent_avg)}
 
 
 @pytest.mark.slow
 def test_released_files_convert_and_encode_a_256_image(tmp_path):
     """A file with every key and shape of psp_ffhq_encode.pt (1.2 GB of float32, decoder included)
     goes through the reader, the converter, the directory and one 256x256 encode on the CPU; the
-    e4e layout goes through the converter in memory (its forward is checked on the small fixture)."""
+    e4e layout (zeros) goes through the converter in memory (its forward is checked on the small fixture)."""
     manifest = json.loads((ENCODER_FIXTURES / "psp_encoder_ffhq_manifest.json").read_text())
     src = tmp_path / "psp_ffhq_encode.pt"
     write_torch_zip(src, full_size_checkpoint(manifest, "psp", np.random.default_rng(7)), folder=src.stem)
@@ -398,7 +397,12 @@ def test_released_files_convert_and_encode_a_256_image(tmp_path):
     del encoder
 
     e4e = json.loads((ENCODER_FIXTURES / "e4e_encoder_ffhq_manifest.json").read_text())
-    e4e_result = params_from_checkpoint(full_size_checkpoint(e4e, "e4e", np.random.default_rng(8), wrap=np.asarray))
+    zeros = {
+        k: np.broadcast_to(np.zeros((), np.int64 if k in e4e["non_float32"] else np.float32), v)
+        for k, v in e4e["state_dict"].items()
+    }
+    e4e_obj = {"state_dict": zeros, "opts": e4e["opts"], "latent_avg": np.zeros(e4e["latent_avg"], np.float32)}
+    e4e_result = params_from_checkpoint(e4e_obj, "e4e_ffhq_encode.pt")
     assert e4e_result.format == "e4e" and e4e_result.config == EncoderConfig(kind="e4e")  # 18 from stylegan_size
     assert e4e_result.num_parameters == 267_136_704
     print(
