@@ -4,4 +4,5 @@
 - `pickle_safe`: the restricted pickle machine those reads go through.
 - `stylegan2`: rosinality / pSp / NVlabs StyleGAN2 generators -> a generator directory.
 - `latent_transformer`: the official latent classifier and `tnet_*.pth.tar` -> an editors directory.
+- `encoder`: the pSp / e4e image encoders (`psp_ffhq_encode.pt`, `e4e_ffhq_encode.pt`) -> an encoder directory.
 """
