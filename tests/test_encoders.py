@@ -93,7 +93,8 @@ def test_conversion_reports_the_architecture(converted, kind):
     # statistics and num_batches_tracked
     assert result.num_parameters == encoder.num_parameters == 559_948
     assert result.decoder_tensors == 89
-    assert any("jaxedit convert stylegan2" in note for note in result.notes)
+    assert result.notes == []
+    assert f"jaxedit convert stylegan2 {ENCODER_FIXTURES / f'{kind}_encoder_small.pt'}" in result.decoder_note
     manifest = read_manifest(result.path, expected_kind="encoder")
     assert manifest["source"]["format"] == kind and len(manifest["source"]["sha256"]) == 64
 

@@ -53,6 +53,7 @@ class ConvertedEncoder:
     params: dict  # {"encoder": module params, "latent_avg": [n_styles, w_dim]} numpy float32
     notes: list[str]
     decoder_tensors: int = 0  # decoder.* tensors in the file (not converted here)
+    decoder_note: str | None = None  # how to convert that decoder (set by convert_encoder)
     path: Path | None = None
 
     @property
@@ -428,7 +429,8 @@ def convert_encoder(src: str | Path, dest: str | Path | None = None, overwrite: 
     """Read a pSp / e4e checkpoint safely, convert the encoder, and write an encoder directory.
 
     dest defaults to `ported_weights/<stem>_encoder`. Nothing is written when any step fails.
-    The returned `ConvertedEncoder` has `path` set and `notes` (including what to do with the decoder).
+    The returned `ConvertedEncoder` has `path`, `notes` (recorded in the directory's manifest) and
+    `decoder_note` (what to do with the decoder the file also holds) set.
     """
     from jaxedit.convert import torch_reader
     from jaxedit.io import sha256_file
@@ -445,9 +447,7 @@ def convert_encoder(src: str | Path, dest: str | Path | None = None, overwrite: 
     obj = torch_reader.read_checkpoint(src)
     converted = params_from_checkpoint(obj, what=src.name)
     del obj
-    note = decoder_note(converted, src)
-    if note:
-        converted.notes.append(note)
+    converted.decoder_note = decoder_note(converted, src)
     source = {"path": str(src.absolute()), "sha256": sha256_file(src), "format": converted.format}
     if converted.notes:
         source["notes"] = converted.notes
