@@ -126,19 +126,25 @@ def _cases(w):
         ),
         # generate
         (["generate", gen, "--seeds", "3-1", "--out", out], "runs backwards"),
-        (["generate", gen, "--seeds", "x", "--out", out], "--seeds 'x'"),
+        (["generate", gen, "--seeds", "x", "--out", out], "argument --seeds: seeds 'x'"),
         (["generate", gen, "--seeds", "0-4294967295", "--out", out], "more than 1,000,000 seeds"),
         (
             ["generate", gen, "--seeds", "1", "--truncation", "nan", "--out", out],
-            "--truncation nan: expected a finite number",
+            "argument --truncation: expected a finite number, got 'nan'",
         ),
-        (["generate", gen, "--seeds", "1", "--truncation", "abc", "--out", out], "invalid float value: 'abc'"),
+        (
+            ["generate", gen, "--seeds", "1", "--truncation", "abc", "--out", out],
+            "argument --truncation: expected a number, got 'abc'",
+        ),
         (["generate", str(r / "nowhere"), "--seeds", "1", "--out", out], "no such directory"),
         (["generate", eds, "--seeds", "1", "--out", out], "holds 'editors', expected 'generator'"),
         (["generate", str(r / "notes.txt"), "--seeds", "1", "--out", out], "not a directory"),
         (["generate", gen, "--ws", str(r / "w_bad.npy"), "--out", out], "[2, 7]"),
         (["generate", gen, "--w", str(w["unreadable"]), "--out", out], "unreadable.pt"),
-        (["generate", gen, "--seeds", "1", "--columns", "0", "--out", out], "--columns 0: expected a positive integer"),
+        (
+            ["generate", gen, "--seeds", "1", "--columns", "0", "--out", out],
+            "argument --columns: expected a positive integer, got '0'",
+        ),
         (["generate", gen, "--seeds", "\u0661", "--out", out], "--seeds"),  # a non-ASCII digit is not a seed
         (["generate", gen, "--seeds", "1", "--out", str(r / "notes.txt" / "x.png")], "notes.txt is not a directory"),
         (
@@ -161,10 +167,13 @@ def _cases(w):
         ([*edit, "--attr", "Smiling=1", "--layers", "5-2", "--out", out], "layer range '5-2'"),
         ([*edit, "--attr", "Smiling=1", "--layers", "0-12", "--out", out], "outside this latent's W+ layers 0..9"),
         ([*edit, "--attr", "Smiling=1", "--out", str(r / "out.jpg")], "expected a .png path"),
-        (["edit", gen, eds, "--seed", "x", "--attr", "Smiling=1", "--out", out], "--seed 'x': expected an integer"),
+        (
+            ["edit", gen, eds, "--seed", "x", "--attr", "Smiling=1", "--out", out],
+            "argument --seed: expected an integer, got 'x'",
+        ),
         (
             ["edit", gen, eds, "--seed", "1", "--truncation", "1,5", "--attr", "Smiling=1", "--out", out],
-            "--truncation '1,5'",
+            "argument --truncation: expected a number, got '1,5'",
         ),
         (
             ["edit", gen, gen, "--seed", "1", "--attr", "Smiling=1", "--out", out],
@@ -194,9 +203,20 @@ def _cases(w):
         (["eval", str(r / "nowhere")], "no such directory"),
         (["eval", gen], "holds 'generator', expected 'editors'"),
         (["eval", eds, "--attributes", "Smilng"], "did you mean Smiling"),
-        (["eval", eds, "--count", "abc"], "invalid int value: 'abc'"),
+        (["eval", eds, "--count", "abc"], "argument --count: expected an integer, got 'abc'"),
         (["eval", eds, "--image-classifier", "a:b"], "need --generator"),
         (["eval", eds, "--generator", str(r / "nowhere")], "no such directory"),
+        (["eval", eds, "--count", "1"], "--count 1: evaluation settings: count must be at least 2"),
+        (
+            ["eval", eds, "--baselines", "interfacegan,svm"],
+            "--baselines interfacegan,svm: evaluation settings: unknown",
+        ),
+        # train
+        (["train", "--samples", "0"], "--samples 0: pipeline settings: samples must be >= 1"),
+        (["train", "--set", "lr=x"], "argument --set: lr: expected a number, got 'x'"),
+        (["train", "classifier", "--workdir", str(r / "t"), "--lr", "nan"], "argument --lr: expected a finite number"),
+        (["train", "transformers", "--workdir", str(r / "t"), "--attributes", "Smilng"], "did you mean Smiling"),
+        (["train", "transformers", "--workdir", str(r / "t"), "--lrr", "1"], "--lrr 1; did you mean --lr?"),
         # info
         (["info", str(r / "nowhere")], "no such directory"),
         (["info", str(r / "notes.txt")], "not a directory"),
@@ -288,7 +308,11 @@ def test_real_processes_exit_with_one_line(world, tmp_path):
         ),
         (
             ["-m", "train.classifier", "--config", "official", "--batch_size", "abc", "--workdir", str(tmp_path / "c")],
-            "'abc'",
+            "argument --batch_size: expected an integer, got 'abc'",
+        ),
+        (
+            ["-m", "jaxedit", "train", "classifier", "--batch_size", "0", "--workdir", str(tmp_path / "c")],
+            "--batch_size 0: preset 'official': batch_size must be a positive integer",
         ),
     ]
     failures = []

@@ -36,15 +36,15 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    import jaxedit.training.pipeline as pipeline
+    from jaxedit.cli.train import pipeline_main
 
     out = tmp_path_factory.mktemp("run") / "paper"
-    return out, pipeline
+    return out, pipeline_main
 
 
 def test_default_preset_pipeline_prints_the_table_and_writes_everything(run, capsys):
-    out, pipeline = run
-    assert pipeline.main(["--out", str(out), *TINY]) == 0
+    out, pipeline_main = run
+    assert pipeline_main(["--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
     for name in ("Young", "Eyeglasses", "Male", "Smiling", "average (40 attributes)"):
         assert f"| {name} |" in printed
@@ -102,12 +102,12 @@ def test_jaxedit_eval_rebuilds_the_world_from_the_editors(run, capsys):
 
 
 def test_official_preset_on_w_plus(tmp_path):
-    import jaxedit.training.pipeline as pipeline
+    from jaxedit.cli.train import pipeline_main
 
     out = tmp_path / "official"
     flags = [*TINY, "--set", "classifier_hidden=64,32"]
     assert (
-        pipeline.main(
+        pipeline_main(
             [
                 "--preset",
                 "official",
@@ -128,9 +128,14 @@ def test_official_preset_on_w_plus(tmp_path):
 
 
 def test_bad_flags_fail_in_one_line(tmp_path, capsys):
-    import jaxedit.training.pipeline as pipeline
+    from jaxedit.cli.train import pipeline_main
 
-    assert pipeline.main(["--out", str(tmp_path / "x"), "--attributes", "Smilling", *TINY]) == 2
+    assert pipeline_main(["--out", str(tmp_path / "x"), "--attributes", "Smilling", *TINY]) == 2
     err = capsys.readouterr().err
     assert "Smiling" in err and len(err.strip().splitlines()) == 1
-    assert pipeline.main(["--out", str(tmp_path / "y"), "--set", "no_such_field=1", *TINY]) == 2
+    assert pipeline_main(["--out", str(tmp_path / "y"), "--set", "no_such_field=1", *TINY]) == 2
+    assert "argument --set: 'no_such_field=1'" in capsys.readouterr().err
+    assert pipeline_main(["--out", str(tmp_path / "z"), "--transformer-samples", "5000", "--samples", "4000"]) == 2
+    err = capsys.readouterr().err
+    assert "pipeline settings: transformer_samples 5000 exceeds samples 4000" in err and err.count("\n") == 1
+    assert not (tmp_path / "x").exists() and not (tmp_path / "z").exists()

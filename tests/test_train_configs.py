@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jaxedit.config import from_dict, override
 from jaxedit.data.latents import epoch_indices
 from jaxedit.errors import ConfigError, InputError
 from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer
-from jaxedit.training.configs import CONFIGS, TrainConfig, apply_overrides, get_config, parse_override_args
+from jaxedit.training.configs import CONFIGS, TrainConfig, get_config
 from jaxedit.training.loop import BatchOrder, MetricsLog, Schedule
 from jaxedit.viz.plots import PALETTE, line_plot, small_multiples
 from tests.train_tiny import TINY_CLI, write_tiny_npz
@@ -35,65 +36,91 @@ def test_named_configs_carry_the_reference_presets():
     assert paper.method.latent_shape == (512,) and (paper.method.batch_size, paper.method.lr) == (16, 1e-4)
     assert synthetic.data == "synthetic" and synthetic.synthetic_samples > 0
     for config in CONFIGS.values():
-        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+        assert from_dict(TrainConfig, json.loads(json.dumps(config.to_dict()))) == config
 
 
-def test_overrides_parse_types_and_reach_run_and_method_fields():
-    config = apply_overrides(
-        get_config("official"),
-        {
-            "lr": "3e-4",
-            "epochs": "2",
-            "classifier_hidden": "64,32",
-            "edit_layers": "none",
-            "progress": "false",
-            "method.batch_size": "8",
-            "steps-per-call": "7",
-            "seed": 5,
-        },
+def _stage_config(argv: list[str]) -> TrainConfig:
+    from jaxedit.cli.train import stage_config, stage_parser
+
+    parser, flags = stage_parser("classifier", "train.classifier")
+    return stage_config(parser.parse_args(["--workdir", "unused", *argv]), flags)
+
+
+def test_flags_are_typed_by_the_fields_and_reach_run_and_method_fields():
+    config = _stage_config(
+        [
+            *("--lr", "3e-4", "--epochs", "2", "--classifier_hidden", "64,32", "--edit_layers", "none"),
+            *("--progress", "false", "--batch_size", "8", "--steps_per_call", "7", "--seed", "5"),
+        ]
     )
     assert config.method.lr == 3e-4 and config.method.epochs == 2 and config.method.classifier_hidden == (64, 32)
     assert config.method.edit_layers is None and config.method.batch_size == 8
     assert config.progress is False and config.steps_per_call == 7 and config.seed == 5
-    swapped = apply_overrides(get_config("official"), {"lr": "0.5", "preset": "paper"})
+    assert isinstance(config.method.lr, float) and isinstance(config.seed, int)
+    swapped = _stage_config(["--lr", "0.5", "--preset", "paper"])
     assert swapped.method.space == "w" and swapped.method.lr == 0.5  # preset first, then the method fields
-    assert parse_override_args(["--lr", "1", "--epochs=3"]) == {"lr": "1", "epochs": "3"}
+    assert swapped.method.batch_size == 16  # the paper's, not the official's
+
+
+def test_override_is_validated_and_reaches_nested_fields():
+    config = override(get_config("official"), {"seed": 3, "method.lr": 1e-3, "method.classifier_hidden": [8, 4]})
+    assert config.seed == 3 and config.method.lr == 1e-3 and config.method.classifier_hidden == (8, 4)
+    for changes, message in [
+        ({"method.lrr": 1.0}, "has no field 'lrr'; did you mean lr?"),
+        ({"seed": "3"}, "seed must be an integer, got '3'"),
+        ({"method.lr": float("nan")}, "lr must be a finite number"),
+        ({"method.edit_layers": (1, 2, 3)}, "edit_layers must be a tuple of 2 integers or None"),
+        ({"progress": 1}, "progress must be true or false"),
+    ]:
+        with pytest.raises(ConfigError) as error:
+            override(get_config("official"), changes)
+        assert message in str(error.value) and "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize(
-    "overrides, message",
+    "argv, message",
     [
-        ({"lrr": "1"}, "unknown config field --lrr; did you mean --lr"),
-        ({"epochs": "two"}, "--epochs: expected an integer, got 'two'"),
-        ({"lr": "nan"}, "--lr: expected a finite number"),
-        ({"edit_layers": "1,2,3"}, "--edit_layers: expected 2 comma-separated values"),
-        ({"progress": "maybe"}, "--progress: expected true or false"),
-        ({"preset": "mine"}, "--preset: expected one of paper, official"),
-        ({"data": "web"}, "data must be one of files, synthetic"),
-        ({"steps_per_call": "0"}, "steps_per_call must be >= 1"),
-        ({"batch_size": "0"}, "batch_size must be a positive integer"),
+        (["--lrr", "1"], "unrecognized arguments: --lrr 1; did you mean --lr?"),
+        (["--epochs", "two"], "argument --epochs: expected an integer, got 'two'"),
+        (["--lr", "nan"], "argument --lr: expected a finite number"),
+        (["--edit_layers", "1,2,3"], "argument --edit_layers: expected 2 comma-separated values"),
+        (["--progress", "maybe"], "argument --progress: expected true or false"),
+        (["--preset", "mine"], "argument --preset: unknown method preset 'mine'"),
+        (["--config", "nope"], "argument --config: invalid choice: 'nope'"),
+        (["--epochs"], "argument --epochs: expected one argument"),
+        (["--data", "web"], "--data web: config 'official': data must be one of files, synthetic"),
+        (["--steps_per_call", "0"], "--steps_per_call 0: config 'official': steps_per_call must be >= 1"),
+        (["--batch_size", "0"], "--batch_size 0: preset 'official': batch_size must be a positive integer"),
+        (["--preset", "paper", "--lr", "0"], "--lr 0.0: preset 'paper': lr must be > 0"),
     ],
 )
-def test_bad_overrides_fail_with_one_line(overrides, message):
-    with pytest.raises(ConfigError) as error:
-        apply_overrides(get_config("official"), overrides)
-    assert message in str(error.value) and "\n" not in str(error.value)
+def test_bad_flags_fail_with_one_line_naming_the_flag(argv, message, tmp_path, capsys):
+    from jaxedit.cli.train import classifier_main
+
+    try:
+        status = classifier_main(["--workdir", str(tmp_path / "w"), *argv])
+    except SystemExit as exit_:  # argparse usage errors
+        status = exit_.code
+    err = capsys.readouterr().err
+    assert status == 2 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "w").exists()
 
 
 def _run(main, argv, capsys):
-    status = main(argv)
+    try:
+        status = main(argv)
+    except SystemExit as exit_:
+        status = exit_.code
     err = capsys.readouterr().err.strip()
     return status, err
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
-    from jaxedit.training.classifier import main as classifier_main
-    from jaxedit.training.transformers import main as transformers_main
+    from jaxedit.cli.train import classifier_main, transformers_main
 
     data = write_tiny_npz(tmp_path / "data.npz")
     cases = [
-        (classifier_main, ["--workdir", str(tmp_path / "a"), "--bogus", "1"], "unknown config field --bogus"),
-        (classifier_main, ["--workdir", str(tmp_path / "a"), "--config", "nope"], "unknown config 'nope'"),
+        (classifier_main, ["--workdir", str(tmp_path / "a"), "--bogus", "1"], "unrecognized arguments: --bogus"),
         (
             classifier_main,
             ["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path / "missing.npy")],
@@ -102,11 +129,6 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
         (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path)], "is a directory"),
         (classifier_main, ["--workdir", str(tmp_path / "a"), "--latents", str(data)], "latents of shape [400, 2, 16]"),
         (
-            classifier_main,
-            ["--workdir", str(tmp_path / "a"), *TINY_CLI, "--latents", str(data), "--epochs"],
-            "--epochs: missing value",
-        ),
-        (
             transformers_main,
             ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data), "--attributes", "Smilling"],
             "did you mean Smiling",
@@ -114,7 +136,7 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
         (
             transformers_main,
             ["--workdir", str(tmp_path / "b"), *TINY_CLI, "--latents", str(data)],
-            "no classifier here",
+            "no classifier here; train one with",
         ),
         (
             transformers_main,
@@ -126,8 +148,8 @@ def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
         status, err = _run(main, argv, capsys)
         assert status == 2, (argv, err)
         assert len(err.splitlines()) == 1 and expected in err and "Traceback" not in err, (argv, err)
-    with pytest.raises(ConfigError):
-        classifier_main(["--workdir", str(tmp_path / "a"), "--bogus", "1", "--debug"])
+    with pytest.raises(InputError, match="no such file"):  # --debug: the exception itself, with its traceback
+        classifier_main(["--workdir", str(tmp_path / "a"), "--latents", str(tmp_path / "missing.npy"), "--debug"])
 
 
 def test_data_order_is_a_function_of_seed_and_epoch_and_chunks_restart_each_epoch():
@@ -215,13 +237,11 @@ def test_training_data_from_the_official_npy_pair_and_from_a_synthetic_hook(tmp_
     latents, labels = tiny_arrays(200)
     np.save(tmp_path / "dlatents.npy", latents)
     np.save(tmp_path / "anno.npy", np.where(labels > 0, 1, -1).astype(np.int64))  # CelebA's -1/1 coding
-    config = apply_overrides(
-        tiny_config(), {"latents": str(tmp_path / "dlatents.npy"), "labels": str(tmp_path / "anno.npy")}
-    )
+    config = override(tiny_config(), {"latents": str(tmp_path / "dlatents.npy"), "labels": str(tmp_path / "anno.npy")})
     data = load_training_data(config)
     assert data.num_train == 180 and data.heldout_latents.shape == (20, 2, 16)
     np.testing.assert_array_equal(data.labels, labels)
-    synthetic = apply_overrides(tiny_config(), {"data": "synthetic", "synthetic_samples": 400})
+    synthetic = override(tiny_config(), {"data": "synthetic", "synthetic_samples": 400})
     hooked = load_training_data(synthetic, synthetic=lambda c: tiny_data(c.synthetic_samples))
     assert hooked.latents.shape == (400, 2, 16) and hooked.num_train == 360
     with pytest.raises(InputError, match=r"expects \[N, 2, 16\]"):

@@ -242,7 +242,7 @@ def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_
 
 
 def test_an_absurd_learning_rate_fails_with_a_one_line_error(setup, tmp_path, capsys):
-    from jaxedit.training.transformers import main
+    from jaxedit.cli.train import transformers_main as main
     from tests.train_tiny import TINY_CLI, write_tiny_npz
 
     _, _, trainer, _, classifier_params = setup

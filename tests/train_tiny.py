@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxedit.training.configs import TrainConfig, apply_overrides, get_config
+from jaxedit.config import override
+from jaxedit.training.configs import TrainConfig, get_config
 from jaxedit.training.data import TrainingData, from_arrays
 
 TINY_OVERRIDES = {
@@ -60,8 +61,10 @@ TINY_CLI = [
 
 
 def tiny_config(**changes) -> TrainConfig:
-    config = apply_overrides(get_config("official"), {**TINY_OVERRIDES, **changes})
-    return dataclasses.replace(config, name="tiny")
+    """The official config shrunk by TINY_OVERRIDES, then `changes` (run or method field names)."""
+    run_fields = {field.name for field in dataclasses.fields(TrainConfig)}
+    values = {**TINY_OVERRIDES, **changes, "name": "tiny"}
+    return override(get_config("official"), {k if k in run_fields else f"method.{k}": v for k, v in values.items()})
 
 
 def tiny_arrays(count: int = 400, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

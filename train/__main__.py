@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxedit.training.pipeline import main
+from jaxedit.cli.train import pipeline_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(pipeline_main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxedit.training.classifier import main
+from jaxedit.cli.train import classifier_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(classifier_main())

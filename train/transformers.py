@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxedit.training.transformers import main
+from jaxedit.cli.train import transformers_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(transformers_main())

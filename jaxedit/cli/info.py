@@ -228,3 +228,24 @@ def format_info(described: dict) -> str:
     width = max(len(name) for name, _ in rows)
     lines.extend(f"  {name:<{width}}  {value}" for name, value in rows)
     return "\n".join(lines)
+
+
+def add_parser(subparsers) -> None:
+    """`jaxedit info DIR [--json]`."""
+    parser = subparsers.add_parser(
+        "info",
+        help="what a converted or trained directory holds",
+        description="Describe a jaxedit model directory: generator architecture or editors' preset and "
+        "attributes, parameter count, source file and its sha256, creation date. Arrays are not loaded.",
+    )
+    parser.add_argument("directory", metavar="DIR", help="a directory written by `jaxedit convert` or training")
+    parser.add_argument("--json", action="store_true", help="print the description as JSON")
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    import json
+
+    described = describe(args.directory)
+    print(json.dumps(described, indent=1, sort_keys=True) if args.json else format_info(described))
+    return 0

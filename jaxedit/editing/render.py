@@ -16,7 +16,7 @@ A 2-D array whose first axis is `num_ws` is read as one W+ latent. Every row is 
 row, or one grid column, per latent). W latents given to W+ editors are repeated over the layers;
 W+ latents whose layers are all equal (what `mapping` returns) are given to W editors as W.
 
-Saved latents (`--save-latents`) are the generator's W+ latents of every panel,
+Saved latents (`save_latents`, `jaxedit edit --save-latents`) are the generator's W+ latents of every panel,
 `[panels, B, num_ws, w_dim]` (panel 0 is the input in a strip); `np.load(F)[-1]` is again a valid
 latent file (and `jaxedit generate --ws` input).
 """
@@ -50,13 +50,13 @@ class EditResult:
     warnings: tuple[str, ...]
 
 
-def _parse_number(text: str, flag: str) -> float:
+def _parse_number(text: str, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"{flag}: {text.strip()!r} is not a number") from None
+        raise ConfigError(f"{what}: {text.strip()!r} is not a number") from None
     if not math.isfinite(value):
-        raise ConfigError(f"{flag}: {text.strip()!r} is not a finite number")
+        raise ConfigError(f"{what}: {text.strip()!r} is not a finite number")
     return value
 
 
@@ -65,16 +65,16 @@ MAX_SWEEP_COUNT = 256  # panels in one sweep grid: every panel is rendered and h
 
 def parse_edit_spec(text: str) -> tuple[str, float]:
     """'Smiling=1.25' -> ('Smiling', 1.25) (the name is checked later against the editors)."""
-    flag = f"--attr {text}"
+    what = f"edit {text!r}"
     name, sep, value = str(text).partition("=")
     if not sep or not name.strip() or not value.strip():
-        raise ConfigError(f"{flag}: expected NAME=ALPHA, e.g. Smiling=1.25")
-    return name.strip(), _parse_number(value, flag)
+        raise ConfigError(f"{what}: expected NAME=ALPHA, e.g. Smiling=1.25")
+    return name.strip(), _parse_number(value, what)
 
 
 def parse_sweep_spec(text: str) -> tuple[str, np.ndarray]:
     """'Smiling=-1.5:1.5:7' -> ('Smiling', 7 evenly spaced alphas from -1.5 to 1.5)."""
-    flag = f"--sweep {text}"
+    flag = f"sweep {text!r}"
     name, sep, spec = str(text).partition("=")
     parts = spec.split(":")
     if not sep or not name.strip() or len(parts) != 3:
@@ -96,45 +96,16 @@ def parse_sweep_spec(text: str) -> tuple[str, np.ndarray]:
 def seed_latents(generator: Any, seed: int, truncation_psi: float = 1.0) -> np.ndarray:
     """W+ `[1, num_ws, w_dim]` of seed `seed` (z = RandomState(seed).randn(z_dim), as `jaxedit generate`)."""
     if not 0 <= int(seed) < 2**32:
-        raise InputError(f"--seed {seed}: expected an integer 0..2**32-1")
+        raise InputError(f"seed {seed}: expected an integer 0..2**32-1")
     z = np.random.RandomState(int(seed)).randn(1, generator.z_dim).astype(np.float32)
     return np.asarray(generator.mapping(z, truncation_psi))
 
 
 def load_latent_file(path: str | os.PathLike, generator: Any, truncation_psi: float = 1.0) -> np.ndarray:
     """Latents `[B, w_dim]` (W) or `[B, num_ws, w_dim]` (W+) from a `.npy` file (see module docstring)."""
-    flag = f"--latent {path}"
-    if Path(path).is_dir():
-        raise InputError(f"{flag}: is a directory, expected a .npy file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"{flag}: no such file") from None
-    except PermissionError:
-        raise InputError(f"{flag}: permission denied") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{flag}: not a readable .npy array ({error})".splitlines()[0]) from error
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise InputError(f"{flag}: expected a .npy array, got an .npz archive")
-    w_dim, num_ws = generator.w_dim, generator.num_ws
-    shape = list(array.shape)
-    if array.ndim == 1 and shape == [w_dim]:
-        array = array[None]
-    elif array.ndim == 2 and shape == [num_ws, w_dim]:
-        array = array[None]
-    elif not ((array.ndim == 2 and shape[1] == w_dim) or (array.ndim == 3 and shape[1:] == [num_ws, w_dim])):
-        raise InputError(
-            f"{flag}: expected W [{w_dim}] / [B, {w_dim}] or W+ [{num_ws}, {w_dim}] / [B, {num_ws}, {w_dim}] "
-            f"for this generator, got {shape}"
-        )
-    if array.shape[0] == 0:
-        raise InputError(f"{flag}: holds no latents (shape {shape})")
-    if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"{flag}: expected floating-point values, got {array.dtype}")
-    if not np.all(np.isfinite(array)):
-        raise InputError(f"{flag}: contains non-finite values")
-    array = array.astype(np.float32)
+    from jaxedit.stylegan2.render import load_latents
+
+    array = load_latents(path, "w|ws", generator)
     if truncation_psi != 1.0:
         truncated = np.asarray(generator.truncate(array, truncation_psi))
         array = truncated if array.ndim == 3 else truncated[:, 0]
@@ -198,7 +169,7 @@ def edit_strip(
     editors the chain runs in W and each panel keeps the input's values outside `layers`.
     """
     if not steps:
-        raise ConfigError("nothing to edit: give at least one --attr NAME=ALPHA (or --sweep)")
+        raise ConfigError("nothing to edit: no edit steps")
     edit.check_compatible(editors, generator)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", edit.AlphaRangeWarning)
@@ -277,7 +248,7 @@ def save_latents(path: str | os.PathLike, latents: np.ndarray) -> Path:
     """Write float32 latents to a `.npy` file atomically (temporary name, then rename)."""
     path = Path(path)
     if path.suffix.lower() != ".npy":
-        raise ConfigError(f"--save-latents {path}: expected a .npy path")
+        raise ConfigError(f"{path}: expected a .npy path")
     with atomic_file(path, ".npy") as partial:
         np.save(partial, np.asarray(latents, np.float32))
     return path

@@ -27,7 +27,8 @@ import jax
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES
-from jaxedit.errors import AttributeNameError
+from jaxedit.config import check_types
+from jaxedit.errors import AttributeNameError, ConfigError
 from jaxedit.eval import baselines, identity, protocol, report
 from jaxedit.io import atomic_write_text
 
@@ -39,14 +40,15 @@ BASELINES = ("interfacegan", "interfacegan_cond", "ganspace")
 
 @dataclasses.dataclass(frozen=True)
 class SuiteSettings:
-    """count: latents per attribute (the paper: 1000); alpha: ours; distance: InterFaceGAN/GANSpace;
-    baseline_samples: labelled latents the baselines are fitted on; identity_samples/pairs: for
-    the 0.1%-FAR threshold; far: the false-acceptance rate; conditions: how many most-correlated
-    attributes the conditional InterFaceGAN normal is made orthogonal to; baselines: which to run;
-    seed: all sampling keys derive from it."""
+    """count: latents per attribute (the paper: 1000); alpha: our strength (None: the editors'
+    preset `table_alpha`); distance: InterFaceGAN's and GANSpace's; baseline_samples: labelled
+    latents the baselines are fitted on; identity_samples/pairs: for the 0.1%-FAR threshold; far:
+    the false-acceptance rate; conditions: how many most-correlated attributes the conditional
+    InterFaceGAN normal is made orthogonal to; baselines: which to run; seed: all sampling keys
+    derive from it."""
 
     count: int = 1000
-    alpha: float = 1.25
+    alpha: float | None = None
     distance: float = 3.0
     baseline_samples: int = 20_000
     identity_samples: int = 4000
@@ -55,6 +57,26 @@ class SuiteSettings:
     conditions: int = 2
     baselines: tuple[str, ...] = BASELINES
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_types(self)
+        for name in ("count", "baseline_samples", "identity_samples", "identity_pairs"):
+            if getattr(self, name) < 2:
+                raise ConfigError(f"evaluation settings: {name} must be at least 2, got {getattr(self, name)}")
+        for name in ("alpha", "distance"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                raise ConfigError(f"evaluation settings: {name} must be > 0, got {getattr(self, name)}")
+        if not 0 < self.far < 1:
+            raise ConfigError(f"evaluation settings: far must be in (0, 1), got {self.far}")
+        if self.conditions < 0:
+            raise ConfigError(f"evaluation settings: conditions must be >= 0, got {self.conditions}")
+        unknown = [b for b in self.baselines if b not in BASELINES]
+        if unknown:
+            raise ConfigError(
+                f"evaluation settings: unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}"
+            )
+        if not 0 <= self.seed < 2**63:
+            raise ConfigError(f"evaluation settings: seed must be in 0..2**63-1, got {self.seed}")
 
 
 def run_suite(
@@ -85,9 +107,8 @@ def run_suite(
     unknown = [n for n in names if n not in editors.attributes]
     if unknown:
         raise AttributeNameError(f"the editors cover no transformer for {', '.join(unknown)}")
-    unknown = [b for b in settings.baselines if b not in BASELINES]
-    if unknown:
-        raise AttributeNameError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
+    if settings.alpha is None:
+        settings = dataclasses.replace(settings, alpha=editors.preset.table_alpha)
     key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 23)
     key_fit, key_svm, key_identity, key_pairs, key_eval = jax.random.split(key, 5)
     timings = {}
@@ -197,8 +218,6 @@ def import_callable(spec: str) -> Callable:
     """The callable named by "package.module:attribute" (one-line ConfigError otherwise)."""
     import importlib
 
-    from jaxedit.errors import ConfigError
-
     module_name, sep, attribute = spec.partition(":")
     if not sep or not module_name or not attribute:
         raise ConfigError(f"{spec!r}: expected MODULE:CALLABLE, e.g. mypackage.models:celeba_classifier")
@@ -219,7 +238,6 @@ def synthetic_world_for(editors, seed: int | None = None, generator=None):
     recorded world seed.
     """
     from jaxedit.data import synthetic
-    from jaxedit.errors import ConfigError
 
     recorded = dict(editors.training.get("world_config") or {}) if hasattr(editors, "training") else {}
     known = {f.name for f in dataclasses.fields(synthetic.WorldConfig)}

@@ -14,6 +14,7 @@ import dataclasses
 import math
 from typing import Any
 
+from jaxedit.config import check_types, from_dict, override, to_dict
 from jaxedit.errors import ConfigError
 
 SPACES = ("w", "w+")
@@ -107,6 +108,7 @@ class MethodPreset:
     edit_layers: tuple[int, int] | None
 
     def __post_init__(self) -> None:
+        check_types(self)
         if self.space not in SPACES:
             raise ConfigError(f"preset {self.name!r}: space {self.space!r} is not one of {SPACES}")
         if self.loss_kind not in LOSS_KINDS:
@@ -134,9 +136,9 @@ class MethodPreset:
             "transformer_hidden",
         ):
             value = getattr(self, field)
-            if not isinstance(value, int) or value < 1:
+            if value < 1:
                 raise ConfigError(f"preset {self.name!r}: {field} must be a positive integer, got {value!r}")
-        if any((not isinstance(h, int)) or h < 1 for h in self.classifier_hidden):
+        if any(h < 1 for h in self.classifier_hidden):
             raise ConfigError(
                 f"preset {self.name!r}: classifier_hidden must be positive integers, got {self.classifier_hidden!r}"
             )
@@ -174,40 +176,21 @@ class MethodPreset:
         return tuple(first <= layer < stop for layer in range(self.num_ws))
 
     def replace(self, **changes: Any) -> MethodPreset:
-        """A copy with some fields changed (validated again)."""
-        unknown = sorted(set(changes) - {f.name for f in dataclasses.fields(self)})
-        if unknown:
-            raise ConfigError(f"preset {self.name!r} has no field(s) {', '.join(unknown)}")
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed (`jaxedit.config.override`: validated again)."""
+        return override(self, changes)
 
     def to_dict(self) -> dict:
         """JSON-ready dict (tuples become lists)."""
-        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        return to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> MethodPreset:
-        """Inverse of `to_dict`; one-line ConfigError on missing or unknown fields."""
-        names = {f.name for f in dataclasses.fields(cls)}
+        """Inverse of `to_dict` (`jaxedit.config.from_dict`); one-line ConfigError on missing or unknown fields."""
         data = dict(data)
         if "recon_form" not in data and data.get("loss_kind") in LOSS_KINDS:
             # Manifests written before the field existed: the form those models were trained with.
             data["recon_form"] = "norm" if data["loss_kind"] == "paper" else "mse"
-        missing = sorted(names - set(data))
-        unknown = sorted(set(data) - names)
-        if missing or unknown:
-            raise ConfigError(f"method preset: missing fields {missing}, unknown fields {unknown}")
-        values = dict(data)
-        for field in ("classifier_hidden", "edit_alpha_range"):
-            values[field] = tuple(values[field])
-        if values["edit_layers"] is not None:
-            values["edit_layers"] = tuple(values["edit_layers"])
-        return cls(**values)
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_jsonable(v) for v in value]
-    return value
+        return from_dict(cls, data)
 
 
 PAPER = MethodPreset(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,14 +26,12 @@ from jaxedit.training.common import (
     open_checkpointer,
     output_dir,
     resume_state,
-    run_cli,
     run_fingerprint,
     run_stage,
-    training_mesh,
     write_json,
 )
 from jaxedit.training.configs import TrainConfig
-from jaxedit.training.data import TrainingData, load_training_data
+from jaxedit.training.data import TrainingData
 from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves
 from jaxedit.training.steps import CLASSIFIER_METRICS, ClassifierState, ClassifierTrainer
 from jaxedit.viz.plots import small_multiples
@@ -191,25 +189,3 @@ def train_classifier(
         outputs / "classifier_run.json", {"config": config.to_dict(), **training, "seconds_in_steps": result.seconds}
     )
     return ClassifierRun(params, directory, result.step, result.seconds, heldout_loss, heldout_accuracy)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    def work(args, config: TrainConfig) -> None:
-        data = load_training_data(config)
-        with PreemptionGuard() as guard:
-            train_classifier(
-                config, data, Path(args.workdir), resume=args.resume, guard=guard, mesh=training_mesh(config)
-            )
-
-    return run_cli(
-        "train.classifier",
-        "train.classifier",
-        argv,
-        lambda parser: None,
-        work,
-        "Train the latent classifier C (its result: WORKDIR/classifier).",
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,5 +1,5 @@
 """What jaxedit.training.classifier and jaxedit.training.transformers share: the workdir layout, resuming and running a stage
-(`resume_state`, `run_stage`), CLI glue.
+(`resume_state`, `run_stage`), the distributed start and the device mesh.
 
 Workdir layout (one DIR can hold both stages)::
 
@@ -12,35 +12,25 @@ Workdir layout (one DIR can hold both stages)::
       classifier_losses.png, transformer_losses.png
       classifier_run.json, transformers_run.json    the config and the outcome of each stage
 
-CLI exit statuses: 0 done; 2 a bad input (one-line message; `--debug` shows the traceback);
-75 (EX_TEMPFAIL) stopped by SIGTERM/SIGINT after saving a checkpoint: rerun with `--resume`;
-1 training failed (e.g. a non-finite loss), the last good checkpoint kept.
+The command lines (`python -m train.classifier`, `jaxedit train transformers`, ...) and their exit
+statuses live in `jaxedit.cli.train` and `jaxedit.cli.errors`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import shlex
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxedit.cli.main import OneLineErrorParser
-from jaxedit.errors import ConfigError, JaxeditError, TrainingError
+from jaxedit.errors import ConfigError
 from jaxedit.io import atomic_write_text
-from jaxedit.training.checkpoint import EXIT_PREEMPTED, TrainCheckpointer
-from jaxedit.training.configs import TrainConfig, apply_overrides, get_config, parse_override_args
-from jaxedit.training.loop import BatchOrder, LoopResult, MetricsLog, Schedule, TrainingInterrupted, run_steps
-
-EXIT_OK = 0
-EXIT_TRAINING_FAILED = 1
-EXIT_BAD_INPUT = 2
+from jaxedit.training.checkpoint import TrainCheckpointer
+from jaxedit.training.configs import TrainConfig
+from jaxedit.training.loop import BatchOrder, LoopResult, MetricsLog, Schedule, run_steps
 
 # Fields that do not change what a run computes: a resume may change them.
 RESUME_FREE_FIELDS = (
@@ -186,10 +176,6 @@ def progress_bar(config: TrainConfig, total: int, initial: int, stage: str):
     return tqdm(total=total, initial=initial, desc=stage, unit="step", dynamic_ncols=True, file=sys.stderr)
 
 
-# ------------------------------------------------------------------------------------------------
-# CLI glue
-
-
 def resume_state(
     state: Any,
     checkpointer: TrainCheckpointer,
@@ -262,82 +248,3 @@ def run_stage(
     finally:
         if bar is not None:
             bar.close()
-
-
-def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(
-        prog=prog,
-        description=description,
-        allow_abbrev=False,
-        epilog=(
-            "Any config field can be overridden with --FIELD VALUE (run fields and method fields, e.g. --lr 1e-3 "
-            "--epochs 2 --batch_size 16 --steps_per_call 100 --checkpoint_every 500 --checkpoint_seconds 300 --latents F.npy --labels F.npy). "
-            "Exit status: 0 done, 2 bad input, 1 training failed (non-finite), 75 stopped by SIGTERM/SIGINT with a "
-            "checkpoint saved (rerun with --resume)."
-        ),
-    )
-    parser.add_argument(
-        "--config", default="official", help="named config: paper, official, synthetic (default official)"
-    )
-    parser.add_argument("--workdir", required=True, help="directory for checkpoints, metrics, plots and the result")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in WORKDIR")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    return parser
-
-
-def parse_config(known: argparse.Namespace, extra: Sequence[str], parser: argparse.ArgumentParser) -> TrainConfig:
-    """The named config with the `--field value` overrides in `extra` applied."""
-    config = get_config(known.config)
-    overrides = parse_override_args(extra)
-    return apply_overrides(config, overrides)
-
-
-def resume_command(argv: Sequence[str], module: str) -> str:
-    args = list(argv)
-    if "--resume" not in args:
-        args.append("--resume")
-    return " ".join(shlex.quote(a) for a in [os.path.basename(sys.executable), "-m", module, *args])
-
-
-def run_cli(
-    prog: str,
-    module: str,
-    argv: Sequence[str] | None,
-    build: Callable[[argparse.ArgumentParser], None],
-    work: Callable[[argparse.Namespace, TrainConfig], Any],
-    description: str,
-) -> int:
-    """Parse, run `work(args, config)`, and map outcomes to exit statuses and one-line messages."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = base_parser(prog, description)
-    build(parser)
-    known, extra = parser.parse_known_args(argv)
-    try:
-        config = parse_config(known, extra, parser)
-        start_distributed(config)
-        started = time.perf_counter()
-        work(known, config)
-        print(f"{prog}: done in {time.perf_counter() - started:.1f} s; results in {known.workdir}", file=sys.stderr)
-        return EXIT_OK
-    except TrainingInterrupted as stop:
-        print(f"{prog}: {stop}", file=sys.stderr)
-        print(f"{prog}: to continue: {resume_command(argv, module)}", file=sys.stderr)
-        return EXIT_PREEMPTED
-    except TrainingError as error:
-        if known.debug:
-            raise
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return EXIT_TRAINING_FAILED
-    except JaxeditError as error:
-        if known.debug:
-            raise
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except (OSError, ValueError) as error:
-        if known.debug:
-            raise
-        print(f"{prog}: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted (no checkpoint written for the unfinished steps)", file=sys.stderr)
-        return 130

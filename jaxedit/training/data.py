@@ -58,7 +58,7 @@ class TrainingData:
         if tuple(self.latents.shape[1:]) != tuple(latent_shape):
             raise InputError(
                 f"{self.source or 'latents'}: latents of shape {list(self.latents.shape)}, the method expects "
-                f"[N, {', '.join(map(str, latent_shape))}] (wrong --config or --preset?)"
+                f"[N, {', '.join(map(str, latent_shape))}] (data for another method preset?)"
             )
         if self.labels.ndim != 2 or self.labels.shape[1] != num_attributes:
             raise InputError(
@@ -97,7 +97,7 @@ def load_training_data(
         data = (synthetic or synthetic_data)(config)
     else:
         if not config.latents:
-            raise ConfigError(f"config {config.name!r} reads files: pass --latents FILE.npy (and --labels FILE.npy)")
+            raise ConfigError(f"config {config.name!r} reads files but names no latents file (field latents)")
         latents_path = Path(config.latents)
         labels_path: Path | None = Path(config.labels) if config.labels else None
         if (
@@ -107,7 +107,10 @@ def load_training_data(
         ):
             labels_path = None  # an .npz holding both wins over a default labels path that is not there
         elif labels_path is None and latents_path.suffix != ".npz":
-            raise ConfigError("pass --labels FILE.npy (or an .npz --latents holding 'latents' and 'labels')")
+            raise ConfigError(
+                f"config {config.name!r} names no labels file (field labels), and its latents file "
+                f"{latents_path} is not an .npz holding 'latents' and 'labels'"
+            )
         dataset = load_latent_dataset(latents_path, labels_path)
         data = from_dataset(dataset, method.train_fraction)
     data.check(method.latent_shape, method.num_attributes)

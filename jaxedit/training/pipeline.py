@@ -1,4 +1,4 @@
-"""`python -m train`: the whole method end to end on the embedded synthetic world, with the paper's Table 1.
+"""The whole method end to end on the embedded synthetic world, with the paper's Table 1.
 
 Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
 
@@ -15,98 +15,86 @@ Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
    `report.md`, `plots/*.png`, and print the table for Young, Eyeglasses, Male, Smiling and the
    average over all evaluated attributes.
 
-`--quick` shrinks the sample counts and epochs (under 3 minutes on 2 CPU cores); the defaults take
-under 10. `run_pipeline(PipelineSettings(...))` is the same as a library call.
+`run_pipeline(PipelineSettings(...))` is the library call; `python -m train` and `jaxedit train`
+(`jaxedit.cli.train`) build the settings from flags. `QUICK` shrinks the sample counts and epochs
+(under 3 minutes on 2 CPU cores); the defaults take under 10.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import datetime
-import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import jax
 import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, parse_attributes
-from jaxedit.cli.main import OneLineErrorParser
-from jaxedit.errors import ConfigError, JaxeditError
+from jaxedit.config import check_types
+from jaxedit.data.synthetic import WorldConfig
+from jaxedit.errors import ConfigError
+from jaxedit.eval.suite import SuiteSettings
+from jaxedit.latent.presets import PAPER, MethodPreset
 
 
 @dataclasses.dataclass(frozen=True)
 class PipelineSettings:
-    """Everything `run_pipeline` does, as one frozen value (saved in report.json under "settings").
+    """Everything `run_pipeline` does, as one frozen value (saved in report.json under "pipeline").
 
-    preset: "paper" (W) or "official" (W+). generator: converted generator directory whose
-      mapping network replaces the random one ("" for the random mapping of the world config).
+    method: the method preset ("paper": W, the default; "official": W+), sized to the world's
+      latents by `method_preset_for` (w_dim, num_ws, edit_layers); its other fields as given.
+    w_dim, z_dim, mapping_layers, num_ws: the synthetic world's random mapping network and W+
+      depth (`WorldConfig`'s fields and defaults). generator: converted generator directory whose
+      mapping network replaces it.
+    evaluation: the protocol's settings (`jaxedit.eval.suite.SuiteSettings`: latents per attribute,
+      identity pairs, strengths). seed: seeds everything; the evaluation's own seed is replaced by it.
     samples: labelled latents for the classifier (90/10 split) and the baselines' fits.
-    transformer_samples: latents the transformers train on (the paper: 10K), epochs: their epochs.
-    classifier_epochs: epochs of C. eval_count: latents per attribute in the protocol (the paper: 1000).
-    identity_samples / identity_pairs: latents and random pairs for the 0.1%-FAR threshold.
-    w_dim, z_dim, mapping_layers, num_ws: the random mapping network (W+ depth for `official`).
+    transformer_samples: latents the transformers train on (the paper: 10K).
     attributes: the attributes to train and evaluate ("all" or names/indices).
-    alpha: our table strength; distance: InterFaceGAN's and GANSpace's.
+    out: the run directory ("": runs/<UTC timestamp>). progress: show progress bars.
     """
 
-    preset: str = "paper"
-    out: str = ""
-    generator: str = ""
+    method: MethodPreset = PAPER
+    w_dim: int = WorldConfig.w_dim
+    z_dim: int = WorldConfig.z_dim
+    mapping_layers: int = WorldConfig.mapping_layers
+    num_ws: int = WorldConfig.num_ws
+    evaluation: SuiteSettings = SuiteSettings()
     seed: int = 0
-    quick: bool = False
     samples: int = 50_000
     transformer_samples: int = 10_000
-    epochs: int = 10
-    classifier_epochs: int = 20
-    eval_count: int = 1000
-    identity_samples: int = 4000
-    identity_pairs: int = 200_000
-    w_dim: int = 512
-    z_dim: int = 512
-    mapping_layers: int = 8
-    num_ws: int = 18
     attributes: str = "all"
-    alpha: float = 1.25
-    distance: float = 3.0
-    method_overrides: tuple[tuple[str, str], ...] = ()
+    generator: str = ""
+    out: str = ""
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.preset not in ("paper", "official"):
-            raise ConfigError(f"--preset: expected paper or official, got {self.preset!r}")
-        for name in (
-            "samples",
-            "transformer_samples",
-            "epochs",
-            "classifier_epochs",
-            "eval_count",
-            "identity_samples",
-            "identity_pairs",
-            "w_dim",
-            "z_dim",
-            "mapping_layers",
-            "num_ws",
-        ):
+        check_types(self)
+        for name in ("samples", "transformer_samples"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"pipeline settings: {name} must be >= 1, got {getattr(self, name)}")
         if self.transformer_samples > self.samples:
-            raise ConfigError(f"--transformer-samples {self.transformer_samples} exceeds --samples {self.samples}")
-        if not self.alpha > 0 or not self.distance > 0:
-            raise ConfigError("--alpha and --distance must be > 0")
-        if not (math.isfinite(self.alpha) and math.isfinite(self.distance)):
-            raise ConfigError(f"--alpha {self.alpha} / --distance {self.distance}: expected finite numbers")
+            raise ConfigError(
+                f"pipeline settings: transformer_samples {self.transformer_samples} exceeds samples {self.samples}"
+            )
         if not 0 <= self.seed < 2**63:
-            raise ConfigError(f"--seed {self.seed}: expected an integer 0..2**63-1")
+            raise ConfigError(f"pipeline settings: seed must be in 0..2**63-1, got {self.seed}")
+        parse_attributes(self.attributes)
 
 
-QUICK = dict(
-    samples=20_000, transformer_samples=4000, epochs=3, classifier_epochs=10, eval_count=500, identity_pairs=100_000
-)
-"""What `--quick` changes (flags given explicitly still win)."""
+QUICK = {
+    "samples": 20_000,
+    "transformer_samples": 4000,
+    "method.epochs": 3,
+    "method.classifier_epochs": 10,
+    "method.classifier_decay_epochs": 5,
+    "evaluation.count": 500,
+    "evaluation.identity_pairs": 100_000,
+}
+"""The quick run (`--quick`): changes to `PipelineSettings` for `jaxedit.config.override`."""
 
 
 def _log(message: str) -> None:
@@ -121,9 +109,9 @@ def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _lo
         from jaxedit.stylegan2 import load_generator
 
         generator = load_generator(settings.generator)
-        world = synthetic.world_from_generator(generator, synthetic.WorldConfig(seed=settings.seed))
+        world = synthetic.world_from_generator(generator, WorldConfig(seed=settings.seed))
         return world, generator
-    config = synthetic.WorldConfig(
+    config = WorldConfig(
         seed=settings.seed,
         z_dim=settings.z_dim,
         w_dim=settings.w_dim,
@@ -133,37 +121,25 @@ def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _lo
     return synthetic.build_world(config), None
 
 
-def method_preset_for(settings: PipelineSettings, world):
-    """The method preset sized to the world's latents (paper: W [w_dim]; official: W+ [num_ws, w_dim])."""
-    from jaxedit.latent.presets import get_preset
-
-    preset = get_preset(settings.preset)
-    changes = {
-        "w_dim": world.w_dim,
-        "epochs": settings.epochs,
-        "classifier_epochs": settings.classifier_epochs,
-        "classifier_decay_epochs": max(1, settings.classifier_epochs // 2),
-    }
+def method_preset_for(settings: PipelineSettings, world) -> MethodPreset:
+    """The settings' method sized to the world's latents (W: [w_dim]; W+: [num_ws, w_dim], the
+    edit layers clipped to num_ws); a paper-kind transformer's hidden width follows w_dim."""
+    preset = settings.method
+    changes = {"w_dim": world.w_dim}
     if preset.space == "w+":
         num_ws = world.config.num_ws
         first, stop = preset.edit_layers or (0, num_ws)
         changes.update(num_ws=num_ws, edit_layers=(first, min(stop, num_ws)))
-    if settings.preset == "paper" and world.w_dim != preset.w_dim:
+    if preset.transformer_kind == "paper" and world.w_dim != preset.w_dim:
         changes["transformer_hidden"] = world.w_dim
-    preset = preset.replace(**changes)
-    if settings.method_overrides:
-        from jaxedit.training.configs import TrainConfig, apply_overrides
-
-        config = apply_overrides(TrainConfig(name="pipeline", method=preset), dict(settings.method_overrides))
-        preset = config.method
-    return preset
+    return preset.replace(**changes)
 
 
 def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) -> dict:
     """Run everything (module docstring) and return the report dict (also written to RUN_DIR)."""
     from jaxedit.data import synthetic
     from jaxedit.eval import report
-    from jaxedit.eval.suite import SuiteSettings, run_suite
+    from jaxedit.eval.suite import run_suite
     from jaxedit.latent.editors import editors_from_params, save_editors
     from jaxedit.training.classifier import train_classifier
     from jaxedit.training.configs import TrainConfig
@@ -234,14 +210,7 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     editors = editors_from_params(preset, classifier.params, transformer_params, names, training=training)
 
     tick = time.perf_counter()
-    suite_settings = SuiteSettings(
-        count=settings.eval_count,
-        alpha=settings.alpha,
-        distance=settings.distance,
-        identity_samples=settings.identity_samples,
-        identity_pairs=settings.identity_pairs,
-        seed=settings.seed,
-    )
+    suite_settings = dataclasses.replace(settings.evaluation, seed=settings.seed)
     sampler = lambda key, n: synthetic.sample_latents(world, key, n, space=preset.space)
     extra = {
         "pipeline": {**dataclasses.asdict(settings), "out": str(out)},
@@ -276,120 +245,3 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     print(table)
     print(f"\nwritten to {out}/ (report.json, report.md, plots/, editors/) in {timings['total']:.0f} s")
     return result
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = OneLineErrorParser(prog="python -m train", description=__doc__.splitlines()[0], allow_abbrev=False)
-    parser.add_argument(
-        "--preset", choices=("paper", "official"), default="paper", help="paper: W (default); official: W+"
-    )
-    parser.add_argument("--out", default="", help="run directory (default runs/<UTC timestamp>)")
-    parser.add_argument(
-        "--generator", default="", help="converted generator directory: use its mapping network for the latents"
-    )
-    parser.add_argument(
-        "--quick", action="store_true", help="smaller samples and epochs (under 3 minutes on 2 CPU cores)"
-    )
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--attributes", default="all", help="attributes to train and evaluate (names or indices, comma-separated)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    defaults = PipelineSettings()
-    for name in (
-        "samples",
-        "transformer_samples",
-        "epochs",
-        "classifier_epochs",
-        "eval_count",
-        "identity_samples",
-        "identity_pairs",
-        "w_dim",
-        "z_dim",
-        "mapping_layers",
-        "num_ws",
-    ):
-        parser.add_argument(
-            f"--{name.replace('_', '-')}",
-            type=int,
-            default=None,
-            help=f"default {getattr(defaults, name)}" + (f", --quick {QUICK[name]}" if name in QUICK else ""),
-        )
-    parser.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a method preset field, e.g. --set recon_weight=1 --set lr=1e-3 (repeatable)",
-    )
-    parser.add_argument("--alpha", type=float, default=1.25, help="our edit strength for the table (default 1.25)")
-    parser.add_argument("--distance", type=float, default=3.0, help="InterFaceGAN/GANSpace distance (default 3)")
-    return parser
-
-
-def settings_from_args(args: argparse.Namespace) -> PipelineSettings:
-    values = {
-        "preset": args.preset,
-        "out": args.out,
-        "generator": args.generator,
-        "quick": args.quick,
-        "seed": args.seed,
-        "attributes": args.attributes,
-        "alpha": args.alpha,
-        "distance": args.distance,
-        "progress": not args.no_progress,
-    }
-    overrides = []
-    for item in args.set:
-        field, sep, value = item.partition("=")
-        if not sep or not field.strip():
-            raise ConfigError(f"--set {item!r}: expected FIELD=VALUE")
-        overrides.append((field.strip(), value.strip()))
-    values["method_overrides"] = tuple(overrides)
-    if args.quick:
-        values.update(QUICK)
-    for name in (
-        "samples",
-        "transformer_samples",
-        "epochs",
-        "classifier_epochs",
-        "eval_count",
-        "identity_samples",
-        "identity_pairs",
-        "w_dim",
-        "z_dim",
-        "mapping_layers",
-        "num_ws",
-    ):
-        if getattr(args, name) is not None:
-            values[name] = getattr(args, name)
-    if values.get("transformer_samples", PipelineSettings.transformer_samples) > values.get(
-        "samples", PipelineSettings.samples
-    ):
-        values["transformer_samples"] = values.get("samples", PipelineSettings.samples)
-    return PipelineSettings(**values)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        run_pipeline(settings_from_args(args))
-    except JaxeditError as error:
-        if args.debug:
-            raise
-        print(f"python -m train: error: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:  # an output path that is a file, a full disk, an unreadable input
-        if args.debug:
-            raise
-        print(f"python -m train: error: {type(error).__name__}: {error}".splitlines()[0], file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("python -m train: interrupted", file=sys.stderr)
-        return 130
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -40,14 +40,12 @@ from jaxedit.training.common import (
     open_checkpointer,
     output_dir,
     resume_state,
-    run_cli,
     run_fingerprint,
     run_stage,
-    training_mesh,
     write_json,
 )
 from jaxedit.training.configs import TrainConfig
-from jaxedit.training.data import TrainingData, load_training_data
+from jaxedit.training.data import TrainingData
 from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves
 from jaxedit.training.steps import (
     TransformerState,
@@ -284,54 +282,3 @@ def train_transformers(
         {"config": config.to_dict(), **training, "attributes": list(names), "seconds_in_steps": result.seconds},
     )
     return TransformerRun(params, names, directory, result.step, result.seconds)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    def build(parser) -> None:
-        parser.add_argument(
-            "--attributes", default=None, help="comma-separated CelebA names or indices (default: the config's, all 40)"
-        )
-        parser.add_argument(
-            "--classifier",
-            default=None,
-            help="a jaxedit.training.classifier workdir or an editors directory (default: WORKDIR/classifier)",
-        )
-
-    def work(args, config: TrainConfig) -> None:
-        if args.attributes is not None:
-            config = dataclasses.replace(config, attributes=args.attributes)
-        if args.classifier is not None:
-            config = dataclasses.replace(config, classifier=args.classifier)
-        attributes = parse_attributes(config.attributes)
-        classifier_path = Path(config.classifier) if config.classifier else Path(args.workdir) / "classifier"
-        if not classifier_path.exists():
-            raise ConfigError(
-                f"{classifier_path}: no classifier here; train one with python -m train.classifier "
-                "--workdir DIR, or pass --classifier DIR"
-            )
-        classifier_params = load_classifier_params(classifier_path, config)
-        data = load_training_data(config)
-        with PreemptionGuard() as guard:
-            train_transformers(
-                config,
-                data,
-                classifier_params,
-                attributes,
-                Path(args.workdir),
-                resume=args.resume,
-                guard=guard,
-                mesh=training_mesh(config),
-            )
-
-    return run_cli(
-        "train.transformers",
-        "train.transformers",
-        argv,
-        build,
-        work,
-        "Train attribute transformers (all 40 by default) at once, in one vmapped program.",
-    )
-
-
-if __name__ == "__main__":
-    sys.exit(main())

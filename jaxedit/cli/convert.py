@@ -1,0 +1,79 @@
+"""`jaxedit convert stylegan2 SRC [OUT]` and `jaxedit convert latent-transformer --classifier F OUT`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jaxedit.errors import ConfigError
+
+
+def add_parser(subparsers) -> None:
+    convert = subparsers.add_parser("convert", help="convert official PyTorch checkpoints (no torch needed)")
+    kinds = convert.add_subparsers(dest="kind", required=True)
+
+    stylegan2 = kinds.add_parser(
+        "stylegan2",
+        help="convert a rosinality .pt, pSp .pt or NVlabs .pkl StyleGAN2 checkpoint (format auto-detected)",
+        description="Read a StyleGAN2 checkpoint without torch (nothing in the file is executed), check its layout "
+        "key by key, and write a jaxedit generator directory atomically.",
+    )
+    stylegan2.add_argument("src", metavar="SRC", help="checkpoint file (.pt / .pkl)")
+    stylegan2.add_argument(
+        "out", metavar="OUT", nargs="?", default=None, help="output directory (default: ported_weights/<SRC stem>)"
+    )
+    stylegan2.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    stylegan2.set_defaults(handler=run_stylegan2)
+
+    transformer = kinds.add_parser(
+        "latent-transformer",
+        help="official latent-transformer classifier + tnets -> an editors directory",
+        description="Convert the official latent_classifier_epoch_20.pth (and tnet_<k>.pth.tar files) to a "
+        "jaxedit editors directory, the same format training writes. No torch needed.",
+    )
+    transformer.add_argument(
+        "--classifier", required=True, metavar="FILE", help="latent_classifier_epoch_20.pth (LCNet state dict)"
+    )
+    transformer.add_argument(
+        "--tnets", metavar="DIR", help="folder with tnet_<attribute index>.pth.tar files (default: classifier only)"
+    )
+    transformer.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    transformer.add_argument("out", metavar="OUT", help="editors directory to write")
+    transformer.set_defaults(handler=run_latent_transformer)
+
+
+def _refuse_existing(out: Path, overwrite: bool) -> None:
+    if out.exists() and not overwrite:
+        raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+
+
+def run_stylegan2(args) -> int:
+    from jaxedit.convert.stylegan2 import convert_stylegan2, default_output_dir
+
+    _refuse_existing(Path(args.out) if args.out else default_output_dir(args.src), args.overwrite)
+    result = convert_stylegan2(args.src, args.out, overwrite=args.overwrite)
+    cfg = result.config
+    print(f"detected format: {result.format}")
+    print(f"resolution: {cfg.resolution}x{cfg.resolution}")
+    print(f"W+ layers (num_ws): {cfg.num_ws}")
+    print(f"parameters: {result.num_parameters:,}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {result.path}")
+    return 0
+
+
+def run_latent_transformer(args) -> int:
+    from jaxedit.convert.latent_transformer import convert_latent_transformer
+    from jaxedit.latent.editors import load_editors
+
+    _refuse_existing(Path(args.out), args.overwrite)
+    out = convert_latent_transformer(args.classifier, args.out, tnets=args.tnets, overwrite=args.overwrite)
+    editors = load_editors(out)
+    shape = " x ".join(str(s) for s in editors.latent_shape)
+    widths = "-".join(str(w) for w in editors.classifier_module.widths)
+    covered = ", ".join(editors.attributes) if editors.attributes else "none"
+    print(
+        f"wrote {out}: {editors.preset.name} editors on latents {shape}, classifier {widths}, "
+        f"{len(editors.attributes)} transformer(s): {covered}"
+    )
+    return 0

@@ -1,0 +1,101 @@
+"""`jaxedit generate GEN_DIR (--seeds S | --z F | --w F | --ws F) --out OUT`: render images."""
+
+from __future__ import annotations
+
+from jaxedit.cli import types
+from jaxedit.cli.errors import flag_named
+
+
+def add_parser(subparsers) -> None:
+    from jaxedit.stylegan2.render import parse_seeds
+
+    parser = subparsers.add_parser(
+        "generate",
+        help="render images from seeds or latent files with a converted generator",
+        description="Render images. Seed s uses z = numpy.random.RandomState(s).randn(z_dim), as the NVlabs and "
+        "rosinality scripts do. OUT ending in .png saves a grid; .npy saves raw float32 [B, H, W, 3] images "
+        "(about [-1, 1]).",
+    )
+    parser.add_argument("gen_dir", metavar="GEN_DIR", help="generator directory written by `jaxedit convert stylegan2`")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--seeds", type=types.library(parse_seeds, "seeds"), help="seeds, e.g. 0-7 or 1,5,9")
+    source.add_argument("--z", metavar="F.npy", help="z latents [B, z_dim] (runs the mapping)")
+    source.add_argument("--w", metavar="F.npy", help="W latents [B, w_dim] (same w for every layer)")
+    source.add_argument("--ws", metavar="F.npy", help="W+ latents [B, num_ws, w_dim]")
+    parser.add_argument(
+        "--truncation",
+        type=types.finite_float,
+        default=1.0,
+        metavar="PSI",
+        help="truncation psi towards the average latent (default 1: none)",
+    )
+    parser.add_argument(
+        "--truncation-cutoff", type=types.integer, default=None, metavar="N", help="truncate only the first N W+ layers"
+    )
+    parser.add_argument(
+        "--noise",
+        choices=("const", "random", "none"),
+        default="const",
+        help="noise maps: stored (const, default), random, none",
+    )
+    parser.add_argument(
+        "--noise-seed", type=types.seed, default=0, help="seed of the random noise (with --noise random)"
+    )
+    parser.add_argument(
+        "--noise-maps",
+        metavar="F.npz",
+        default=None,
+        help="explicit noise maps noise_0 .. noise_{L-1}, each [R, R] (overrides --noise)",
+    )
+    parser.add_argument(
+        "--batch-size", type=types.positive_int, default=8, metavar="N", help="images per device batch (default 8)"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("highest", "default", "bfloat16"),
+        default="highest",
+        help="float32 'highest' (default), 'default' (TF32 on GPUs) or 'bfloat16'",
+    )
+    parser.add_argument(
+        "--columns", type=types.positive_int, default=None, help="grid columns for .png output (default: square-ish)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="OUT", help="output .png (grid) or .npy (raw float32 [B, H, W, 3])"
+    )
+    parser.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from jaxedit.stylegan2 import load_generator, render
+    from jaxedit.stylegan2.loading import check_truncation_cutoff
+
+    with flag_named("--out"):
+        render.check_output_path(args.out)
+    generator = load_generator(args.gen_dir, precision=args.precision)
+    if args.seeds is not None:
+        kind, latents = "z", render.z_from_seeds(args.seeds, generator.z_dim)
+    else:
+        kind = "z" if args.z else "w" if args.w else "ws"
+        with flag_named(f"--{kind}"):
+            latents = render.load_latents(getattr(args, kind), kind, generator)
+    with flag_named("--truncation-cutoff"):
+        check_truncation_cutoff(args.truncation_cutoff, generator.num_ws)
+    noise = None
+    if args.noise_maps:
+        with flag_named("--noise-maps"):
+            noise = render.load_noise_maps(args.noise_maps, generator)
+    images = render.render(
+        generator,
+        latents,
+        kind,
+        truncation_psi=args.truncation,
+        truncation_cutoff=args.truncation_cutoff,
+        noise_mode=args.noise,
+        noise_seed=args.noise_seed,
+        batch_size=args.batch_size,
+        progress=True,
+        noise=noise,
+    )
+    path = render.save_images(args.out, images, columns=args.columns)
+    print(f"wrote {len(images)} images ({generator.resolution}x{generator.resolution}) to {path}")
+    return 0
