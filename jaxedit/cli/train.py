@@ -27,7 +27,6 @@ from jaxedit.cli.errors import OneLineErrorParser, run_main
 from jaxedit.errors import ConfigError
 
 STAGES = ("classifier", "transformers")
-PRESETS = ("paper", "official")
 
 
 def _preset(text: str):
@@ -160,8 +159,8 @@ def pipeline_settings(args: argparse.Namespace, flags: dict[str, str]):
     for path, value in args.assignments:
         changes[path] = value
         flags.setdefault(path, f"--set {path.split('.', 1)[1]}=")
-    samples = changes.get("samples", PipelineSettings.samples)
-    if "transformer_samples" not in given and changes.get("transformer_samples", samples + 1) > samples:
+    if "transformer_samples" not in given:  # at most the samples (`--samples 3000` alone is fine)
+        samples = changes.get("samples", PipelineSettings.samples)
         changes["transformer_samples"] = min(
             samples, changes.get("transformer_samples", PipelineSettings.transformer_samples)
         )
@@ -177,7 +176,12 @@ def pipeline_main(argv: Sequence[str] | None = None, prog: str = "python -m trai
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as stop:  # a usage error (its one line printed) or --help
         return int(stop.code or 0)
-    return run_main(prog, lambda: run_pipeline(pipeline_settings(args, flags)) and 0, debug=args.debug)
+
+    def work() -> int:
+        run_pipeline(pipeline_settings(args, flags))
+        return 0
+
+    return run_main(prog, work, debug=args.debug)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -226,4 +226,5 @@ def apply_flags(config: Any, changes: Mapping[str, Any], flags: Mapping[str, str
             raise
         value = changes[culprit]
         shown = ",".join(map(str, value)) if isinstance(value, tuple) else getattr(value, "name", value)
-        raise ConfigError(f"{flags.get(culprit, culprit)} {shown}: {message}") from None
+        flag = flags.get(culprit, culprit)
+        raise ConfigError(f"{flag}{'' if flag.endswith('=') else ' '}{shown}: {message}") from None

@@ -150,7 +150,7 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
     timings = {}
     out = Path(settings.out or f"runs/{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
     if (out / "report.json").exists():
-        raise ConfigError(f"{out} already holds a report.json; choose another --out")
+        raise ConfigError(f"{out} already holds a report.json (a finished run); choose another run directory")
     out.mkdir(parents=True, exist_ok=True)
     attribute_indices = parse_attributes(settings.attributes)
     names = [ATTRIBUTES[i] for i in attribute_indices]
