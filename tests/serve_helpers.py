@@ -16,7 +16,8 @@ PHOTO_FIXTURE = FIXTURES / "encoders" / "astronaut_face.jpg"
 
 def random_official_editors(root: Path, num_ws: int, w_dim: int, seed: int = 0) -> Path:
     """An editors directory: the official preset shrunk to W+ [num_ws, w_dim], a small classifier,
-    one random transformer per CelebA attribute (N(0, 1) equalized kernels, small random biases)."""
+    one random transformer per CelebA attribute (N(0, 1) equalized kernels as the module's own
+    initialiser draws them, biases N(0, 0.3^2) so that every edit also moves the latent's mean)."""
     from jaxedit.attributes import ATTRIBUTES
     from jaxedit.latent import PRESETS, save_editors
     from jaxedit.latent.modules import (
@@ -27,13 +28,24 @@ def random_official_editors(root: Path, num_ws: int, w_dim: int, seed: int = 0) 
     )
 
     preset = PRESETS["official"].replace(num_ws=num_ws, w_dim=w_dim, classifier_hidden=(16,))
-    key = jax.random.key(seed)
-    classifier = init_classifier_params(classifier_from_preset(preset), key)
-    module = transformer_from_preset(preset)
-    stacked = [init_transformer_params(module, jax.random.fold_in(key, 1 + k)) for k in range(len(ATTRIBUTES))]
-    params = jax.tree_util.tree_map(lambda *leaves: np.stack([np.asarray(x) for x in leaves]), *stacked)
     rng = np.random.default_rng(seed)
-    params["bias"] = (0.3 * rng.standard_normal(params["bias"].shape)).astype(np.float32)
+    classifier_shapes = jax.eval_shape(
+        lambda: init_classifier_params(classifier_from_preset(preset), jax.random.key(0))
+    )
+    classifier = jax.tree_util.tree_map(  # LeCun-normal kernels, zero biases (numpy: no compiling)
+        lambda leaf: (
+            (rng.standard_normal(leaf.shape) / np.sqrt(leaf.shape[0])).astype(np.float32)
+            if len(leaf.shape) == 2
+            else np.zeros(leaf.shape, np.float32)
+        ),
+        classifier_shapes,
+    )
+    shapes = jax.eval_shape(lambda: init_transformer_params(transformer_from_preset(preset), jax.random.key(0)))
+    count = len(ATTRIBUTES)
+    params = {
+        "kernel": rng.standard_normal((count, *shapes["kernel"].shape)).astype(np.float32),
+        "bias": (0.3 * rng.standard_normal((count, *shapes["bias"].shape))).astype(np.float32),
+    }
     return save_editors(root / "editors", preset, classifier, params, list(ATTRIBUTES), training={"origin": "test"})
 
 

@@ -190,6 +190,7 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
     server_version = "jaxedit-serve"
     sys_version = ""
     timeout = SOCKET_TIMEOUT
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
     error_content_type = "application/json"
 
     GET_ROUTES = ("/", "/index.html", "/api/info")
