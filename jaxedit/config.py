@@ -42,7 +42,7 @@ def field_types(cls: type) -> dict[str, Any]:
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def _optional_inner(annotation: Any) -> Any | None:
+def optional_inner(annotation: Any) -> Any | None:
     """X for `X | None`, else None."""
     if typing.get_origin(annotation) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(annotation) if a is not type(None)]
@@ -53,7 +53,7 @@ def _optional_inner(annotation: Any) -> Any | None:
 
 def describe_type(annotation: Any) -> str:
     """'an integer', 'a tuple of 2 numbers', ... for messages."""
-    inner = _optional_inner(annotation)
+    inner = optional_inner(annotation)
     if inner is not None:
         return f"{describe_type(inner)} or None"
     if typing.get_origin(annotation) is tuple:
@@ -77,7 +77,7 @@ def _plural(annotation: Any) -> str:
 def coerce(value: Any, annotation: Any, where: str) -> Any:
     """`value` as a value of `annotation` (ints for floats, lists for tuples, numpy scalars for
     Python ones), or a one-line ConfigError `where: must be ..., got ...`."""
-    inner = _optional_inner(annotation)
+    inner = optional_inner(annotation)
     if inner is not None and value is not None:
         try:
             return coerce(value, inner, where)

@@ -139,7 +139,7 @@ def layer_range(text: str) -> str:
 
 def for_annotation(annotation: Any) -> tuple[Callable[[str], Any], str]:
     """(type function, metavar) for a config field's annotation."""
-    inner = cfg._optional_inner(annotation)
+    inner = cfg.optional_inner(annotation)
     if inner is not None:
         parse, metavar = for_annotation(inner)
         return optional(parse), f"{metavar}|none"
