@@ -17,9 +17,11 @@ The style heads read c3 (styles 0-2), p2 (3-6) and p1 (7 onwards): `COARSE_STYLE
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
 from typing import Any
 
+from jaxedit.config import check_types
+from jaxedit.config import from_dict as config_from_dict
+from jaxedit.config import to_dict as config_to_dict
 from jaxedit.errors import ConfigError
 
 KINDS = ("psp", "e4e")
@@ -48,22 +50,19 @@ class EncoderConfig:
     w_dim: int = 512
 
     def __post_init__(self):
+        check_types(self)  # lists -> tuples (as read from JSON), wrong types in one line
         if self.kind not in KINDS:
             raise ConfigError(f"encoder kind {self.kind!r}: expected one of {', '.join(KINDS)}")
         for name in ("stage_depths", "stage_units", "se_channels"):
             value = getattr(self, name)
-            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-                raise ConfigError(f"{name} {value!r}: expected {NUM_STAGES} positive integers")
-            value = tuple(value)
-            if len(value) != NUM_STAGES or not all(_positive_int(v) for v in value):
-                raise ConfigError(f"{name} {list(value)!r}: expected {NUM_STAGES} positive integers")
-            object.__setattr__(self, name, tuple(int(v) for v in value))
+            if len(value) != NUM_STAGES or not all(v >= 1 for v in value):
+                raise ConfigError(f"{name} {list(value)}: expected {NUM_STAGES} positive integers")
         for name in ("in_channels", "stem_channels", "n_styles", "w_dim"):
-            if not _positive_int(getattr(self, name)):
-                raise ConfigError(f"{name} {getattr(self, name)!r}: expected a positive integer")
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} {getattr(self, name)}: expected a positive integer")
         size = self.input_size
-        if not _positive_int(size) or size < 32 or size & (size - 1):
-            raise ConfigError(f"input_size {size!r}: expected a power of two >= 32")
+        if size < 32 or size & (size - 1):
+            raise ConfigError(f"input_size {size}: expected a power of two >= 32")
 
     # ---- derived sizes ------------------------------------------------------------------
     @property
@@ -106,21 +105,8 @@ class EncoderConfig:
 
     # ---- (de)serialisation --------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for name in ("stage_depths", "stage_units", "se_channels"):
-            out[name] = list(out[name])
-        return out
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Any) -> EncoderConfig:
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"encoder config: expected a mapping, got {type(data).__name__}")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ConfigError(f"encoder config: unknown field {unknown[0]!r}")
-        return cls(**{k: data[k] for k in names if k in data})
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+        return config_from_dict(cls, data)
