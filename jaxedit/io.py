@@ -163,9 +163,8 @@ def _check_header(
     dtype: np.dtype,
     shapes: Sequence[ShapePattern] | None,
     kinds: str,
-    max_bytes: int,
 ) -> int:
-    """The array's byte count after checking its dtype, shape and size against the caller's."""
+    """The array's byte count after checking its dtype and shape against the caller's."""
     if dtype.kind not in kinds or dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
         wanted = {"b": "bool", "i": "integer", "u": "unsigned", "f": "floating-point"}
         want = "/".join(wanted.get(k, k) for k in kinds)
@@ -173,12 +172,14 @@ def _check_header(
     if shapes is not None and not any(_matches(shape, p) for p in shapes):
         expected = " or ".join(_shape_text(p) for p in shapes)
         raise InputError(f"{label}: expected {expected}, got {list(shape)}")
-    nbytes = math.prod(shape) * dtype.itemsize
+    return math.prod(shape) * dtype.itemsize
+
+
+def _check_size(label: str, shape: tuple[int, ...], dtype: np.dtype, nbytes: int, max_bytes: int) -> None:
     if nbytes > max_bytes:
         raise InputError(
             f"{label}: shape {list(shape)} of {dtype} needs {nbytes:,} bytes, more than the {max_bytes:,} allowed"
         )
-    return nbytes
 
 
 def _read_data(stream: IO[bytes], label: str, shape, fortran: bool, dtype: np.dtype, nbytes: int) -> np.ndarray:
@@ -255,13 +256,14 @@ def load_array(
         if not os.path.isfile(path):
             raise InputError(f"{label}: not a regular file, expected a .npy file")
         shape, fortran, dtype = _read_header(handle, label)
-        nbytes = _check_header(label, shape, dtype, shapes, kinds, max_bytes)
+        nbytes = _check_header(label, shape, dtype, shapes, kinds)
         present = size - handle.tell()
         if nbytes != present:
             raise InputError(
                 f"{label}: its header declares {list(shape)} {dtype} ({nbytes:,} bytes) but the file holds "
                 f"{present:,} bytes of data (truncated or damaged)"
             )
+        _check_size(label, shape, dtype, nbytes, max_bytes)
         array = _read_data(handle, label, shape, fortran, dtype, nbytes)
     return _finish(array, label, float32, finite)
 
@@ -362,13 +364,14 @@ def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, label: str, sh
     try:
         with archive.open(info) as stream:
             shape, fortran, dtype = _read_header(stream, label)
-            nbytes = _check_header(label, shape, dtype, shapes, kinds, max_bytes)
+            nbytes = _check_header(label, shape, dtype, shapes, kinds)
             header_bytes = stream.tell()
             if info.file_size != header_bytes + nbytes:
                 raise InputError(
                     f"{label}: its header declares {list(shape)} {dtype} ({nbytes:,} bytes) but the member holds "
                     f"{max(info.file_size - header_bytes, 0):,} bytes of data (damaged archive)"
                 )
+            _check_size(label, shape, dtype, nbytes, max_bytes)
             if info.compress_type == zipfile.ZIP_DEFLATED and nbytes > max(
                 SMALL_MEMBER_BYTES, MAX_COMPRESSION_RATIO * info.compress_size
             ):

@@ -221,11 +221,11 @@ def parse_json_bounded(
 def _json_depth(text: str) -> int:
     """Deepest bracket nesting of a JSON text (brackets inside strings ignored); linear time."""
     unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', "", text)
-    depth = deepest = 0
-    for match in re.finditer(r"[\[\]{}]", unquoted):
-        depth += 1 if match.group() in "[{" else -1
-        deepest = max(deepest, depth)
-    return deepest
+    brackets = np.frombuffer(re.sub(r"[^\[\]{}]", "", unquoted).encode("ascii"), np.uint8)
+    if brackets.size == 0:
+        return 0
+    steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
+    return int(np.cumsum(steps).max())
 
 
 def _brief(value: Any) -> str:

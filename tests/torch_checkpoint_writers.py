@@ -96,7 +96,10 @@ class _Emitter:
                 self.w(pickle.BININT + struct.pack("<i", value))
             else:
                 encoded = value.to_bytes((value.bit_length() + 8) // 8, "little", signed=True)
-                self.w(pickle.LONG1 + bytes([len(encoded)]) + encoded)
+                if len(encoded) < 256:
+                    self.w(pickle.LONG1 + bytes([len(encoded)]) + encoded)
+                else:
+                    self.w(pickle.LONG4 + struct.pack("<i", len(encoded)) + encoded)
         elif isinstance(value, float):
             self.w(pickle.BINFLOAT + struct.pack(">d", value))
         elif isinstance(value, str):
@@ -162,7 +165,10 @@ class _Emitter:
         self.w(pickle.SETITEMS)
 
     def tensor(self, tensor: Tensor) -> None:
-        array = np.array(tensor.array, order="C")  # (ascontiguousarray would make 0-d arrays 1-d)
+        # A Fortran-ordered array (e.g. a transposed view) is written as torch writes a transposed
+        # tensor: its memory order in the storage, with non-C strides. Everything else is C order.
+        fortran = tensor.array.ndim > 1 and tensor.array.flags.f_contiguous and not tensor.array.flags.c_contiguous
+        array = tensor.array if fortran else np.array(tensor.array, order="C")  # (not ascontiguousarray: 0-d stays 0-d)
         if tensor.parameter:
             self.global_("torch._utils", "_rebuild_parameter")
             self.w(pickle.MARK)
@@ -205,7 +211,9 @@ def write_torch_zip(path, obj: Any, folder: str = "archive") -> None:
         _write_aligned(archive, f"{folder}/data.pkl", emitter.bytes())
         _write_aligned(archive, f"{folder}/byteorder", b"little")
         for key, array in enumerate(storages):
-            _write_aligned(archive, f"{folder}/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes())
+            _write_aligned(
+                archive, f"{folder}/data/{key}", array.astype(array.dtype.newbyteorder("<")).tobytes(order="A")
+            )
         _write_aligned(archive, f"{folder}/version", b"3\n")
 
 
@@ -244,7 +252,7 @@ def _legacy_storage_blob(array: np.ndarray) -> bytes:
     out.write(emitter.bytes())
     out.write(pickle.dumps([key], protocol=2))
     out.write(struct.pack("<q", int(array.size)))
-    out.write(array.astype(array.dtype.newbyteorder("<")).tobytes())
+    out.write(array.astype(array.dtype.newbyteorder("<")).tobytes(order="A"))
     return out.getvalue()
 
 

@@ -75,7 +75,7 @@ class WorkBudget:
     def refuse(self) -> None:
         raise CheckpointError(
             f"reading would take more than {self.limit:,} steps of work, the limit for {self.what} "
-            "(it makes the reader process the same data over and over: refused)"
+            "(a file crafted to make the reader repeat work?)"
         )
 
 

@@ -41,7 +41,7 @@ DEFAULT_OUTPUT_ROOT = Path("ported_weights")
 ROSINALITY_LR_MULTIPLIER = 0.01
 W_AVG_ESTIMATE_SAMPLES = 10_000
 _MAX_LOG2 = int(math.log2(MAX_RESOLUTION))
-_INDEX = r"(\d{1,6})"  # layer indices in key names (longer digit runs are not layer keys)
+_INDEX = r"(\d{1,9})"  # layer indices in key names (longer digit runs are not layer keys)
 _FIR_1D = np.array([1.0, 3.0, 3.0, 1.0])
 _FIR_2D = np.outer(_FIR_1D, _FIR_1D) / np.outer(_FIR_1D, _FIR_1D).sum()
 

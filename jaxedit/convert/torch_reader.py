@@ -89,7 +89,7 @@ DEFAULT_BUDGET_SLACK = 1 << 20
 # Real checkpoints need far less work than their size in units (their bulk is raw tensor bytes);
 # a unit is about one pickle opcode, ~1 microsecond, so a refusal never takes more than seconds.
 DEFAULT_WORK_PER_BYTE = 0.125
-DEFAULT_WORK_FLOOR = 4_000_000
+DEFAULT_WORK_FLOOR = 2_000_000
 MAX_MODULE_DEPTH = 64
 MAX_MODULES = 100_000  # modules visited when flattening one network (shared submodules count each time)
 MAX_KWARGS_NODES = 100_000  # values visited when converting one network's init kwargs

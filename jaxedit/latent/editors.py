@@ -235,6 +235,8 @@ def load_editors(directory: str | os.PathLike) -> Editors:
     _check_sizes(config["method"], where)
     try:
         preset = MethodPreset.from_dict(config["method"])
+    except ConfigError as error:
+        raise ConfigError(f"{where}: method preset: {error}") from None
     except (TypeError, ValueError, KeyError, OverflowError) as error:
         raise ConfigError(f"{where}: bad method preset ({type(error).__name__}: {error})") from None
     try:
