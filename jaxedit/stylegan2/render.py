@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from jaxedit.errors import InputError
-from jaxedit.io import atomic_file
+from jaxedit.io import atomic_file, load_array, load_npz, npz_names
 from jaxedit.stylegan2.loading import LoadedGenerator, check_truncation_cutoff
 
 LATENT_KINDS = ("z", "w", "ws")
@@ -62,21 +62,18 @@ def expected_latent_shape(generator: LoadedGenerator, kind: str) -> list:
 
 
 def _read_npy(path: str | os.PathLike) -> np.ndarray:
-    """The array of a .npy file (never a pickle); one-line InputError naming the file otherwise."""
-    if Path(path).is_dir():
-        raise InputError(f"{path}: is a directory, expected a .npy file")
-    try:
-        array = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"{path}: no such file") from None
-    except PermissionError:
-        raise InputError(f"{path}: permission denied") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{path}: not a readable .npy array ({error})".splitlines()[0]) from error
-    if not isinstance(array, np.ndarray):
-        array.close()
-        raise InputError(f"{path}: expected a .npy array, got an .npz archive")
-    return array
+    """The array of a .npy file (never a pickle; its header checked against the file before
+    anything is allocated, `jaxedit.io.load_array`); one-line InputError naming the file otherwise."""
+    return load_array(path)
+
+
+def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
+    """float32 copy of finite `array`, refusing values that only overflow in float32 (1e300)."""
+    with np.errstate(over="ignore"):
+        out = array.astype(np.float32)
+    if not np.all(np.isfinite(out)):
+        raise InputError(f"{what}: holds values beyond the float32 range")
+    return out
 
 
 def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator) -> np.ndarray:
@@ -110,42 +107,34 @@ def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator)
         raise InputError(f"{path}: expected floating-point values, got {array.dtype}")
     if not np.all(np.isfinite(array)):
         raise InputError(f"{path}: contains non-finite values")
-    return array.astype(np.float32)
+    return _as_float32(array, str(path))
 
 
 def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list[np.ndarray]:
     """An .npz with `noise_0 .. noise_{L-1}` (L = conv layers), each [R, R] up to size-1 axes
     (so [1, 1, R, R] as saved from PyTorch works) -> list of [R, R] float32 maps."""
     flag = str(path)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise InputError(f"{flag}: no such file") from None
-    except (OSError, ValueError, EOFError) as error:
-        raise InputError(f"{flag}: not a readable .npz archive ({error})".splitlines()[0]) from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+    resolutions = generator.config.noise_resolutions()
+    names = npz_names(path)  # only the noise_<j> members are ever read (`jaxedit.io.load_npz`)
+    for j, res in enumerate(resolutions):
+        if f"noise_{j}" not in names:
+            raise InputError(f"{flag}: missing noise_{j} (expected [{res}, {res}])")
+    expected = [f"noise_{j}" for j in range(len(resolutions))]  # other arrays may share the archive
+    extra = sorted(set(name for name in names if re.fullmatch(r"noise_[0-9]+", name)) - set(expected))
+    if extra:
         raise InputError(
-            f"{flag}: expected an .npz archive with noise_0 .. noise_{generator.config.num_noise_layers - 1}"
+            f"{flag}: unexpected {', '.join(extra[:3])} (this generator has noise_0 .. noise_{len(expected) - 1})"
         )
+    arrays = load_npz(path, expected, max_bytes=8 * sum(res * res for res in resolutions))
     maps = []
-    with archive:
-        for j, res in enumerate(generator.config.noise_resolutions()):
-            key = f"noise_{j}"
-            if key not in archive.files:
-                raise InputError(f"{flag}: missing {key} (expected [{res}, {res}])")
-            value = np.asarray(archive[key])
-            squeezed = value.reshape([d for d in value.shape if d != 1] or [1])
-            if squeezed.shape != (res, res):
-                raise InputError(f"{flag}: {key}: expected [{res}, {res}], got {list(value.shape)}")
-            if not np.all(np.isfinite(squeezed)):
-                raise InputError(f"{flag}: {key}: contains non-finite values")
-            maps.append(squeezed.astype(np.float32))
-        expected = {f"noise_{j}" for j in range(len(maps))}  # other arrays (not noise_<j>) may share the archive
-        extra = sorted(set(name for name in archive.files if re.fullmatch(r"noise_[0-9]+", name)) - expected)
-        if extra:
-            raise InputError(
-                f"{flag}: unexpected {', '.join(extra[:3])} (this generator has noise_0 .. noise_{len(maps) - 1})"
-            )
+    for key, res in zip(expected, resolutions):
+        value = arrays[key]
+        squeezed = value.reshape([d for d in value.shape if d != 1] or [1])
+        if squeezed.shape != (res, res):
+            raise InputError(f"{flag}: {key}: expected [{res}, {res}], got {list(value.shape)}")
+        if not np.all(np.isfinite(squeezed)):
+            raise InputError(f"{flag}: {key}: contains non-finite values")
+        maps.append(_as_float32(squeezed, f"{flag}: {key}"))
     return maps
 
 

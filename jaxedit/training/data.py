@@ -17,6 +17,7 @@ import numpy as np
 
 from jaxedit.data.latents import LatentDataset, load_latent_dataset, make_dataset, split_dataset
 from jaxedit.errors import ConfigError, InputError
+from jaxedit.io import npz_names
 from jaxedit.training.configs import TrainConfig
 
 
@@ -82,9 +83,8 @@ def from_dataset(dataset: LatentDataset, train_fraction: float) -> TrainingData:
 
 def _npz_has(path: Path, key: str) -> bool:
     try:
-        with np.load(path, allow_pickle=False) as loaded:
-            return key in getattr(loaded, "files", ())
-    except (OSError, ValueError, EOFError, AttributeError):
+        return key in npz_names(path)  # reads the archive's directory only
+    except InputError:
         return False
 
 
