@@ -637,3 +637,59 @@ def test_sanitize():
     assert len(long) == 100 and long.endswith("...(10000000 characters)")
     assert sanitize("Gesicht lächelt 笑") == "Gesicht lächelt 笑"
     assert str(CheckpointError("one\ntwo")) == "one\\ntwo"
+
+
+# ------------------------------------------------------------------------------------------------
+# The loaders of user arrays go through jaxedit.io
+# ------------------------------------------------------------------------------------------------
+def test_latent_and_noise_loaders_refuse_hostile_arrays(generator_dir, tmp_path):
+    from jaxedit.stylegan2.loading import load_generator
+    from jaxedit.stylegan2.render import load_latents, load_noise_maps
+
+    generator = load_generator(generator_dir)
+    huge = tmp_path / "ws.npy"
+    huge.write_bytes(_npy_header((1 << 40, generator.num_ws, generator.w_dim)) + bytes(64))
+    message = refused_in_process("ws latents: header claiming 512 TiB", lambda: load_latents(huge, "ws", generator))
+    assert "holds 64 bytes of data" in message
+    overflow = tmp_path / "w.npy"
+    np.save(overflow, np.full((1, generator.w_dim), 1e300))
+    message = refused_in_process("w latents: float64 of 1e300", lambda: load_latents(overflow, "w", generator))
+    assert "beyond the float32 range" in message
+    png = tmp_path / "z.png"
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    message = refused_in_process("z latents: a .png given", lambda: load_latents(png, "z", generator))
+    assert "a PNG image, not a .npy array" in message and "allow_pickle" not in message
+
+    blocks = 8  # 128 MiB of zeros in 128 KB: over the 100:1 ratio and the 64 MiB floor
+    header = _npy_header((blocks * (16 << 20) // 4,))
+    data, crc, size = _deflate_bomb(header, blocks)
+    noise = tmp_path / "noise.npz"
+    write_zip(noise, [(f"noise_{j}.npy", data, 8, crc, size) for j in range(generator.config.num_noise_layers)])
+    message = refused_in_process("noise maps: deflate bombs", lambda: load_noise_maps(noise, generator))
+    assert "more than the" in message  # far beyond what 3 maps of at most 8 x 8 float64 need
+
+
+def test_training_data_skips_unused_members(npz_bomb, tmp_path):
+    from jaxedit.data.latents import load_latent_dataset
+
+    path = tmp_path / "data.npz"
+    latents = _npy_header((4, 8)) + np.zeros((4, 8), "<f4").tobytes()
+    labels = _npy_header((4, 40)) + np.ones((4, 40), "<f4").tobytes()
+    bomb = npz_bomb.read_bytes()  # its first member, copied whole: 2 GiB if inflated
+    first_member = bomb[: bomb.index(b"PK\x03\x04", 30)]
+    name_length = struct.unpack("<H", first_member[26:28])[0]
+    crc, compressed, size = struct.unpack("<3L", first_member[14:26])
+    deflated = first_member[30 + name_length : 30 + name_length + compressed]
+    members = [
+        ("latents.npy", latents, 0, zlib.crc32(latents), len(latents)),
+        ("labels.npy", labels, 0, zlib.crc32(labels), len(labels)),
+        ("unused.npy", deflated, 8, crc, size),
+    ]
+    write_zip(path, members)
+    tracemalloc.start()
+    start = time.perf_counter()
+    dataset = load_latent_dataset(path)
+    seconds, peak = time.perf_counter() - start, tracemalloc.get_traced_memory()[1] / 2**20
+    tracemalloc.stop()
+    MEASURED.append(("training .npz with an unused 2 GiB bomb", seconds, peak, "tracemalloc peak"))
+    assert len(dataset) == 4 and seconds < MAX_SECONDS and peak < 16
