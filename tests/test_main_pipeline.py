@@ -46,19 +46,40 @@ def test_default_preset_pipeline_prints_the_table_and_writes_everything(run, cap
     out, pipeline_main = run
     assert pipeline_main(["--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
-    for name in ("Young", "Eyeglasses", "Male", "Smiling", "average (40 attributes)"):
-        assert f"| {name} |" in printed
+    # the settings first (recon_form and weights printed), then the paper's four attributes beside
+    # its quoted Table 1, the 40-attribute average, the matched-accuracy comparison
+    assert printed.startswith("Settings: preset paper (W [32]);")
+    assert "100 x recon (recon_form mse: mean squared error over the latent's elements)" in printed
+    assert "Changed from the paper preset: batch_size 32 (preset: 16); epochs 1 (preset: 10);" in printed
+    for row in ("| Young (paper: Age) | accuracy", "| Eyeglasses | accuracy", "| Male (paper: Gender) | accuracy"):
+        assert row in printed
+    assert "| Smiling | accuracy: share of edits whose target label flipped | 100.00 | 100.00 |" in printed
+    blocks = ["1. The paper's four attributes", "2. Average over all 40 evaluated attributes", "3. At matched accuracy"]
+    assert [printed.index(b) for b in blocks] == sorted(printed.index(b) for b in blocks)
     report = json.loads((out / "report.json").read_text())
     assert set(report) == {"attributes", "average", "settings"}
     assert list(report["attributes"]) == list(ATTRIBUTES)
     for per_method in [*report["attributes"].values(), report["average"]]:
         assert set(per_method) == {"ours", "interfacegan", "interfacegan_cond", "ganspace"}
         for values in per_method.values():
-            assert set(values) == {"accuracy", "attribute_preservation", "identity_preservation"}
-            assert all(0.0 <= v <= 1.0 for v in values.values())
+            assert set(values) == {
+                "accuracy",
+                "attribute_preservation",
+                "identity_preservation",
+                "identity_cosine_mean",
+                "identity_cosine_std",
+            }
+            assert all(0.0 <= values[k] <= 1.0 for k in ("accuracy", "attribute_preservation", "identity_preservation"))
     assert report["settings"]["method"]["name"] == "paper" and report["settings"]["method"]["space"] == "w"
     assert "SYNTHETIC" in report["settings"]["labeller"] and "SYNTHETIC" in (out / "report.md").read_text()
-    for plot in ("target_probability", "attribute_preservation", "identity_preservation"):
+    for plot in (
+        "target_probability",
+        "attribute_preservation",
+        "identity_preservation",
+        "tradeoff_attribute_preservation",
+        "tradeoff_identity_preservation",
+        "tradeoff_identity_cosine",
+    ):
         assert (out / "plots" / f"{plot}.png").read_bytes()[:4] == b"\x89PNG"
     from jaxedit.latent.editors import load_editors
 
@@ -95,7 +116,7 @@ def test_jaxedit_eval_rebuilds_the_world_from_the_editors(run, capsys):
     )
     assert code == 0
     printed = capsys.readouterr().out
-    assert "| Male |" in printed and "average (2 attributes)" in printed
+    assert "| Male (paper: Gender) | accuracy" in printed and "Average over all 2 evaluated attributes" in printed
     report = json.loads((out / "eval" / "report.json").read_text())
     assert list(report["attributes"]) == ["Smiling", "Male"]
     assert set(report["average"]) == {"ours", "interfacegan"}

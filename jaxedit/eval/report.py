@@ -18,6 +18,7 @@ Plots (`write_plots`, `jaxedit.eval.curves`): against edit strength and against 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -267,6 +268,44 @@ def _measure_cell(values: dict | None, measure: str) -> str:
     if measure == "identity_cosine":
         return format_cosine(values)
     return f"{100 * values[measure]:.2f}"
+
+
+RECON_FORMS = {
+    "mse": "mean squared error over the latent's elements",
+    "norm": "batch mean of the unsquared Euclidean norm (the literal E||T(w) - w||_2)",
+}
+SIZING_FIELDS = ("w_dim", "num_ws", "edit_layers", "transformer_hidden")
+"""Preset fields that follow the world's latent shape (not settings of the method)."""
+
+
+def settings_text(preset, alpha: float, distance: float, count: int, transformer_samples: int | None = None) -> str:
+    """One line of what produced a table: the method's loss weights and optimizer, the strengths,
+    the latents per attribute, and every preset field changed from the named preset (fields that
+    only follow the latent shape aside), with the named preset's value beside it."""
+    from jaxedit.latent.presets import PRESETS
+
+    shape = "W" if preset.space == "w" else "W+"
+    text = (
+        f"Settings: preset {preset.name} ({shape} {list(preset.latent_shape)}); transformer loss = "
+        f"{preset.class_weight:g} x class + {preset.attribute_weight:g} x attribute + {preset.recon_weight:g} x recon "
+        f"(recon_form {preset.recon_form}: {RECON_FORMS.get(preset.recon_form, preset.recon_form)}); "
+        f"Adam lr {preset.lr:g}, weight decay {preset.weight_decay:g}, batch {preset.batch_size}, {preset.epochs} epochs"
+        + (f" on {transformer_samples} latents" if transformer_samples else "")
+        + f"; ours at alpha {alpha:g}, InterFaceGAN and GANSpace at distance {distance:g}; {count} latents per attribute."
+    )
+    reference = PRESETS.get(preset.name)
+    if reference is None:
+        return text
+    changed = [
+        f"{field} {getattr(preset, field)!r} (preset: {getattr(reference, field)!r})"
+        for field in (f.name for f in dataclasses.fields(preset))
+        if field not in SIZING_FIELDS and getattr(preset, field) != getattr(reference, field)
+    ]
+    if alpha != reference.table_alpha:
+        changed.append(f"alpha {alpha:g} (the paper's table: {reference.table_alpha:g})")
+    if preset.name == "paper" and transformer_samples and transformer_samples != 10_000:
+        changed.append(f"{transformer_samples} training latents (the paper: 10000)")
+    return text + f" Changed from the {preset.name} preset: {'; '.join(changed) if changed else 'nothing'}."
 
 
 def summary_text(

@@ -93,7 +93,8 @@ def run_suite(
     baseline_probabilities=None,
     log: Callable[[str], None] = lambda message: None,
 ) -> tuple[dict, str]:
-    """Evaluate `editors` and the baselines (module docstring); returns (report dict, Markdown table).
+    """Evaluate `editors` and the baselines (module docstring); returns (report dict, the printed
+    summary: `jaxedit.eval.report.summary_text`).
 
     sampler(key, n) -> latents [n, *editors.latent_shape]. attributes: names to evaluate (default:
     every attribute the editors cover). baseline_latents / baseline_probabilities: an already
@@ -184,30 +185,24 @@ def run_suite(
     settings_dict["matched_accuracy"] = matched
     result = report.report_dict(evaluation, settings_dict)
     report.write_json(result, out / "report.json")
-    table = report.markdown_table(result, shown, title=title)
+    training = getattr(editors, "training", None) or {}
+    summary = report.summary_text(
+        result,
+        matched,
+        shown,
+        settings=report.settings_text(
+            editors.preset, settings.alpha, settings.distance, settings.count, training.get("transformer_samples")
+        ),
+    )
     full = report.markdown_table(result, None, title="All attributes")
     atomic_write_text(
         out / "report.md",
-        f"# jaxedit evaluation ({editors.preset.name} preset)\n\n{title}\n\n{table}\n\n"
-        f"Identity threshold (0.1% false acceptance on {settings.identity_pairs} random pairs): {threshold:.4f}; "
-        f"{settings.count} latents per attribute; percentages.\n\n"
-        f"**At matched classification accuracy**: each baseline at the strength (x its table strength, interpolated "
-        f"in the sweep) where its accuracy equals ours; preservation over successful edits.\n\n"
-        f"{report.matched_markdown(matched, shown)}\n\n{full}\n",
+        f"# jaxedit evaluation ({editors.preset.name} preset)\n\n{title}\n\n{summary}\n\n"
+        f"Identity threshold (0.1% false acceptance on {settings.identity_pairs} random pairs): {threshold:.4f}.\n\n"
+        f"## At matched accuracy, per attribute\n\n{report.matched_markdown(matched, None)}\n\n{full}\n",
     )
     report.write_plots(evaluation, out / "plots", attributes=shown)
-    if matched["average"]:
-        table += (
-            "\n\nAt matched classification accuracy (each baseline's strength set so its accuracy equals ours; "
-            "means over the attributes where it got there, ours on the same attributes):\n"
-            + "\n".join(
-                f"- {m} (x{v['fraction']:.2f} of its table strength, {v['attributes']} attributes): attributes kept "
-                f"{100 * v['attribute_preservation']:.2f} vs ours {100 * v['ours_attribute_preservation']:.2f}, identity kept "
-                f"{100 * v['identity_preservation']:.2f} vs ours {100 * v['ours_identity_preservation']:.2f}"
-                for m, v in matched["average"].items()
-            )
-        )
-    return result, table
+    return result, summary
 
 
 # ------------------------------------------------------------------------------------------------
