@@ -56,7 +56,7 @@ def test_load_landmarks_refusals(tmp_path, reference_landmarks):
     cases = {
         "short.npy": (lambda p: np.save(p, np.zeros((5, 2))), r"\[68, 2\]"),
         "nan.npy": (lambda p: np.save(p, np.where(np.eye(68, 2) > 0, np.nan, 1.0)), "NaN"),
-        "objects.npy": (lambda p: np.save(p, np.array([{"x": 1}], dtype=object)), "unreadable"),
+        "objects.npy": (lambda p: np.save(p, np.array([{"x": 1}], dtype=object)), "object values"),
         "words.txt": (lambda p: p.write_text("left eye\nright eye\n"), "unreadable"),
         "far.json": (lambda p: p.write_text(json.dumps((reference_landmarks + 5000).tolist())), "far outside"),
         "huge.json": (lambda p: p.write_text(json.dumps((reference_landmarks * 1e7).tolist())), "beyond"),

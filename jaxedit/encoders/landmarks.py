@@ -18,8 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxedit.encoders.align import check_image, check_landmarks
+from jaxedit.encoders.align import NUM_LANDMARKS, check_image, check_landmarks
 from jaxedit.errors import ConfigError, InputError
+from jaxedit.io import load_array
 
 PREDICTOR_FILE = "shape_predictor_68_face_landmarks.dat"
 MODELS_PACKAGE = "face_recognition_models"
@@ -156,7 +157,7 @@ def load_landmarks(path: str | os.PathLike, image_size: tuple[int, int] | None =
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
-            points = np.load(path, allow_pickle=False)
+            points = load_array(path, shapes=[(NUM_LANDMARKS, 2)], kinds="iuf", max_bytes=MAX_LANDMARKS_FILE_BYTES)
         elif suffix in {".txt", ".csv"}:
             points = np.loadtxt(path.read_text().replace(",", " ").splitlines(), dtype=np.float64, ndmin=2)
         elif suffix == ".json":
