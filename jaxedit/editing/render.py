@@ -147,6 +147,15 @@ def _run_sequence(
     return [np.asarray(p) for p in panels], labels
 
 
+def _lead_images(panels: np.ndarray, pictures: np.ndarray, batch: int) -> np.ndarray:
+    """`pictures` as uint8 [B, H, W, 3] matching the rendered panels [B, H, W, 3]."""
+    pictures = np.asarray(pictures)
+    expected = (batch,) + tuple(panels.shape[-3:])
+    if pictures.dtype != np.uint8 or pictures.shape != expected:
+        raise InputError(f"lead panels: expected uint8 {list(expected)}, got {pictures.dtype} {list(pictures.shape)}")
+    return pictures
+
+
 def _row_labels(count: int, seed: int | None) -> list[str] | None:
     if seed is not None:
         return None
@@ -161,12 +170,16 @@ def edit_strip(
     layers: Any = None,
     noise_mode: str = "const",
     seed: int | None = None,
+    input_label: str = "input",
+    lead_panels: Sequence[tuple[str, np.ndarray]] = (),
 ) -> EditResult:
     """Input, then one panel per step (each step edits the previous result): a labelled strip.
 
     `latents`: W `[B, w_dim]` or W+ `[B, num_ws, w_dim]` of `generator`; one strip row per latent.
     `layers`: W+ layers that take each edit ("0-10"; None: the editors' preset default). For W
     editors the chain runs in W and each panel keeps the input's values outside `layers`.
+    `input_label`: the first rendered panel's label; `lead_panels`: (label, uint8 [B, H, W, 3])
+    pictures shown before it (an encoded photo's crop), without latents of their own.
     """
     if not steps:
         raise ConfigError("nothing to edit: no edit steps")
@@ -180,7 +193,11 @@ def edit_strip(
     images = images.reshape((count, batch) + images.shape[1:]).transpose(1, 0, 2, 3, 4)  # [B, P, H, W, 3]
     from jaxedit.viz.grid import labelled_grid
 
-    column_labels = ["input"] + labels
+    column_labels = [input_label] + labels
+    if lead_panels:
+        lead = np.stack([_lead_images(images, pictures, batch) for _, pictures in lead_panels], axis=1)
+        images = np.concatenate([lead, images], axis=1)
+        column_labels = [label for label, _ in lead_panels] + column_labels
     row_labels = _row_labels(batch, seed)
     picture = labelled_grid(images, column_labels=column_labels, row_labels=row_labels)
     return EditResult(
@@ -202,10 +219,12 @@ def edit_sweep(
     layers: Any = None,
     noise_mode: str = "const",
     seed: int | None = None,
+    lead_rows: Sequence[tuple[str, np.ndarray]] = (),
 ) -> EditResult:
     """A progressive edit of `attribute` over `alphas`, applied after the `steps` (if any).
 
-    A labelled grid: one row per alpha ("Smiling -1.5", ...), one column per latent.
+    A labelled grid: one row per alpha ("Smiling -1.5", ...), one column per latent. `lead_rows`:
+    (label, uint8 [B, H, W, 3]) rows shown above the sweep (an encoded photo and its reconstruction).
     """
     edit.check_compatible(editors, generator)
     num_ws = generator.num_ws
@@ -228,6 +247,10 @@ def edit_sweep(
     from jaxedit.viz.grid import labelled_grid
 
     row_labels = [f"{name} {a:g}" for a in alphas]
+    if lead_rows:
+        lead = np.stack([_lead_images(images[0], pictures, batch) for _, pictures in lead_rows])
+        images = np.concatenate([lead, images])
+        row_labels = [label for label, _ in lead_rows] + row_labels
     if seed is not None:
         column_labels = [f"seed {seed}"]
     else:
