@@ -1,4 +1,5 @@
-"""`jaxedit convert stylegan2 SRC [OUT]` and `jaxedit convert latent-transformer --classifier F OUT`."""
+"""`jaxedit convert stylegan2 SRC [OUT]`, `jaxedit convert encoder SRC [OUT] [--with-decoder DIR]` and
+`jaxedit convert latent-transformer --classifier F OUT`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,26 @@ def add_parser(subparsers) -> None:
     )
     stylegan2.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     stylegan2.set_defaults(handler=run_stylegan2)
+
+    encoder = kinds.add_parser(
+        "encoder",
+        help="convert a pSp or e4e checkpoint's image encoder (format auto-detected)",
+        description="Read a pSp (psp_ffhq_encode.pt) or e4e (e4e_ffhq_encode.pt) checkpoint without torch (nothing "
+        "in the file is executed), check the encoder's layout key by key, and write a jaxedit encoder directory "
+        "atomically. The file also holds the StyleGAN2 generator the encoder was trained with (its decoder): "
+        "--with-decoder DIR writes it too, as `jaxedit convert stylegan2 SRC DIR` would.",
+    )
+    encoder.add_argument("src", metavar="SRC", help="pSp / e4e checkpoint file (.pt)")
+    encoder.add_argument(
+        "out",
+        metavar="OUT",
+        nargs="?",
+        default=None,
+        help="output directory (default: ported_weights/<SRC stem>_encoder)",
+    )
+    encoder.add_argument("--with-decoder", metavar="DIR", help="also write the checkpoint's generator (decoder) to DIR")
+    encoder.add_argument("--overwrite", action="store_true", help="replace OUT (and DIR) if they exist")
+    encoder.set_defaults(handler=run_encoder)
 
     transformer = kinds.add_parser(
         "latent-transformer",
@@ -59,6 +80,48 @@ def run_stylegan2(args) -> int:
     for note in result.notes:
         print(f"note: {note}")
     print(f"wrote {result.path}")
+    return 0
+
+
+def run_encoder(args) -> int:
+    import shutil
+
+    from jaxedit.convert.encoder import convert_encoder, default_output_dir
+
+    out = Path(args.out) if args.out else default_output_dir(args.src)
+    _refuse_existing(out, args.overwrite)
+    if args.with_decoder is not None:
+        decoder_dir = Path(args.with_decoder)
+        _refuse_existing(decoder_dir, args.overwrite)
+        if decoder_dir.absolute() == out.absolute():
+            raise ConfigError(f"--with-decoder {decoder_dir}: the encoder is written there; give another directory")
+    existed = out.exists()
+    result = convert_encoder(args.src, out, overwrite=args.overwrite)
+    cfg = result.config
+    print(f"detected format: {result.format}")
+    print(f"input size: {cfg.input_size}x{cfg.input_size}")
+    print(f"W+ latents: [{cfg.n_styles}, {cfg.w_dim}]")
+    print(f"parameters: {result.num_parameters:,}")
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"wrote {result.path}")
+    if args.with_decoder is None:
+        if result.decoder_note:
+            print(f"note: {result.decoder_note} (or rerun with --with-decoder DIR)")
+        return 0
+    from jaxedit.convert.stylegan2 import convert_stylegan2
+
+    try:
+        decoder = convert_stylegan2(args.src, args.with_decoder, overwrite=args.overwrite)
+    except BaseException:
+        if not existed:  # no half-done pair: the encoder directory goes when its decoder cannot be written
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    dcfg = decoder.config
+    print(
+        f"wrote {decoder.path}: the decoder, a {dcfg.resolution}x{dcfg.resolution} generator with W+ "
+        f"[{dcfg.num_ws}, {dcfg.w_dim}] ({decoder.num_parameters:,} parameters)"
+    )
     return 0
 
 

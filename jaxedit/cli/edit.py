@@ -1,12 +1,15 @@
-"""`jaxedit edit GEN_DIR EDITORS_DIR (--seed N | --latent F) --attr NAME=ALPHA ... --out OUT.png`."""
+"""`jaxedit edit GEN_DIR EDITORS_DIR (--seed N | --latent F | --image PHOTO --encoder DIR) --attr NAME=ALPHA ...
+--out OUT` (OUT: the panels as a .png, or with --paste-back the edited photo itself)."""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from jaxedit.cli import types
+from jaxedit.cli.encode import add_face_flags
 from jaxedit.cli.errors import flag_named
-from jaxedit.errors import ConfigError
+from jaxedit.errors import ConfigError, InputError
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +22,9 @@ def add_parser(subparsers) -> None:
         "in order, each on the previous result; OUT.png is a labelled strip (input, then one panel per step). "
         "With --sweep, OUT.png is a grid whose rows are the sweep's values (after any --attr steps). "
         "Attribute names are CelebA's, case-insensitive. Latent files: .npy W [w_dim] / [B, w_dim] or "
-        "W+ [num_ws, w_dim] / [B, num_ws, w_dim]; every row is edited.",
+        "W+ [num_ws, w_dim] / [B, num_ws, w_dim]; every row is edited. --image PHOTO --encoder DIR edits a "
+        "photo: its face is aligned and encoded, the strip starts with the aligned photo and its reconstruction, "
+        "and with --paste-back OUT is the photo itself, at its own size, with the last step's face pasted back.",
     )
     parser.add_argument("gen_dir", metavar="GEN_DIR", help="generator directory (jaxedit convert stylegan2)")
     parser.add_argument(
@@ -30,6 +35,7 @@ def add_parser(subparsers) -> None:
         "--seed", metavar="N", type=types.numpy_seed, help="z = RandomState(N).randn(z_dim), as jaxedit generate"
     )
     source.add_argument("--latent", metavar="F.npy", help="W or W+ latents of this generator")
+    source.add_argument("--image", metavar="PHOTO", help="a photo to encode and edit (needs --encoder)")
     parser.add_argument(
         "--attr",
         action="append",
@@ -61,10 +67,24 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--noise", choices=("const", "none"), default="const", help="noise maps: stored (const, default) or none"
     )
-    parser.add_argument("--out", required=True, metavar="OUT.png", help="the strip or grid to write")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="OUT",
+        help="the strip or grid to write (.png); with --paste-back the edited photo (.png, .jpg, ...; no "
+        "extension: the photo's own format)",
+    )
     parser.add_argument(
         "--save-latents", metavar="F.npy", help="also save every panel's W+ latents [panels, B, num_ws, w_dim]"
     )
+    photo = parser.add_argument_group("editing a photo (--image)")
+    photo.add_argument("--encoder", metavar="ENCODER_DIR", help="pSp/e4e encoder directory (jaxedit convert encoder)")
+    photo.add_argument(
+        "--paste-back",
+        action="store_true",
+        help="write the photo itself, at its own size, with the edited face (the last --attr step) blended in",
+    )
+    add_face_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -75,22 +95,31 @@ def run(args) -> int:
     from jaxedit.stylegan2.render import check_output_path
     from jaxedit.viz.grid import save_png
 
-    for flag, path, suffix in (("--out", args.out, ".png"), ("--save-latents", args.save_latents, ".npy")):
+    _check_photo_flags(args)
+    outputs = [("--save-latents", args.save_latents, (".npy",))]
+    if not args.paste_back:
+        outputs.append(("--out", args.out, (".png",)))
+    for flag, path, suffixes in outputs:
         if path is not None:
             with flag_named(flag):
-                check_output_path(path, (suffix,))  # the extension, not a directory, parent not a file: before any work
+                check_output_path(path, suffixes)  # the extension, not a directory, parent not a file: before any work
+    if args.paste_back:
+        _check_photo_output(args.out)
     if not args.attr and args.sweep is None:
         raise ConfigError("nothing to edit: give at least one --attr NAME=ALPHA or a --sweep")
     generator = load_generator(args.gen_dir)
     editors = load_editors(args.editors_dir)
+    photo, panels = None, {}
     if args.seed is not None:
         latents = seed_latents(generator, args.seed, args.truncation)
-    else:
+    elif args.latent is not None:
         with flag_named("--latent"):
             latents = load_latent_file(args.latent, generator, args.truncation)
+    else:
+        photo, latents, panels = _encode_photo(args, generator, editors)
     if args.sweep is None:
         result = edit_strip(
-            generator, editors, latents, args.attr, layers=args.layers, noise_mode=args.noise, seed=args.seed
+            generator, editors, latents, args.attr, layers=args.layers, noise_mode=args.noise, seed=args.seed, **panels
         )
     else:
         result = edit_sweep(
@@ -102,15 +131,95 @@ def run(args) -> int:
             layers=args.layers,
             noise_mode=args.noise,
             seed=args.seed,
+            lead_rows=panels.get("lead_panels", ()),
         )
     for message in result.warnings:
         print(f"jaxedit: warning: {message}", file=sys.stderr)
+    if args.paste_back:
+        return _write_pasted(args, generator, photo, result)
     path = save_png(args.out, result.image)
     if args.sweep is not None:
         what, labels = f"{len(result.row_labels)} x {len(result.column_labels)} grid", result.row_labels
     else:
         what, labels = f"strip of {len(result.column_labels)} panels", result.column_labels
     print(f"wrote {path}: {what} at {generator.resolution}x{generator.resolution} ({', '.join(labels)})")
+    if args.save_latents is not None:
+        saved = save_latents(args.save_latents, result.latents)
+        print(f"wrote {saved}: latents {list(result.latents.shape)}")
+    return 0
+
+
+def _check_photo_flags(args) -> None:
+    """The photo flags go with --image (and --image with --encoder), before anything is loaded."""
+    if args.image is None:
+        given = [flag for flag, value in (("--encoder", args.encoder), ("--paste-back", args.paste_back)) if value]
+        given += [
+            f
+            for f, v in (
+                ("--landmarks", args.landmarks),
+                ("--aligned", args.aligned),
+                ("--face", args.face is not None),
+            )
+            if v
+        ]
+        if given:
+            raise ConfigError(f"{', '.join(given)}: only with --image PHOTO")
+        return
+    if args.encoder is None:
+        raise ConfigError("--image needs an encoder: --encoder ENCODER_DIR (jaxedit convert encoder)")
+    if args.paste_back and args.sweep is not None:
+        raise ConfigError("--paste-back writes one edited photo: give --attr steps, not --sweep")
+
+
+def _check_photo_output(out: str) -> None:
+    """--out with --paste-back: an image extension Pillow can write, or none (the photo's format)."""
+    from PIL import Image
+
+    from jaxedit.stylegan2.render import check_output_path
+
+    suffix = Path(out).suffix.lower()
+    Image.init()
+    if suffix and Image.registered_extensions().get(suffix) not in Image.SAVE:
+        raise InputError(f"--out: {out}: not an image extension Pillow can write (e.g. .png, .jpg)")
+    with flag_named("--out"):
+        check_output_path(out, (suffix,))
+
+
+def _encode_photo(args, generator, editors):
+    """(PreparedPhoto, W+ [1, num_ws, w_dim], panel arguments of edit_strip) for --image."""
+    import numpy as np
+
+    from jaxedit.cli.encode import face_sources, prepare_photos
+    from jaxedit.editing.photo import check_latent_spaces, crop_at, encode_photos
+    from jaxedit.encoders import load_encoder
+
+    with flag_named("--encoder"):
+        encoder = load_encoder(args.encoder)
+    check_latent_spaces(encoder, generator, editors)
+    (photo,) = prepare_photos([args.image], face_sources(args, [args.image]), encoder.input_size)
+    latents = encode_photos(encoder, [photo])
+    if args.truncation != 1.0:
+        latents = np.asarray(generator.truncate(latents, args.truncation))
+    height, width = photo.image.shape[:2]
+    print(f"{photo.path}: {width}x{height}, {photo.how}, encoded by {encoder.kind}", file=sys.stderr)
+    crop = crop_at(photo, generator.resolution)[None]
+    if args.sweep is None:
+        return photo, latents, {"input_label": "reconstruction", "lead_panels": [("photo", crop)]}
+    from jaxedit.viz.grid import to_uint8
+
+    recon = to_uint8(np.asarray(generator.synthesis(latents, args.noise)))
+    return photo, latents, {"lead_panels": [("photo", crop), ("reconstruction", recon)]}
+
+
+def _write_pasted(args, generator, photo, result) -> int:
+    from jaxedit.editing.photo import paste_edit
+    from jaxedit.editing.render import save_latents
+    from jaxedit.encoders.photo import save_format, save_photo
+
+    pasted = paste_edit(generator, result.latents[-1], photo, noise_mode=args.noise)
+    path = save_photo(args.out, pasted, like=photo.info)
+    height, width = pasted.shape[:2]
+    print(f"wrote {path}: {save_format(path, photo.info)} {width}x{height}, {result.column_labels[-1]} pasted back")
     if args.save_latents is not None:
         saved = save_latents(args.save_latents, result.latents)
         print(f"wrote {saved}: latents {list(result.latents.shape)}")

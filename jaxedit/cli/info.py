@@ -6,7 +6,8 @@ orbax metadata (shapes and dtypes), so describing a 1024 px generator is instant
 
 For a generator: resolution, W+ layer count, z/w dims, channels per resolution, mapping layers,
 conv_clamp. For editors: the method preset, the attributes, the latent shape, the module sizes.
-For both: the source file (path, sha256, format) and the creation date.
+For an encoder (pSp / e4e): its kind, the W+ latents it gives, the input size, the backbone, the
+parameter count. For all: the source file (path, sha256, format) and the creation date.
 """
 
 from __future__ import annotations
@@ -137,8 +138,27 @@ def _editors_summary(config: dict, arrays: dict) -> dict:
     return summary
 
 
+def _encoder_summary(config: dict, arrays: dict) -> dict:
+    def is_buffer(key: str) -> bool:  # BatchNorm running statistics and the average latent
+        return key == "latent_avg" or key.rsplit("/", 1)[-1] in ("mean", "var")
+
+    summary: dict = {"encoder_kind": config.get("kind")}
+    if config.get("n_styles") is not None and config.get("w_dim") is not None:
+        summary["latents"] = f"W+ [{config['n_styles']}, {config['w_dim']}]"
+    size = config.get("input_size")
+    if size is not None:
+        summary["input_size"] = f"{size}x{size}"
+    depths, units = config.get("stage_depths"), config.get("stage_units")
+    if isinstance(depths, list) and isinstance(units, list):
+        summary["backbone"] = ", ".join(f"{u} x {d}" for u, d in zip(units, depths)) + " (units x width per stage)"
+    summary["parameters"] = sum(math.prod(s) for k, (s, _) in arrays.items() if not is_buffer(k))
+    buffers = sum(math.prod(s) for k, (s, _) in arrays.items() if is_buffer(k))
+    summary["buffers"] = f"{buffers:,} values (BatchNorm statistics, latent_avg)"
+    return summary
+
+
 def describe(directory: str | Path) -> dict:
-    """JSON-ready description of a jaxedit model directory (generator or editors)."""
+    """JSON-ready description of a jaxedit model directory (generator, editors or encoder)."""
     directory = Path(directory)
     manifest = read_manifest(directory)
     arrays = array_metadata(directory / PARAMS_DIR)
@@ -157,6 +177,8 @@ def describe(directory: str | Path) -> dict:
         described["generator"] = _generator_summary(config, arrays)
     elif manifest.get("kind") == "editors":
         described["editors"] = _editors_summary(config, arrays)
+    elif manifest.get("kind") == "encoder":
+        described["encoder"] = _encoder_summary(config, arrays)
     described["config"] = config
     return described
 
@@ -189,8 +211,8 @@ def format_info(described: dict) -> str:
     """The text `jaxedit info` prints for a `describe` result."""
     lines = [f"{described['directory']}: jaxedit {described['kind']} directory"]
     rows: list[tuple[str, str]] = []
-    if "generator" in described:
-        for key, value in described["generator"].items():
+    for kind in ("generator", "encoder"):
+        for key, value in described.get(kind, {}).items():
             rows.append((key.replace("_", " "), _format_value(value)))
     if "editors" in described:
         editors = dict(described["editors"])
@@ -235,8 +257,9 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "info",
         help="what a converted or trained directory holds",
-        description="Describe a jaxedit model directory: generator architecture or editors' preset and "
-        "attributes, parameter count, source file and its sha256, creation date. Arrays are not loaded.",
+        description="Describe a jaxedit model directory: generator architecture, editors' preset and "
+        "attributes, or encoder kind and sizes; parameter count, source file and its sha256, creation date. "
+        "Arrays are not loaded.",
     )
     parser.add_argument("directory", metavar="DIR", help="a directory written by `jaxedit convert` or training")
     parser.add_argument("--json", action="store_true", help="print the description as JSON")

@@ -1,6 +1,6 @@
 """The `jaxedit` command (also `python -m jaxedit`): the top parser and the dispatch to sub-commands.
 
-Each sub-command lives in its own module (`convert`, `generate`, `edit`, `eval`, `info`, `serve`, `train`)
+Each sub-command lives in its own module (`convert`, `encode`, `generate`, `edit`, `eval`, `info`, `serve`, `train`)
 with an `add_parser(subparsers)` that declares its flags and sets `handler`; the work lives in the
 library. Every outcome goes through `jaxedit.cli.errors.run_main`: one line on stderr and exit
 status 2 on bad input (`--debug` shows the traceback instead).
@@ -11,10 +11,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from jaxedit.cli import convert, edit, errors, generate, info, serve, train
+from jaxedit.cli import convert, edit, encode, errors, generate, info, serve, train
 from jaxedit.cli import eval as eval_command
 
-COMMANDS = (convert, generate, edit, eval_command, info, serve, train)
+COMMANDS = (convert, encode, generate, edit, eval_command, info, serve, train)
 
 
 def build_parser() -> errors.OneLineErrorParser:
