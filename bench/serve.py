@@ -7,7 +7,8 @@
 For each configuration a real `jaxedit serve` server (jaxedit.serve) runs in this process on
 127.0.0.1 and a client thread posts what the page posts when a slider moves: `/api/render` with
 the edits so far (three attributes, the moved one's alpha changing every time, now and then a new
-attribute, a new order, truncation or layer range), then reads the whole PNG. Latency is from
+attribute, a new order, truncation or layer range; never a value seen before, so the renderer's
+cache of recent full images never answers), then reads the whole PNG. Latency is from
 sending the request to the last byte of the PNG (HTTP, JSON parsing, the edit, synthesis, PNG
 encoding; not the browser's decoding). Reported: start-up (load + compile), the renderer's own
 full/preview times, latency median and p95 with the preview ("preview": true, the dragging path)
@@ -18,7 +19,7 @@ Configurations:
   small: the pSp fixture's decoder (64 px, W+ 10 x 32) and random official editors for 40 attributes;
          preview at 32 px (forced on, to measure it).
   1024:  a random config-f generator (1024 px, W+ 18 x 512, random weights) and random official
-         editors for 40 attributes; preview 256 px (the skip image after the 256 block).
+         editors for 40 attributes; the default preview, 128 px (the skip image after the 128 block).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from jaxedit.io import atomic_write_text
-from jaxedit.serve.render import Renderer
+from jaxedit.serve.render import PREVIEW_GAIN, Renderer
 from jaxedit.serve.server import make_server, serve_in_thread
 
 ATTRIBUTES_MOVED = ("Smiling", "Eyeglasses", "Young", "Male", "Bald", "Bangs")
@@ -103,7 +104,7 @@ def config_f_setup():
     from jaxedit.stylegan2 import GeneratorConfig, random_generator
 
     generator = random_generator(GeneratorConfig(), jax.random.key(0))
-    return generator, random_editors(generator.num_ws, generator.w_dim), dict(preview="on", preview_resolution=256)
+    return generator, random_editors(generator.num_ws, generator.w_dim), dict(preview="on", preview_resolution=None)
 
 
 SETUPS = {"small": small_setup, "1024": config_f_setup}
@@ -115,6 +116,7 @@ def slider_moves(count: int, num_ws: int, seed: int = 0) -> list[dict]:
     rng = np.random.default_rng(seed)
     order = list(ATTRIBUTES_MOVED[:3])
     values = {name: 0.0 for name in ATTRIBUTES_MOVED}
+    directions = {name: 1.0 for name in ATTRIBUTES_MOVED}
     truncation, layers = 1.0, [0, min(10, num_ws - 1)]
     bodies = []
     for k in range(count):
@@ -126,7 +128,10 @@ def slider_moves(count: int, num_ws: int, seed: int = 0) -> list[dict]:
             first = int(rng.integers(0, num_ws // 2))
             layers = [first, int(rng.integers(first, num_ws))]
         moved = order[-1]
-        values[moved] = round(float(np.clip(values[moved] + rng.uniform(-0.3, 0.3), -1.5, 1.5)), 3)
+        step = float(rng.uniform(0.02, 0.3)) * directions[moved]
+        if abs(values[moved] + step) > 1.5:  # bounce off the slider's ends: every move is a new value
+            directions[moved], step = -directions[moved], -step
+        values[moved] = round(values[moved] + step, 4)
         bodies.append(
             {
                 "source": {"seed": 7},
@@ -177,8 +182,7 @@ def run_config(name: str, moves: int, full_moves: int, counter: CompileCounter) 
     timings = renderer.warm_up(repeats=3)
     server = make_server(renderer, "127.0.0.1", 0, log=lambda message: print(message, file=sys.stderr))
     serve_in_thread(server)
-    auto = Renderer(generator, editors, preview="auto", preview_resolution=options["preview_resolution"])
-    auto.timings, auto.use_preview = timings, timings.preview is not None and timings.preview < 0.7 * timings.full
+    auto_preview = timings.preview is not None and timings.preview < PREVIEW_GAIN * timings.full  # what "auto" picks
     try:
         counter.count, counter.active = 0, True
         preview_times = time_moves(server, slider_moves(moves, renderer.num_ws, seed=1), preview=True)
@@ -199,7 +203,7 @@ def run_config(name: str, moves: int, full_moves: int, counter: CompileCounter) 
         "renderer_full_ms": round(1000 * timings.full, 2),
         "renderer_preview_ms": round(1000 * timings.preview, 2) if timings.preview is not None else None,
         "preview_resolution": renderer.preview_resolution,
-        "auto_preview": auto.use_preview,
+        "auto_preview": auto_preview,
         "with_preview": summarise(preview_times),
         "without_preview": summarise(full_times),
         "compilations_after_startup": compilations,

@@ -14,12 +14,16 @@ LOOPBACK = ("127.0.0.1", "localhost", "::1")
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
+        usage="jaxedit serve (RUN_DIR | GEN_DIR EDITORS_DIR) [--encoder DIR] [--host HOST] [--port PORT] "
+        "[--preview {auto,on,off}]",
         help="the browser editor: one local page with a slider per attribute",
         description="Serve the editor page on this machine. RUN_DIR is a `python -m train` run directory (its "
         "editors, and the schematic of its synthetic world as the face); GEN_DIR EDITORS_DIR a converted "
         "generator and editors. Everything is compiled at start-up; the page needs no network.",
     )
-    parser.add_argument("paths", nargs="+", metavar="RUN_DIR | GEN_DIR EDITORS_DIR", help="what to edit with")
+    parser.add_argument(
+        "paths", nargs="+", metavar="DIR", help="RUN_DIR (python -m train), or GEN_DIR EDITORS_DIR (converted)"
+    )
     parser.add_argument("--encoder", metavar="DIR", help="pSp / e4e encoder directory: photos become faces")
     parser.add_argument(
         "--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)"

@@ -11,8 +11,9 @@ A page request becomes pixels in three jitted steps, each traced for batch 1 onl
    argument of fixed shape, so moving a slider, adding an attribute, changing the order,
    truncation or layer range never traces again;
 3. synthesis at full resolution, or the preview: for a StyleGAN2 generator the skip image after
-   the block at the preview resolution (the blocks above it are not run: they cost most of the
-   time and add fine detail only), for the schematic the drawing at the preview size.
+   the block at the preview resolution (the blocks above it are not run; they add the fine
+   detail, and in config-f each block from 64 to 1024 px costs about the same), for the
+   schematic the drawing at the preview size.
 
 `warm_up()` compiles all of it at start-up and, with `preview="auto"`, keeps the preview only
 when it is measurably faster than the full image (`PREVIEW_GAIN`).
@@ -43,12 +44,18 @@ PREVIEW_MODES = ("auto", "on", "off")
 PREVIEW_GAIN = 0.7  # "auto" keeps the preview when it takes under this fraction of the full render
 PNG_COMPRESS_LEVEL = 1  # local traffic: fast encoding beats small files
 SEED_CACHE = 32
+IMAGE_CACHE = 4  # full images of the latest requests: paste-back and downloads after a render reuse them
 SWEEP_ALPHAS = (-1.5, 1.5)
 
 
-def default_preview_resolution(resolution: int) -> int:
-    """A quarter of the resolution, but at least 128 px (never more than the resolution itself)."""
-    return min(resolution, max(resolution // 4, 128))
+def default_preview_resolution(resolution: int, schematic: bool = False) -> int:
+    """The preview's size: for a StyleGAN2 generator an eighth of the resolution, at least 64 px
+    (config-f spends about equal work on each block from 64 to 1024 px, so stopping after the
+    128 px block costs about 40% of the full image); for the schematic half the size (a quarter
+    of the pixels to draw). Never more than the resolution itself (then there is no preview)."""
+    if schematic:
+        return max(resolution // 2, min(resolution, 16))
+    return max(resolution // 8, min(resolution, 64))
 
 
 def encode_png(image: np.ndarray) -> bytes:
@@ -140,7 +147,7 @@ class Renderer:
     editors: loaded `Editors` whose latents fit the face (`check_compatible`).
     encoder: a `LoadedEncoder` for photos (W+ editors only), or None.
     preview: "auto" (use the preview when faster, decided by `warm_up`), "on" or "off".
-    preview_resolution: default `default_preview_resolution(resolution)`.
+    preview_resolution: default `default_preview_resolution(resolution, schematic)`.
 
     Methods are thread-safe: JAX work runs under one lock, one request at a time.
     """
@@ -177,6 +184,7 @@ class Renderer:
         self.limits = Limits(self.attributes, self.num_ws, (layers[0], layers[-1]))
         self.lock = threading.Lock()
         self._seed_cache: collections.OrderedDict[int, np.ndarray] = collections.OrderedDict()
+        self._image_cache: collections.OrderedDict[tuple, np.ndarray] = collections.OrderedDict()
         self._transformer_params = editors.transformer_params
         self._w_avg = jnp.asarray(face.w_avg, jnp.float32)
         self._edit = _edit_function(editors, self.num_ws)
@@ -191,7 +199,10 @@ class Renderer:
     # ---- construction helpers --------------------------------------------------------------
     def _synthesis_functions(self, preview_resolution: int | None):
         face = self.face
-        size = default_preview_resolution(self.resolution) if preview_resolution is None else int(preview_resolution)
+        if preview_resolution is None:
+            size = default_preview_resolution(self.resolution, self.schematic)
+        else:
+            size = int(preview_resolution)
         if _is_generator(face):
             full = lambda ws: face.synthesis(ws, "const")  # the generator's own jitted entry point
             if size not in face.config.resolutions or size >= self.resolution:
@@ -264,9 +275,18 @@ class Renderer:
             if still_wanted is not None and not still_wanted():
                 raise SupersededError("superseded by a newer request of the same client")
             base = self.base_latent(request, uploads)
+            preview = request.preview and self.use_preview
+            key = (request.source.key(), request.edits, request.truncation, request.layers)
+            if not preview and key in self._image_cache:
+                self._image_cache.move_to_end(key)
+                return self._image_cache[key]
             ws = self._edited(base, request.edits, request.truncation, request.layers)
-            synthesis = self._preview if (request.preview and self.use_preview) else self._full
-            return to_uint8(synthesis(ws))[0]
+            image = to_uint8((self._preview if preview else self._full)(ws))[0]
+            if not preview:
+                self._image_cache[key] = image
+                if len(self._image_cache) > IMAGE_CACHE:
+                    self._image_cache.popitem(last=False)
+            return image
 
     def png(self, request: EditRequest, uploads: Any = None) -> bytes:
         return encode_png(self.image(request, uploads))

@@ -64,6 +64,7 @@ PAGE_POLICY = (
 )
 SWEEP_FRAMES = 9
 SWEEP_FPS = 6
+SWEEP_SIDE = 512  # GIF frames larger than this are shrunk (a 1024 px GIF of 16 frames is tens of MB)
 CLIENTS_REMEMBERED = 256
 
 
@@ -107,6 +108,8 @@ def sweep_gif(frames: list[np.ndarray], fps: int = SWEEP_FPS) -> bytes:
 
     sequence = list(frames) + list(frames[-2:0:-1])
     pictures = [Image.fromarray(frame) for frame in sequence]
+    if pictures[0].width > SWEEP_SIDE:
+        pictures = [p.resize((SWEEP_SIDE, SWEEP_SIDE), Image.LANCZOS) for p in pictures]
     buffer = io.BytesIO()
     pictures[0].save(
         buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0
@@ -213,8 +216,8 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """http.server's own refusals (bad request line, headers too long) as one-line JSON too."""
-        self._send_json({"error": sanitize(message or self.responses.get(code, ("error",))[0], 200)}, code)
         self.close_connection = True
+        self._send_json({"error": sanitize(message or self.responses.get(code, ("error",))[0], 200)}, code)
 
     def _send(self, status: int, body: bytes, content_type: str, headers: dict | None = None) -> None:
         try:
