@@ -51,7 +51,7 @@ def atomic_directory(destination: str | os.PathLike, overwrite: bool = False) ->
     """
     destination = Path(destination).absolute()
     if destination.exists() and not overwrite:
-        raise ConfigError(f"{destination} already exists; pass overwrite=True (CLI: --overwrite) to replace it")
+        raise ConfigError(f"{destination} already exists; pass overwrite=True to replace it")
     if destination.exists() and not destination.is_dir():
         raise ConfigError(f"{destination} exists and is not a directory")
     destination.parent.mkdir(parents=True, exist_ok=True)

@@ -767,7 +767,7 @@ def convert_stylegan2(src: str | Path, dest: str | Path | None = None, overwrite
     if not src.is_file():
         raise CheckpointError(f"{src}: not a file (expected a .pt / .pkl checkpoint)")
     if dest.exists() and not overwrite:
-        raise CheckpointError(f"{dest} already exists; pass --overwrite to replace it")
+        raise CheckpointError(f"{dest} already exists; pass overwrite=True to replace it")
     obj = torch_reader.read_checkpoint(src)
     converted = params_from_checkpoint(obj, what=src.name)
     source = {"path": str(src.absolute()), "sha256": sha256_file(src), "format": converted.format}
