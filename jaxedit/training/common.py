@@ -104,15 +104,15 @@ def open_checkpointer(
     resume: bool,
     make: Callable[..., TrainCheckpointer] = TrainCheckpointer,
 ) -> TrainCheckpointer:
-    """The stage's checkpointer; refuses to start afresh over existing checkpoints without --resume.
+    """The stage's checkpointer; refuses to start afresh over existing checkpoints unless `resume`.
     `make(directory, max_to_keep=...)` builds it (e.g. a `jaxedit.training.sharding.ShardedTrainCheckpointer`)."""
     directory = checkpoint_dir(workdir, stage)
     checkpointer = make(directory, max_to_keep=config.keep_checkpoints)
     if not resume and checkpointer.complete_steps():
         checkpointer.close()
         raise ConfigError(
-            f"{directory} already holds checkpoints (steps {checkpointer.complete_steps()}); pass --resume to continue "
-            "that run, or use another --workdir"
+            f"{directory} already holds checkpoints (steps {checkpointer.complete_steps()}); resume to continue "
+            "that run (resume=True), or use another work directory"
         )
     return checkpointer
 
