@@ -139,6 +139,7 @@ def write_model_dir(
     The manifest records `params_sha256` (`params_digest` of the params as saved), which
     `read_model_dir` verifies.
     """
+    params = _to_numpy_tree(params)  # once: device arrays are copied to the host here
     manifest = {
         "format": FORMAT_NAME,
         "format_version": FORMAT_VERSION,
@@ -146,10 +147,10 @@ def write_model_dir(
         "config": config,
         "source": source,
         "created": utc_now_iso(),
-        "params_sha256": params_digest(_to_numpy_tree(params)),
+        "params_sha256": params_digest(params),
     }
     with atomic_directory(destination, overwrite=overwrite) as staging:
-        save_pytree(staging / PARAMS_DIR, params)
+        save_pytree(staging / PARAMS_DIR, params)  # already numpy: not copied again
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return Path(destination)
 
