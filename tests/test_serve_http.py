@@ -138,34 +138,32 @@ def test_sweep_video_is_a_gif_of_the_attribute(served):
 
 
 def test_photo_upload_is_encoded_and_pasted_back(served):
-    """Without dlib the photo is centre-cropped: the crop the encoder saw is the Pillow LANCZOS
-    resize of the centred square, its latent the encoder's, and paste-back leaves the rest of the
-    photo bit-identical."""
-    server, renderer = served
-    data = PHOTO_FIXTURE.read_bytes()
-    code, _, body = call(server, "POST", "/api/upload", data, {"Content-Type": "image/jpeg"})
-    assert code == 200, body
-    answer = json.loads(body)
-    photo = np.asarray(Image.open(PHOTO_FIXTURE).convert("RGB"))
-    height, width = photo.shape[:2]
-    side = min(height, width)
-    left, top = (width - side) // 2, (height - side) // 2
-    crop = Image.fromarray(photo[top : top + side, left : left + side]).resize((64, 64), Image.LANCZOS)
+    """Without a face detector the photo is taken as an aligned crop, as `jaxedit edit --image
+    --aligned` takes it: the encoder's latent of the whole photo, and the edited face pasted back
+    over the whole photo (`paste_back` through the whole-image transform)."""
     import base64
 
-    aligned = png_array(base64.b64decode(answer["aligned"].split(",", 1)[1]))
-    np.testing.assert_array_equal(aligned, np.asarray(crop))
+    from jaxedit.editing.photo import whole_image_transform
+    from jaxedit.encoders.paste import paste_back
+
+    server, renderer = served
+    code, _, body = call(server, "POST", "/api/upload", PHOTO_FIXTURE.read_bytes(), {"Content-Type": "image/jpeg"})
+    assert code == 200, body
+    answer = json.loads(body)
+    assert "taken as an aligned face crop" in answer["how"]
+    photo = np.asarray(Image.open(PHOTO_FIXTURE).convert("RGB"))
+    assert answer["size"] == list(photo.shape[:2])
+    shown = png_array(base64.b64decode(answer["aligned"].split(",", 1)[1]))
+    np.testing.assert_array_equal(shown, np.asarray(Image.fromarray(photo).resize((64, 64), Image.LANCZOS)))
     request = {"source": {"photo": answer["id"]}, "edits": [["Smiling", 1.0]], "truncation": 1.0}
     latents = np.load(io.BytesIO(call(server, "POST", "/api/latents", {**request, "edits": []})[2]))
-    np.testing.assert_allclose(latents, np.asarray(renderer.encoder.encode_uint8(aligned[None])), rtol=1e-5, atol=1e-5)
-    code, _, png = call(server, "POST", "/api/paste", request)
-    assert code == 200
+    np.testing.assert_allclose(latents, np.asarray(renderer.encoder.encode_uint8(photo[None])), rtol=1e-5, atol=1e-5)
+    edited = png_array(call(server, "POST", "/api/render", request)[2])
+    code, headers, png = call(server, "POST", "/api/paste", request)
+    assert code == 200 and headers["Content-Type"] == "image/png"
     pasted = png_array(png)
-    assert pasted.shape == photo.shape
-    outside = np.ones(photo.shape[:2], bool)
-    outside[top : top + side, left : left + side] = False
-    np.testing.assert_array_equal(pasted[outside], photo[outside])
-    assert np.abs(pasted[~outside].astype(int) - photo[~outside]).mean() > 5
+    np.testing.assert_array_equal(pasted, paste_back(photo, edited, whole_image_transform(photo.shape[:2], 64)))
+    assert np.abs(pasted.astype(int) - photo).mean() > 5
 
 
 def test_latent_upload_becomes_the_face(served):

@@ -303,7 +303,8 @@ class Renderer:
 
     # ---- photos ------------------------------------------------------------------------------
     def encode_photo(self, aligned: np.ndarray) -> np.ndarray:
-        """uint8 aligned face [S, S, 3] -> W+ [1, num_ws, w_dim] from the encoder."""
+        """uint8 aligned face [H, W, 3] -> W+ [1, num_ws, w_dim]: the encoder's input transform (a resize
+        to its input size), then the encoder, as `jaxedit.editing.photo.encode_photos` does."""
         if self.encoder is None:
             raise ConfigError("no encoder loaded")
         with self.lock:

@@ -103,18 +103,19 @@ class LatestOnly:
 
 
 def sweep_gif(frames: list[np.ndarray], fps: int = SWEEP_FPS) -> bytes:
-    """uint8 frames [H, W, 3] -> a looping GIF that plays forward then back (bytes)."""
+    """uint8 frames [H, W, 3] -> the bytes of a looping GIF playing forward then back
+    (`jaxedit.viz.video.write_video`, written in a private temporary directory and read back)."""
+    import tempfile
+
     from PIL import Image
 
-    sequence = list(frames) + list(frames[-2:0:-1])
-    pictures = [Image.fromarray(frame) for frame in sequence]
-    if pictures[0].width > SWEEP_SIDE:
-        pictures = [p.resize((SWEEP_SIDE, SWEEP_SIDE), Image.LANCZOS) for p in pictures]
-    buffer = io.BytesIO()
-    pictures[0].save(
-        buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=round(1000 / fps), loop=0
-    )
-    return buffer.getvalue()
+    from jaxedit.viz.video import write_video
+
+    if frames[0].shape[1] > SWEEP_SIDE:
+        frames = [np.asarray(Image.fromarray(f).resize((SWEEP_SIDE, SWEEP_SIDE), Image.LANCZOS)) for f in frames]
+    with tempfile.TemporaryDirectory(prefix="jaxedit-serve-") as directory:
+        path = write_video(f"{directory}/sweep.gif", frames, fps=fps, pingpong=True)
+        return path.read_bytes()
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -163,7 +164,7 @@ class EditorServer(http.server.ThreadingHTTPServer):
         r = self.renderer
         how = None
         if r.encoder is not None:
-            how = "FFHQ alignment from 68 landmarks" if self.detector is not None else uploads.CENTRE_CROP_NOTE
+            how = uploads.DETECTED_NOTE if self.detector is not None else uploads.ALIGNED_NOTE
         return {
             "attributes": list(r.attributes),
             "alpha_range": [-1.5, 1.5],
@@ -407,7 +408,7 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
         data = self._read_body(uploads.MAX_UPLOAD_BYTES)
         photo = uploads.decode_photo(data)
         aligned, transform, how = uploads.align_photo(photo, renderer.encoder.input_size, self.server.detector)
-        ws = renderer.encode_photo(aligned)
+        ws = renderer.encode_photo(aligned if self.server.detector is not None else photo)
         upload_id = self.server.uploads.add("photo", uploads.PhotoUpload(ws, photo, aligned, transform, how))
         crop = "data:image/png;base64," + base64.b64encode(encode_png(aligned)).decode("ascii")
         self._send_json({"id": upload_id, "aligned": crop, "how": how, "size": list(photo.shape[:2])})

@@ -8,8 +8,9 @@ responses the page asks for.
   before any pixel is decoded (and Pillow's own decompression-bomb guard on top); EXIF
   orientation applied, transparency flattened onto white, any mode to 8-bit RGB; photos larger
   than `MAX_PHOTO_SIDE` are shrunk (the editor shows and pastes into that copy).
-- `align_photo(image, size, detector)`: the FFHQ alignment of `jaxedit.encoders.align` from dlib's
-  68 landmarks when a detector is given; without one, the centred square crop (the page says so).
+- `align_photo(image, size, detector)`: as `jaxedit edit --image`: the FFHQ alignment from dlib's
+  68 landmarks when a detector is given; without one the photo is taken as an already aligned
+  crop (`--aligned`), and the page says so.
 - `decode_latent(data, num_ws, w_dim)`: one W [w_dim] / W+ [num_ws, w_dim] latent from `.npy`
   bytes (`allow_pickle=False`), batch axis of 1 allowed.
 """
@@ -34,7 +35,8 @@ MAX_LATENT_BYTES = 1024 * 1024  # a .npy of one W+ latent is a few kB to 80 kB
 MAX_PHOTO_PIXELS = 40_000_000  # declared width x height; checked before decoding
 MAX_PHOTO_SIDE = 2048  # larger photos are shrunk (LANCZOS) before alignment and paste-back
 MAX_UPLOADS = 16  # items held per kind; the least recently used one is forgotten first
-CENTRE_CROP_NOTE = "no face detector installed (pip install 'jaxedit[faces]'): the photo is centre-cropped, not aligned"
+DETECTED_NOTE = "face detected and FFHQ-aligned"
+ALIGNED_NOTE = "no face detector installed (pip install 'jaxedit[faces]'): the photo is taken as an aligned face crop"
 
 
 def decode_photo(data: bytes, max_pixels: int = MAX_PHOTO_PIXELS) -> np.ndarray:
@@ -87,33 +89,24 @@ def _to_rgb(picture: Image.Image) -> Image.Image:
     return picture.convert("RGB")
 
 
-def centre_crop_transform(image_size: tuple[int, int], output_size: int):
-    """The `AlignTransform` of the largest centred square of an (height, width) image."""
-    from jaxedit.encoders.align import AlignTransform
-
-    height, width = image_size
-    side = min(height, width)
-    left, top = (width - side) // 2, (height - side) // 2
-    x0, y0, x1, y1 = left - 0.5, top - 0.5, left + side - 0.5, top + side - 0.5
-    quad = np.array([[x0, y0], [x0, y1], [x1, y1], [x1, y0]], np.float64)
-    return AlignTransform(quad=quad, output_size=int(output_size), image_size=(int(height), int(width)))
-
-
 def align_photo(image: np.ndarray, output_size: int, detector: Any = None) -> tuple[np.ndarray, Any, str]:
-    """(aligned uint8 [S, S, 3], AlignTransform, how) for a photo; `how` says landmarks or centre crop."""
+    """(crop uint8 [S, S, 3], AlignTransform, how): what `jaxedit edit --image` does with a photo.
+
+    With a landmark detector: the face it finds (refused under the minimum face width), FFHQ-aligned
+    at S = `output_size`. Without one: the photo is taken as an already aligned crop, as
+    `jaxedit edit --image --aligned` takes it (resized whole to S x S; the paste-back covers it all).
+    """
+    from jaxedit.editing.photo import check_face_size, whole_image_transform
+
     if detector is not None:
         from jaxedit.encoders.align import align_face
 
         landmarks = detector.detect_landmarks(image)
+        check_face_size(landmarks, "photo")
         aligned, transform = align_face(image, landmarks, output_size)
-        return aligned, transform, "FFHQ alignment from 68 landmarks"
-    transform = centre_crop_transform(image.shape[:2], output_size)
-    height, width = image.shape[:2]
-    side = min(height, width)
-    left, top = (width - side) // 2, (height - side) // 2
-    crop = Image.fromarray(image[top : top + side, left : left + side])
-    aligned = np.asarray(crop.resize((output_size, output_size), Image.LANCZOS), np.uint8)
-    return aligned, transform, CENTRE_CROP_NOTE
+        return aligned, transform, DETECTED_NOTE
+    crop = np.asarray(Image.fromarray(image).resize((output_size, output_size), Image.LANCZOS), np.uint8)
+    return crop, whole_image_transform(image.shape[:2], output_size), ALIGNED_NOTE
 
 
 def decode_latent(data: bytes, num_ws: int, w_dim: int) -> np.ndarray:
@@ -151,7 +144,7 @@ class LatentUpload:
 class PhotoUpload:
     ws: np.ndarray  # the encoder's W+ [1, num_ws, w_dim]
     photo: np.ndarray  # uint8 [H, W, 3], at most MAX_PHOTO_SIDE on its long side
-    aligned: np.ndarray  # uint8 [S, S, 3], what the encoder saw
+    aligned: np.ndarray  # uint8 [S, S, 3], the encoder's input crop (shown on the page)
     transform: Any  # AlignTransform from `aligned` back into `photo`
     how: str  # how the crop was made
 
