@@ -168,7 +168,7 @@ def test_resume_refuses_a_different_setup_and_fresh_runs_refuse_old_checkpoints(
     _, reference_dir = reference
     workdir = tmp_path / "w"
     shutil.copytree(reference_dir / "checkpoints", workdir / "checkpoints")
-    with pytest.raises(ConfigError, match="already holds checkpoints.*--resume"):
+    with pytest.raises(ConfigError, match=r"already holds checkpoints.*resume=True"):
         train_transformers(config, data, classifier_params, ATTRS, workdir, trainer=trainer, log=QUIET)
     other_lr = dataclasses.replace(config, method=config.method.replace(lr=config.method.lr * 2))
     with pytest.raises(ConfigError, match="lr="):
