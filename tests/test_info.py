@@ -122,3 +122,31 @@ def test_info_on_a_damaged_params_folder(converted, tmp_path, capsys):
     assert cli_main(["info", str(broken)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no saved arrays" in err
+
+
+def _with_config(source, destination, change):
+    shutil.copytree(source, destination)
+    manifest = json.loads((destination / "jaxedit.json").read_text())
+    change(manifest["config"])
+    (destination / "jaxedit.json").write_text(json.dumps(manifest))
+    return destination
+
+
+@pytest.mark.parametrize(
+    "which, change, message",
+    [
+        (1, lambda c: c["method"].update(space="banana"), "space 'banana' is not one of"),
+        (1, lambda c: c.update(attributes=["Eyeglasses", "Glasses"]), "Glasses"),
+        (1, lambda c: c.update(attributes=["Eyeglasses", "Smiling"]), "transformers: params"),
+        (1, lambda c: c["method"].update(classifier_hidden=[64, 33]), "disagree with the method preset"),
+        (0, lambda c: c.update(resolution=48), "generator config"),
+    ],
+)
+def test_info_refuses_a_manifest_whose_content_is_nonsense(converted, tmp_path, capsys, which, change, message):
+    """What the loaders would refuse (an unknown space, attribute names, shapes that do not match
+    the stored arrays, a resolution that is no power of two) is refused by info too, in one line."""
+    broken = _with_config(converted[which], tmp_path / "broken", change)
+    capsys.readouterr()
+    assert cli_main(["info", str(broken)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err

@@ -157,6 +157,32 @@ def _encoder_summary(config: dict, arrays: dict) -> dict:
     return summary
 
 
+def check_config(directory: Path, kind: Any, config: Any, arrays: dict) -> None:
+    """Refuse (one-line ConfigError) a manifest config that the loader of its kind would refuse:
+    architecture numbers out of range, an unknown or inconsistent preset, unknown attribute names,
+    stored array shapes that disagree with the config. Nothing is loaded."""
+    if kind == "generator":
+        from jaxedit.stylegan2.networks import GeneratorConfig
+
+        try:
+            GeneratorConfig.from_dict(config)
+        except ConfigError as error:
+            raise ConfigError(f"{directory}: generator config: {error}") from None
+    elif kind == "editors":
+        from jaxedit.latent.editors import check_stored_shapes, editors_config
+
+        where = f"editors {directory}"
+        _, classifier, transformer, names = editors_config(config, where)
+        check_stored_shapes(where, {k: shape for k, (shape, _) in arrays.items()}, classifier, transformer, names)
+    elif kind == "encoder":
+        from jaxedit.encoders.config import EncoderConfig
+
+        try:
+            EncoderConfig.from_dict(config)
+        except ConfigError as error:
+            raise ConfigError(f"{directory}: encoder config: {error}") from None
+
+
 def describe(directory: str | Path) -> dict:
     """JSON-ready description of a jaxedit model directory (generator, editors or encoder)."""
     directory = Path(directory)
@@ -173,6 +199,7 @@ def describe(directory: str | Path) -> dict:
         "arrays": len(arrays),
         "dtypes": sorted({dtype for _, dtype in arrays.values()}),
     }
+    check_config(directory, manifest.get("kind"), config, arrays)
     if manifest.get("kind") == "generator":
         described["generator"] = _generator_summary(config, arrays)
     elif manifest.get("kind") == "editors":

@@ -112,10 +112,12 @@ def _flatten_shapes(tree: Any, prefix: str = "") -> dict[str, tuple[int, ...]]:
     return {prefix: tuple(int(s) for s in shape)}
 
 
-def check_param_shapes(what: str, params: Any, expected: Any, leading: tuple[int, ...] = ()) -> None:
+def check_param_shapes(
+    what: str, params: Any, expected: Any, leading: tuple[int, ...] = (), flat: bool = False
+) -> None:
     """ConfigError (one line) unless `params` has exactly the keys of `expected`, each of shape
-    `leading + expected shape`."""
-    got = _flatten_shapes(params)
+    `leading + expected shape`. `flat`: params is already {"a/b/kernel": shape}."""
+    got = dict(params) if flat else _flatten_shapes(params)
     want = {k: leading + v for k, v in _flatten_shapes(expected).items()}
     missing = sorted(set(want) - set(got))
     extra = sorted(set(got) - set(want))
@@ -217,15 +219,12 @@ def editors_from_params(
     )
 
 
-def load_editors(directory: str | os.PathLike) -> Editors:
-    """Load an editors directory written by training or by `jaxedit convert latent-transformer`.
-
-    Checks the manifest, the preset, the attribute names and every param shape against the
-    modules; raises `ConfigError` / `AttributeNameError` with a one-line message otherwise.
-    """
-    manifest, params = read_model_dir(directory, expected_kind=EDITORS_KIND)
-    config = manifest.get("config") or {}
-    where = f"editors {directory}"
+def editors_config(config: Any, where: str) -> tuple[MethodPreset, LatentClassifier, LatentTransformer, tuple]:
+    """(preset, classifier module, transformer module, attribute names) of an editors manifest's
+    config, every part checked (sizes, the preset, module configs agreeing with it, distinct
+    attribute names); one-line ConfigError / AttributeNameError naming `where` otherwise."""
+    if not isinstance(config, dict):
+        raise ConfigError(f"{where}: manifest config is a {type(config).__name__}, expected an object")
     for key in ("method", "classifier", "transformer", "attributes"):
         if key not in config:
             raise ConfigError(f"{where}: manifest config has no {key!r}")
@@ -246,7 +245,43 @@ def load_editors(directory: str | os.PathLike) -> Editors:
         raise ConfigError(f"{where}: bad module config ({error})") from error
     if classifier != classifier_from_preset(preset) or transformer != transformer_from_preset(preset):
         raise ConfigError(f"{where}: module configs disagree with the method preset {preset.name!r}")
-    names = _attribute_names(config["attributes"], where)
+    return preset, classifier, transformer, _attribute_names(config["attributes"], where)
+
+
+def check_stored_shapes(
+    where: str,
+    shapes: dict[str, tuple[int, ...]],
+    classifier: LatentClassifier,
+    transformer: LatentTransformer,
+    names: Sequence[str],
+) -> None:
+    """Stored array shapes {"classifier/.../kernel": shape, "transformers/...": [K, ...]} (array
+    metadata, nothing loaded) against the modules and the K attribute names; one-line ConfigError."""
+
+    def part(prefix: str) -> dict:
+        return {k[len(prefix) + 1 :]: v for k, v in shapes.items() if k.startswith(prefix + "/")}
+
+    check_param_shapes(f"{where} classifier", part("classifier"), expected_classifier_shapes(classifier), flat=True)
+    if names:
+        check_param_shapes(
+            f"{where} transformers",
+            part("transformers"),
+            expected_transformer_shapes(transformer),
+            leading=(len(names),),
+            flat=True,
+        )
+
+
+def load_editors(directory: str | os.PathLike) -> Editors:
+    """Load an editors directory written by training or by `jaxedit convert latent-transformer`.
+
+    Checks the manifest, the preset, the attribute names and every param shape against the
+    modules; raises `ConfigError` / `AttributeNameError` with a one-line message otherwise.
+    """
+    manifest, params = read_model_dir(directory, expected_kind=EDITORS_KIND)
+    config = manifest.get("config") or {}
+    where = f"editors {directory}"
+    preset, classifier, transformer, names = editors_config(config, where)
     if not isinstance(params, dict) or "classifier" not in params:
         raise ConfigError(f"{where}: params have no 'classifier'")
     check_param_shapes(f"{where} classifier", params["classifier"], expected_classifier_shapes(classifier))
