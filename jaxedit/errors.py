@@ -49,6 +49,19 @@ def sanitize(text: object, limit: int = 300) -> str:
     return escaped[: limit - len(note)] + note
 
 
+def describe_value(value: object) -> str:
+    """A value read from a file, named briefly for a message: numbers, None and bools by repr (an
+    integer of more than 64 bits by its size only), strings quoted and `sanitize`d to 60
+    characters, anything else by its type ("a list")."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"an integer of {value.bit_length()} bits"
+    if isinstance(value, (bool, int, float, type(None))):
+        return repr(value)
+    if isinstance(value, str):
+        return repr(sanitize(value, 60))
+    return f"a {type(value).__name__}"
+
+
 class JaxeditError(Exception):
     """Base class: a problem with the user's input, reported in one line.
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxedit.errors import ConfigError
+from jaxedit.errors import ConfigError, describe_value
 from jaxedit.io import atomic_directory, utc_now_iso
 
 FORMAT_NAME = "jaxedit"
@@ -170,21 +170,21 @@ def read_manifest(directory: str | os.PathLike, expected_kind: str | None = None
         raise ConfigError(f"{path}: not a jaxedit manifest")
     if manifest.get("format_version") != FORMAT_VERSION or type(manifest.get("format_version")) is not int:
         raise ConfigError(
-            f"{path}: format_version {_brief(manifest.get('format_version'))}, this jaxedit reads {FORMAT_VERSION}"
+            f"{path}: format_version {describe_value(manifest.get('format_version'))}, this jaxedit reads {FORMAT_VERSION}"
         )
     for key, types in _MANIFEST_TYPES.items():
         if key in manifest and not isinstance(manifest[key], types):
             expected = " or ".join(
                 "null" if t is type(None) else {"dict": "an object"}.get(t.__name__, f"a {t.__name__}") for t in types
             )
-            raise ConfigError(f"{path}: {key} is {_brief(manifest[key])}, expected {expected}")
+            raise ConfigError(f"{path}: {key} is {describe_value(manifest[key])}, expected {expected}")
     for key in ("kind", "config"):
         if key not in manifest:
             raise ConfigError(f"{path}: manifest has no {key!r}")
     if "params_sha256" in manifest and not _DIGEST.match(manifest["params_sha256"]):
         raise ConfigError(f"{path}: params_sha256 is not a sha256 hex digest")
     if expected_kind is not None and manifest.get("kind") != expected_kind:
-        raise ConfigError(f"{directory}: holds {_brief(manifest.get('kind'))}, expected {expected_kind!r}")
+        raise ConfigError(f"{directory}: holds {describe_value(manifest.get('kind'))}, expected {expected_kind!r}")
     return manifest
 
 
@@ -227,14 +227,6 @@ def _json_depth(text: str) -> int:
         return 0
     steps = np.where((brackets == ord("[")) | (brackets == ord("{")), 1, -1)
     return int(np.cumsum(steps).max())
-
-
-def _brief(value: Any) -> str:
-    if isinstance(value, (bool, int, float, type(None))) and len(repr(value)) <= 40:
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value[:60] + ("..." if len(value) > 60 else ""))
-    return f"a {type(value).__name__}" if not isinstance(value, int) else "a huge integer"
 
 
 def read_model_dir(directory: str | os.PathLike, expected_kind: str | None = None) -> tuple[dict, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxedit.errors import CheckpointError, ConfigError, sanitize
+from jaxedit.errors import CheckpointError, ConfigError, describe_value
 from jaxedit.stylegan2.networks import MAX_RESOLUTION, GeneratorConfig, nvlabs_channels
 
 FORMATS = ("rosinality", "psp", "nvlabs")
@@ -495,19 +495,19 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
     c_dim = get(kwargs, "c_dim", 0)
     if c_dim not in (0, None):
         raise CheckpointError(
-            f"{what}: conditional NVlabs generators (c_dim={_brief(c_dim)}) are not supported; expected c_dim=0"
+            f"{what}: conditional NVlabs generators (c_dim={describe_value(c_dim)}) are not supported; expected c_dim=0"
         )
     architecture = get(synthesis_kwargs, "architecture", "skip")
     if architecture != "skip":
         raise CheckpointError(
-            f"{what}: synthesis architecture {_brief(architecture)} is not supported; expected 'skip' (StyleGAN2 config-e/f)"
+            f"{what}: synthesis architecture {describe_value(architecture)} is not supported; expected 'skip' (StyleGAN2 config-e/f)"
         )
 
     def number(mapping: Mapping, key: str, default: Any, where: str, low: int, high: int) -> int:
         value = get(mapping, key, default)
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             raise CheckpointError(
-                f"{what}: G_ema init kwargs: {where}{key} is {_brief(value)}, expected an integer {low}..{high}"
+                f"{what}: G_ema init kwargs: {where}{key} is {describe_value(value)}, expected an integer {low}..{high}"
             )
         return value
 
@@ -519,19 +519,19 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
         value = mapping_kwargs.get(key)
         if value is not None and value != w_dim:
             raise CheckpointError(
-                f"{what}: mapping_kwargs.{key}={_brief(value)} is not supported; expected w_dim ({w_dim})"
+                f"{what}: mapping_kwargs.{key}={describe_value(value)} is not supported; expected w_dim ({w_dim})"
             )
     channel_base = number(synthesis_kwargs, "channel_base", 32768, "synthesis_kwargs.", 1, 1 << 30)
     channel_max = number(synthesis_kwargs, "channel_max", 512, "synthesis_kwargs.", 1, 1 << 13)
     lr_multiplier = get(mapping_kwargs, "lr_multiplier", 0.01)
     if isinstance(lr_multiplier, bool) or not isinstance(lr_multiplier, (int, float)):
         raise CheckpointError(
-            f"{what}: G_ema init kwargs: mapping_kwargs.lr_multiplier is {_brief(lr_multiplier)}, expected a number"
+            f"{what}: G_ema init kwargs: mapping_kwargs.lr_multiplier is {describe_value(lr_multiplier)}, expected a number"
         )
     conv_clamp = synthesis_kwargs.get("conv_clamp")
     if conv_clamp is not None and (isinstance(conv_clamp, bool) or not isinstance(conv_clamp, (int, float))):
         raise CheckpointError(
-            f"{what}: G_ema init kwargs: synthesis_kwargs.conv_clamp is {_brief(conv_clamp)}, expected a number or None"
+            f"{what}: G_ema init kwargs: synthesis_kwargs.conv_clamp is {describe_value(conv_clamp)}, expected a number or None"
         )
     return _config(
         what,
@@ -544,17 +544,6 @@ def nvlabs_config_from_kwargs(kwargs: Mapping, what: str) -> GeneratorConfig:
         conv_clamp=conv_clamp,
         img_channels=number(kwargs, "img_channels", 3, "", 1, 1 << 10),
     )
-
-
-def _brief(value: Any) -> str:
-    """A config value from a file, short and safe for a message (huge ints by size only)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"an integer of {value.bit_length()} bits"
-    if isinstance(value, (bool, int, float, type(None))):
-        return repr(value)
-    if isinstance(value, str):
-        return repr(sanitize(value, 60))
-    return f"a {type(value).__name__}"
 
 
 def infer_nvlabs_config(sd: Mapping[str, Any], what: str) -> GeneratorConfig:

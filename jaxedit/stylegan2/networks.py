@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from jaxedit.errors import ConfigError, InputError
+from jaxedit.errors import ConfigError, InputError, describe_value
 from jaxedit.stylegan2 import ops
 
 NOISE_MODES = ("const", "random", "none")
@@ -81,14 +81,9 @@ def _bounded_float(name: str, value: Any, low: float, high: float, expected: str
 
 
 def _brief(value: Any) -> str:
-    """A short rendering of a config value for a message (a huge int is not printed in full)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
-        return f"of {value.bit_length()} bits"
-    if isinstance(value, (int, float, type(None))):
-        return repr(value)
-    if isinstance(value, str):
-        return repr(value[:40] + ("..." if len(value) > 40 else ""))
-    return f"(a {type(value).__name__})"
+    """`describe_value`, non-numbers in parentheses: "lr_multiplier (a list)", "z_dim nan"."""
+    text = describe_value(value)
+    return text if isinstance(value, (int, float, type(None))) and not text.startswith("an ") else f"({text})"
 
 
 def validate_generator_config(config: GeneratorConfig) -> None:
