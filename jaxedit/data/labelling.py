@@ -86,7 +86,7 @@ def label_generator_samples(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=count, desc="render + label", unit="img", dynamic_ncols=True)
+        bar = tqdm(total=count, desc="render + label", unit="img", dynamic_ncols=True, disable=None)
     done, index = 0, 0
     try:
         while done < count:

@@ -205,7 +205,7 @@ def _chunks(latents: np.ndarray, batch_size: int, progress: bool) -> Iterator[tu
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, desc="generating", unit="batch", total=len(starts))
+        starts = tqdm(starts, desc="generating", unit="batch", total=len(starts), disable=None)
     for index, start in enumerate(starts):
         yield index, latents[start : start + batch_size]
 

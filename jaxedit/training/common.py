@@ -173,7 +173,10 @@ def progress_bar(config: TrainConfig, total: int, initial: int, stage: str):
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=stage, unit="step", dynamic_ncols=True, file=sys.stderr)
+    # disable=None: no bar when stderr is not a terminal (a log file gets the stage lines only)
+    return tqdm(
+        total=total, initial=initial, desc=stage, unit="step", dynamic_ncols=True, file=sys.stderr, disable=None
+    )
 
 
 def resume_state(
