@@ -72,7 +72,7 @@ def prepare_photos(photos: list[str], sources: list, input_size: int) -> list:
         from jaxedit.encoders.landmarks import LandmarkDetector
 
         try:
-            detector = LandmarkDetector()
+            detector = LandmarkDetector(lazy=True)
         except ConfigError as error:
             raise ConfigError(f"{error}; see --landmarks and --aligned") from None
     prepared = []

@@ -48,9 +48,11 @@ def find_predictor_file() -> Path:
 class LandmarkDetector:
     """dlib's face detector + 68-point predictor, loaded once (the predictor file is 100 MB).
 
-    `predictor_path` defaults to the file in `face_recognition_models`."""
+    `predictor_path` defaults to the file in `face_recognition_models`. `lazy`: read the predictor
+    when the first landmarks are asked for, so a photo without a usable face is refused without
+    reading it (a one-shot command); otherwise at construction (a server)."""
 
-    def __init__(self, predictor_path: str | os.PathLike | None = None):
+    def __init__(self, predictor_path: str | os.PathLike | None = None, lazy: bool = False):
         try:
             import dlib
         except ImportError:
@@ -58,11 +60,18 @@ class LandmarkDetector:
         path = Path(predictor_path) if predictor_path is not None else find_predictor_file()
         if not path.is_file():
             raise ConfigError(f"{path}: landmark predictor file not found")
-        try:
-            self._predictor = dlib.shape_predictor(str(path))
-        except RuntimeError as error:
-            raise ConfigError(f"{path}: not a dlib shape predictor ({str(error).strip().splitlines()[0]})") from None
+        self._predictor_path = path
+        self._predictor = None if lazy else self._load_predictor()
         self._detector = dlib.get_frontal_face_detector()
+
+    def _load_predictor(self):
+        import dlib
+
+        try:
+            return dlib.shape_predictor(str(self._predictor_path))
+        except RuntimeError as error:
+            detail = str(error).strip().splitlines()[0]
+            raise ConfigError(f"{self._predictor_path}: not a dlib shape predictor ({detail})") from None
 
     def detect_faces(self, image: np.ndarray, upsample: int | None = None) -> list[tuple[int, int, int, int]]:
         """Face boxes (left, top, right, bottom), numbered left to right. `upsample` None: search
@@ -80,6 +89,8 @@ class LandmarkDetector:
         import dlib
 
         image = np.ascontiguousarray(check_image(image))
+        if self._predictor is None:
+            self._predictor = self._load_predictor()
         shape = self._predictor(image, dlib.rectangle(*(int(v) for v in box)))
         return np.array([(point.x, point.y) for point in shape.parts()], dtype=np.float64)
 
