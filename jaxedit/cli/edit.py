@@ -89,7 +89,14 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from jaxedit.editing.render import edit_strip, edit_sweep, load_latent_file, save_latents, seed_latents
+    from jaxedit.editing.render import (
+        edit_strip,
+        edit_sweep,
+        load_latent_file,
+        save_latents,
+        seed_latents,
+        sequence_latents,
+    )
     from jaxedit.latent import load_editors
     from jaxedit.stylegan2 import load_generator
     from jaxedit.stylegan2.render import check_output_path
@@ -117,6 +124,10 @@ def run(args) -> int:
             latents = load_latent_file(args.latent, generator, args.truncation)
     else:
         photo, latents, panels = _encode_photo(args, generator, editors)
+    if args.paste_back:  # only the last step is rendered
+        panels_latents, labels, alpha_warnings = sequence_latents(generator, editors, latents, args.attr, args.layers)
+        _warn(alpha_warnings)
+        return _write_pasted(args, generator, photo, panels_latents, labels[-1])
     if args.sweep is None:
         result = edit_strip(
             generator, editors, latents, args.attr, layers=args.layers, noise_mode=args.noise, seed=args.seed, **panels
@@ -133,10 +144,7 @@ def run(args) -> int:
             seed=args.seed,
             lead_rows=panels.get("lead_panels", ()),
         )
-    for message in result.warnings:
-        print(f"jaxedit: warning: {message}", file=sys.stderr)
-    if args.paste_back:
-        return _write_pasted(args, generator, photo, result)
+    _warn(result.warnings)
     path = save_png(args.out, result.image)
     if args.sweep is not None:
         what, labels = f"{len(result.row_labels)} x {len(result.column_labels)} grid", result.row_labels
@@ -202,6 +210,8 @@ def _encode_photo(args, generator, editors):
         latents = np.asarray(generator.truncate(latents, args.truncation))
     height, width = photo.image.shape[:2]
     print(f"{photo.path}: {width}x{height}, {photo.how}, encoded by {encoder.kind}", file=sys.stderr)
+    if args.paste_back:
+        return photo, latents, {}
     crop = crop_at(photo, generator.resolution)[None]
     if args.sweep is None:
         return photo, latents, {"input_label": "reconstruction", "lead_panels": [("photo", crop)]}
@@ -211,16 +221,22 @@ def _encode_photo(args, generator, editors):
     return photo, latents, {"lead_panels": [("photo", crop), ("reconstruction", recon)]}
 
 
-def _write_pasted(args, generator, photo, result) -> int:
+def _warn(messages) -> None:
+    for message in messages:
+        print(f"jaxedit: warning: {message}", file=sys.stderr)
+
+
+def _write_pasted(args, generator, photo, latents, label: str) -> int:
+    """latents: W+ [P, 1, num_ws, w_dim] of the reconstruction and each step; the last is pasted."""
     from jaxedit.editing.photo import paste_edit
     from jaxedit.editing.render import save_latents
     from jaxedit.encoders.photo import save_format, save_photo
 
-    pasted = paste_edit(generator, result.latents[-1], photo, noise_mode=args.noise)
+    pasted = paste_edit(generator, latents[-1], photo, noise_mode=args.noise)
     path = save_photo(args.out, pasted, like=photo.info)
     height, width = pasted.shape[:2]
-    print(f"wrote {path}: {save_format(path, photo.info)} {width}x{height}, {result.column_labels[-1]} pasted back")
+    print(f"wrote {path}: {save_format(path, photo.info)} {width}x{height}, {label} pasted back")
     if args.save_latents is not None:
-        saved = save_latents(args.save_latents, result.latents)
-        print(f"wrote {saved}: latents {list(result.latents.shape)}")
+        saved = save_latents(args.save_latents, latents)
+        print(f"wrote {saved}: latents {list(latents.shape)}")
     return 0

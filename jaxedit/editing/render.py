@@ -162,6 +162,25 @@ def _row_labels(count: int, seed: int | None) -> list[str] | None:
     return [f"latent {i}" for i in range(count)] if count > 1 else None
 
 
+def sequence_latents(
+    generator: Any,
+    editors: Any,
+    latents: np.ndarray,
+    steps: Sequence[tuple[str, float]],
+    layers: Any = None,
+) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
+    """What `edit_strip` renders, without rendering: (W+ latents `[P, B, num_ws, w_dim]` of the
+    input and of each step, the step labels, the alpha-range warnings)."""
+    if not steps:
+        raise ConfigError("nothing to edit: no edit steps")
+    edit.check_compatible(editors, generator)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", edit.AlphaRangeWarning)
+        panels, labels = _run_sequence(editors, generator, latents, steps, layers)
+    alpha_warnings = tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning))
+    return np.stack(panels), tuple(labels), alpha_warnings
+
+
 def edit_strip(
     generator: Any,
     editors: Any,
@@ -181,19 +200,13 @@ def edit_strip(
     `input_label`: the first rendered panel's label; `lead_panels`: (label, uint8 [B, H, W, 3])
     pictures shown before it (an encoded photo's crop), without latents of their own.
     """
-    if not steps:
-        raise ConfigError("nothing to edit: no edit steps")
-    edit.check_compatible(editors, generator)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", edit.AlphaRangeWarning)
-        panels, labels = _run_sequence(editors, generator, latents, steps, layers)
-    stacked = np.stack(panels)  # [P, B, num_ws, w_dim]
+    stacked, labels, alpha_warnings = sequence_latents(generator, editors, latents, steps, layers)
     count, batch = stacked.shape[:2]
     images = _render_panels(generator, stacked.reshape((-1,) + stacked.shape[2:]), noise_mode)
     images = images.reshape((count, batch) + images.shape[1:]).transpose(1, 0, 2, 3, 4)  # [B, P, H, W, 3]
     from jaxedit.viz.grid import labelled_grid
 
-    column_labels = [input_label] + labels
+    column_labels = [input_label, *labels]
     if lead_panels:
         lead = np.stack([_lead_images(images, pictures, batch) for _, pictures in lead_panels], axis=1)
         images = np.concatenate([lead, images], axis=1)
@@ -205,7 +218,7 @@ def edit_strip(
         stacked,
         tuple(column_labels),
         None if row_labels is None else tuple(row_labels),
-        tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)),
+        alpha_warnings,
     )
 
 
