@@ -9,11 +9,14 @@ A model directory is self-describing::
       params/         an orbax PyTree checkpoint of the params (a nested dict of arrays)
 
 `write_model_dir` builds the whole directory beside its destination and renames it into place
-(`jaxedit.io.atomic_directory`). `read_model_dir` trusts nothing it reads back: the manifest is
-size-capped (`MAX_MANIFEST_BYTES`), nesting-capped (`MAX_MANIFEST_DEPTH`) and type-checked before
-use; the arrays' declared sizes are bounded before they are restored; the params must match the
-manifest's `params_sha256` (directories written before checksums existed have none and load
-unverified) and every floating-point param must be finite. Each problem is one `ConfigError` line.
+(`jaxedit.atomic.atomic_directory`); with `overwrite` it replaces only a model directory of the same
+kind that holds nothing else and none of the files the new model is made from.
+
+`read_model_dir` trusts nothing it reads back: the manifest is size-capped (`MAX_MANIFEST_BYTES`),
+nesting-capped (`MAX_MANIFEST_DEPTH`) and type-checked before use; the arrays' declared sizes are
+bounded before they are restored; the params must match the manifest's `params_sha256`
+(directories written before checksums existed have none and load unverified) and every
+floating-point param must be finite. Each problem is one `ConfigError` line.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from jaxedit.errors import ConfigError, describe_value
-from jaxedit.io import atomic_directory, utc_now_iso
+from jaxedit.atomic import WhyNotReplaceable, atomic_directory, check_destination
+from jaxedit.errors import ConfigError, describe_value, sanitize
+from jaxedit.io import utc_now_iso
 
 FORMAT_NAME = "jaxedit"
 FORMAT_VERSION = 1
@@ -133,11 +138,15 @@ def write_model_dir(
     params: Any,
     source: dict | None = None,
     overwrite: bool = False,
+    inputs: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Write a self-describing model directory atomically; returns its path.
 
     The manifest records `params_sha256` (`params_digest` of the params as saved), which
-    `read_model_dir` verifies.
+    `read_model_dir` verifies. `destination` must not exist, unless `overwrite` and it is a model
+    directory of the same `kind` holding nothing else (`why_not_replace_model_dir`) and none of the
+    files the model is made from (`inputs` and the "path" entries of `source`); the rules of
+    `jaxedit.atomic.atomic_directory` apply (a destination that appears meanwhile is never replaced).
     """
     params = _to_numpy_tree(params)  # once: device arrays are copied to the host here
     manifest = {
@@ -149,10 +158,63 @@ def write_model_dir(
         "created": utc_now_iso(),
         "params_sha256": params_digest(params),
     }
-    with atomic_directory(destination, overwrite=overwrite) as staging:
+    with atomic_directory(
+        destination, overwrite, why_not_replace_model_dir(kind), [*inputs, *source_paths(source)]
+    ) as staging:
         save_pytree(staging / PARAMS_DIR, params)  # already numpy: not copied again
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return Path(destination)
+
+
+def source_paths(source: Any) -> list[str]:
+    """The "path" entries of a manifest's `source` record (the files a model was converted from)."""
+    found: list[str] = []
+
+    def visit(node: Any, depth: int) -> None:
+        if depth > 4:
+            return
+        if isinstance(node, dict):
+            if isinstance(node.get("path"), str):
+                found.append(node["path"])
+            for value in node.values():
+                visit(value, depth + 1)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value, depth + 1)
+
+    visit(source, 0)
+    return found
+
+
+def why_not_replace_model_dir(kind: str) -> WhyNotReplaceable:
+    """The check `write_model_dir(..., overwrite=True)` makes of an existing directory: None when it
+    holds nothing but what `write_model_dir` writes and its manifest (`read_manifest`) is of `kind`,
+    else why it may not be replaced."""
+
+    def why_not(directory: Path) -> str | None:
+        others = sorted(entry.name for entry in os.scandir(directory) if entry.name not in (MANIFEST_FILE, PARAMS_DIR))
+        if others:
+            more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+            return f"it holds {sanitize(others[0], 60)!r}{more}, which jaxedit does not write there"
+        if not (directory / MANIFEST_FILE).is_file():
+            return f"it is not a jaxedit model directory (no {MANIFEST_FILE})"
+        try:
+            found = read_manifest(directory).get("kind")
+        except ConfigError:
+            return f"its {MANIFEST_FILE} is not a readable jaxedit manifest"
+        if found != kind:
+            return f"it is a jaxedit {sanitize(str(found), 40)!r} directory, not {kind!r}"
+        return None
+
+    return why_not
+
+
+def check_model_destination(
+    destination: str | os.PathLike, kind: str, overwrite: bool = False, inputs: Sequence[str | os.PathLike] = ()
+) -> None:
+    """Raise now the ConfigError `write_model_dir(destination, kind, ..., overwrite, inputs)` would
+    raise about its destination (it exists; it may not be replaced), before any long work."""
+    check_destination(destination, overwrite, why_not_replace_model_dir(kind), inputs)
 
 
 def read_manifest(directory: str | os.PathLike, expected_kind: str | None = None) -> dict:
