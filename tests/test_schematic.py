@@ -201,4 +201,4 @@ def test_renderer_mirrors_the_generator_interface(world):
     with pytest.raises(InputError, match="ws"):
         renderer.synthesis(np.zeros((2, 5, 128), np.float32))
     with pytest.raises(ConfigError, match="resolution"):
-        schematic.SchematicRenderer(world, resolution=20)
+        schematic.SchematicRenderer(world, resolution=8)

@@ -35,10 +35,13 @@ def text_strip(text: str, width: int, fallback: str = "") -> np.ndarray:
     """A caption strip [bar_height, width] float32 in {0, 1} (1 = text), the text centred.
 
     The font is 5x7 pixels (lower-case letters of the captions only), scaled by an integer so the
-    letters are about 2.2% of `width` tall; `fallback` is used where `text` does not fit at scale 1.
+    letters are about 2.2% of `width` tall; `fallback` is used where `text` does not fit at scale 1,
+    and a plain bar (no text) where neither fits.
     """
     if 6 * len(text) + 4 > width and fallback:
         text = fallback
+    if 6 * len(text) + 4 > width:  # too small for any text: a plain bar
+        return np.zeros((max(2, width // 16), width), np.float32)
     scale = max(1, min(round(width * 0.022 / 7), (width - 4) // max(1, 6 * len(text))))
     bitmap = np.zeros((7, 6 * len(text)), np.float32)
     for k, char in enumerate(text):

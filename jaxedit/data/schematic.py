@@ -12,7 +12,9 @@ How it reads the world:
   draws frames around the eyes, Black/Blond/Brown/Gray_Hair mix the hair colour, No_Beard
   (inverted) grows a beard, Young (inverted) draws age lines, and so on for all 40 attributes
   (`FEATURES` lists what each one draws). So an edit that changes only Smiling changes only the
-  mouth region.
+  mouth region. Attributes with a global reach say so: Blurry softens every edge, Pale_Skin
+  lightens all skin (and the skin-based shading), and the face's outline (Chubby, Oval_Face,
+  Male) carries the ears, earrings and sideburns with it.
 - Identity features (skin tone, face width and height, eye spacing, mouth width, the hair's own
   hue, iris, clothing and accessory colours) are read from the identity embedding only, through
   fixed projections; different identities look different, an edit that keeps identity keeps them.
@@ -84,10 +86,10 @@ FEATURES: dict[str, str] = {
 
 CAPTION = "schematic of the synthetic world"
 SHORT_CAPTION = "schematic"
-"""Used where the caption does not fit (images under ~200 px)."""
+"""Used where the caption does not fit (under ~200 px); under 58 px the strip is a plain bar."""
 _IDENTITY_TRAITS = 12
 _IDENTITY_PROJECTION_SEED = 20211  # fixed: the same embedding always gets the same traits
-MIN_SIZE, MAX_SIZE = 64, 2048
+MIN_SIZE, MAX_SIZE = 16, 2048
 # Where the local features can be (normalised x0, x1, y0, y1, bounds worked out from the layout);
 # each group is drawn in its window only, which is most of the speed.
 _WINDOWS = {
