@@ -453,8 +453,8 @@ def generator_dir(tmp_path_factory) -> Path:
     import jax
 
     from jaxedit.modeldir import write_model_dir
+    from jaxedit.stylegan2.config import GeneratorConfig
     from jaxedit.stylegan2.loading import param_shapes
-    from jaxedit.stylegan2.networks import GeneratorConfig
 
     config = GeneratorConfig(**TINY)
     rng = np.random.default_rng(0)

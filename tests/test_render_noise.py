@@ -4,8 +4,8 @@ import jax
 import numpy as np
 
 from jaxedit.stylegan2 import render
+from jaxedit.stylegan2.config import GeneratorConfig
 from jaxedit.stylegan2.loading import LoadedGenerator, random_generator
-from jaxedit.stylegan2.networks import GeneratorConfig
 
 
 def test_random_noise_does_not_depend_on_the_batch_size():

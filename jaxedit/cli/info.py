@@ -162,7 +162,7 @@ def check_config(directory: Path, kind: Any, config: Any, arrays: dict) -> None:
     architecture numbers out of range, an unknown or inconsistent preset, unknown attribute names,
     stored array shapes that disagree with the config. Nothing is loaded."""
     if kind == "generator":
-        from jaxedit.stylegan2.networks import GeneratorConfig
+        from jaxedit.stylegan2.config import GeneratorConfig
 
         try:
             GeneratorConfig.from_dict(config)

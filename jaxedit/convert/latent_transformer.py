@@ -33,7 +33,7 @@ from jaxedit.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from jaxedit.errors import CheckpointError, ConfigError, sanitize
 from jaxedit.io import sha256_file
 from jaxedit.latent.presets import PRESETS, MethodPreset
-from jaxedit.stylegan2.networks import MAX_DIM, MAX_RESOLUTION
+from jaxedit.stylegan2.config import MAX_DIM, MAX_RESOLUTION
 
 TNET_FILE = re.compile(r"^tnet_(\d+)\.pth(?:\.tar)?$")
 SOURCE_FORMAT = "official latent-transformer (LCNet state dict + F_mapping state dicts)"

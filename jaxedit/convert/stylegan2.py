@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from jaxedit.errors import CheckpointError, ConfigError, describe_value
-from jaxedit.stylegan2.networks import MAX_RESOLUTION, GeneratorConfig, nvlabs_channels
+from jaxedit.stylegan2.config import MAX_RESOLUTION, GeneratorConfig, nvlabs_channels
 
 FORMATS = ("rosinality", "psp", "nvlabs")
 DEFAULT_OUTPUT_ROOT = Path("ported_weights")

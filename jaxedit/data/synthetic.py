@@ -432,7 +432,8 @@ def sample_latents(world: SyntheticWorld, key: jax.Array, count: int, space: str
 
 def random_mapping(config: WorldConfig) -> Callable[[jax.Array], jax.Array]:
     """A seeded, randomly initialised StyleGAN2 mapping network z [B, z_dim] -> w [B, w_dim]."""
-    from jaxedit.stylegan2.networks import GeneratorConfig, MappingNetwork
+    from jaxedit.stylegan2.config import GeneratorConfig
+    from jaxedit.stylegan2.networks import MappingNetwork
 
     gconfig = GeneratorConfig(
         resolution=4, z_dim=config.z_dim, w_dim=config.w_dim, mapping_layers=config.mapping_layers
