@@ -37,7 +37,7 @@ import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from jaxedit.errors import ConfigError
+from jaxedit.errors import ConfigError, sanitize
 
 STAGING_PREFIX = ".jxs-"
 _STAGING_NAME = re.compile(r"^\.jxs-([0-9]{1,10})-([0-9a-f]{6})-[0-9a-f]{8}(\.[A-Za-z0-9]{1,10})?$")
@@ -169,7 +169,7 @@ def _why_not_replace(destination: Path, why_not_replaceable: WhyNotReplaceable |
         return "it is the working directory or one of its parents"
     for source in inputs:
         if Path(source).absolute().resolve().is_relative_to(real):
-            return f"it holds {source}, which the new result is made from"
+            return f"it holds {sanitize(str(source), 200)}, which the new result is made from"
     if why_not_replaceable is None:
         return None if not any(destination.iterdir()) else "nothing vouches that jaxedit wrote what it holds"
     return why_not_replaceable(destination)

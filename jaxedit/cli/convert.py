@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jaxedit.errors import ConfigError
@@ -22,7 +23,11 @@ def add_parser(subparsers) -> None:
     stylegan2.add_argument(
         "out", metavar="OUT", nargs="?", default=None, help="output directory (default: ported_weights/<SRC stem>)"
     )
-    stylegan2.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    stylegan2.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT if it is a jaxedit generator directory holding nothing else (never any other directory)",
+    )
     stylegan2.set_defaults(handler=run_stylegan2)
 
     encoder = kinds.add_parser(
@@ -42,7 +47,11 @@ def add_parser(subparsers) -> None:
         help="output directory (default: ported_weights/<SRC stem>_encoder)",
     )
     encoder.add_argument("--with-decoder", metavar="DIR", help="also write the checkpoint's generator (decoder) to DIR")
-    encoder.add_argument("--overwrite", action="store_true", help="replace OUT (and DIR) if they exist")
+    encoder.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT (and DIR) if they are jaxedit encoder (generator) directories holding nothing else",
+    )
     encoder.set_defaults(handler=run_encoder)
 
     transformer = kinds.add_parser(
@@ -57,20 +66,30 @@ def add_parser(subparsers) -> None:
     transformer.add_argument(
         "--tnets", metavar="DIR", help="folder with tnet_<attribute index>.pth.tar files (default: classifier only)"
     )
-    transformer.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    transformer.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUT if it is a jaxedit editors directory holding nothing else (never any other directory)",
+    )
     transformer.add_argument("out", metavar="OUT", help="editors directory to write")
     transformer.set_defaults(handler=run_latent_transformer)
 
 
-def _refuse_existing(out: Path, overwrite: bool) -> None:
-    if out.exists() and not overwrite:
+def _refuse_existing(out: Path, overwrite: bool, kind: str, inputs: list) -> None:
+    """Before any work: OUT must not exist, or (--overwrite) be a jaxedit directory of `kind` that
+    may be replaced (`jaxedit.modeldir.check_model_destination`: nothing else in it, none of `inputs`)."""
+    from jaxedit.modeldir import check_model_destination
+
+    if os.path.lexists(out) and not overwrite:
         raise ConfigError(f"{out} already exists; pass --overwrite to replace it")
+    check_model_destination(out, kind, overwrite, inputs)
 
 
 def run_stylegan2(args) -> int:
     from jaxedit.convert.stylegan2 import convert_stylegan2, default_output_dir
 
-    _refuse_existing(Path(args.out) if args.out else default_output_dir(args.src), args.overwrite)
+    out = Path(args.out) if args.out else default_output_dir(args.src)
+    _refuse_existing(out, args.overwrite, "generator", [args.src])
     result = convert_stylegan2(args.src, args.out, overwrite=args.overwrite)
     cfg = result.config
     print(f"detected format: {result.format}")
@@ -89,10 +108,10 @@ def run_encoder(args) -> int:
     from jaxedit.convert.encoder import convert_encoder, default_output_dir
 
     out = Path(args.out) if args.out else default_output_dir(args.src)
-    _refuse_existing(out, args.overwrite)
+    _refuse_existing(out, args.overwrite, "encoder", [args.src])
     if args.with_decoder is not None:
         decoder_dir = Path(args.with_decoder)
-        _refuse_existing(decoder_dir, args.overwrite)
+        _refuse_existing(decoder_dir, args.overwrite, "generator", [args.src])
         if decoder_dir.absolute() == out.absolute():
             raise ConfigError(f"--with-decoder {decoder_dir}: the encoder is written there; give another directory")
     existed = out.exists()
@@ -129,7 +148,8 @@ def run_latent_transformer(args) -> int:
     from jaxedit.convert.latent_transformer import convert_latent_transformer
     from jaxedit.latent.editors import load_editors
 
-    _refuse_existing(Path(args.out), args.overwrite)
+    inputs = [args.classifier] + ([args.tnets] if args.tnets else [])
+    _refuse_existing(Path(args.out), args.overwrite, "editors", inputs)
     out = convert_latent_transformer(args.classifier, args.out, tnets=args.tnets, overwrite=args.overwrite)
     editors = load_editors(out)
     shape = " x ".join(str(s) for s in editors.latent_shape)
