@@ -26,9 +26,8 @@ import numpy as np
 
 from jaxedit.errors import ConfigError, InputError
 from jaxedit.stylegan2 import ops
+from jaxedit.stylegan2.config import NOISE_MODES, GeneratorConfig
 from jaxedit.stylegan2.networks import (
-    NOISE_MODES,
-    GeneratorConfig,
     MappingNetwork,
     SynthesisNetwork,
     broadcast_w,
