@@ -31,7 +31,7 @@ def add_face_flags(parser, several: bool = False) -> None:
     faces.add_argument(
         "--aligned",
         action="store_true",
-        help="the photo is already an FFHQ-aligned face crop (square): encode it as it is",
+        help="the photo is already an FFHQ-aligned face crop: encode it whole (resized to the encoder's input)",
     )
     faces.add_argument(
         "--face",
