@@ -11,6 +11,7 @@ import pytest
 
 from jaxedit.attributes import ATTRIBUTES
 from jaxedit.data import synthetic as S
+from jaxedit.data.world_config import CORRELATED_PAIRS
 from jaxedit.errors import ConfigError, InputError
 
 
@@ -57,7 +58,7 @@ def test_marginals_match_celeba_within_tolerance(sample):
 def test_stated_correlations_have_their_signs(sample):
     _, labels = sample
     corr = np.corrcoef(labels.T)
-    for a, b, sign in S.CORRELATED_PAIRS:
+    for a, b, sign in CORRELATED_PAIRS:
         value = corr[ATTRIBUTES.index(a), ATTRIBUTES.index(b)]
         assert np.sign(value) == sign and abs(value) > 0.1, (a, b, value)
     # gated attributes: a goatee implies male, heavy makeup implies female

@@ -34,7 +34,7 @@ import numpy as np
 
 from jaxedit.attributes import ATTRIBUTES, parse_attributes
 from jaxedit.config import check_types
-from jaxedit.data.synthetic import WorldConfig
+from jaxedit.data.world_config import WorldConfig
 from jaxedit.errors import ConfigError
 from jaxedit.eval.suite import SuiteSettings
 from jaxedit.latent.presets import PAPER, MethodPreset
