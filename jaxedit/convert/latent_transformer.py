@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from einops import rearrange
 
 from jaxedit.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from jaxedit.errors import CheckpointError, ConfigError, sanitize
@@ -165,7 +166,9 @@ def classifier_params_from_state_dict(
 def transformer_params_from_state_dict(state: Mapping[str, np.ndarray], where: str = "tnet") -> tuple[dict, int, int]:
     """(our official-transformer params, num_ws, w_dim) from an F_mapping state dict."""
     num_ws, w_dim = tnet_layout({k: _shape(v) for k, v in state.items()}, where)
-    kernel = np.stack([np.asarray(state[f"dense.{layer}.weight"], np.float32).T for layer in range(num_ws)])
+    kernel = rearrange(
+        [np.asarray(state[f"dense.{layer}.weight"], np.float32) for layer in range(num_ws)], "l o i -> l i o"
+    )
     bias = np.stack([np.asarray(state[f"dense.{layer}.bias"], np.float32) for layer in range(num_ws)])
     return {"kernel": np.ascontiguousarray(kernel), "bias": bias}, num_ws, w_dim
 

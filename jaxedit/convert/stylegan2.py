@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from einops import rearrange
 
 from jaxedit.errors import CheckpointError, ConfigError, describe_value
 from jaxedit.stylegan2.config import MAX_RESOLUTION, GeneratorConfig, nvlabs_channels
@@ -351,7 +352,7 @@ def params_from_rosinality(sd: Mapping[str, np.ndarray], config: GeneratorConfig
         scale = 1.0 / math.sqrt(weight.shape[1] * weight.shape[2] * weight.shape[3])
         return {
             "affine": affine(f"{prefix}.conv"),
-            "kernel": _f32(np.transpose(weight.astype(np.float64) * scale, (2, 3, 1, 0))),
+            "kernel": _f32(rearrange(weight.astype(np.float64) * scale, "o i h w -> h w i o")),
             "bias": _f32(sd[f"{prefix}.activate.bias"]),
             "noise_strength": _f32(sd[f"{prefix}.noise.weight"].reshape(())),
             "noise_const": _f32(sd[f"noises.noise_{noise_index}"][0, 0]),
@@ -360,7 +361,7 @@ def params_from_rosinality(sd: Mapping[str, np.ndarray], config: GeneratorConfig
     def rgb(prefix):
         return {
             "affine": affine(f"{prefix}.conv"),
-            "kernel": _f32(sd[f"{prefix}.conv.weight"][0, :, :, 0, 0].T),
+            "kernel": _f32(rearrange(sd[f"{prefix}.conv.weight"], "1 o i 1 1 -> i o")),
             "bias": _f32(sd[f"{prefix}.bias"].reshape(-1)),
         }
 
@@ -370,7 +371,7 @@ def params_from_rosinality(sd: Mapping[str, np.ndarray], config: GeneratorConfig
     }
     synthesis = {
         "b4": {
-            "const": _f32(np.transpose(sd["input.input"][0], (1, 2, 0))),
+            "const": _f32(rearrange(sd["input.input"], "1 c h w -> h w c")),
             "conv1": conv("conv1", 0),
             "torgb": rgb("to_rgb1"),
         }
@@ -607,7 +608,7 @@ def params_from_nvlabs(sd: Mapping[str, np.ndarray], config: GeneratorConfig) ->
     def conv(prefix):
         return {
             "affine": affine(prefix),
-            "kernel": _f32(np.transpose(sd[f"{prefix}.weight"], (2, 3, 1, 0))),
+            "kernel": _f32(rearrange(sd[f"{prefix}.weight"], "o i h w -> h w i o")),
             "bias": _f32(sd[f"{prefix}.bias"]),
             "noise_strength": _f32(np.reshape(sd[f"{prefix}.noise_strength"], ())),
             "noise_const": _f32(sd[f"{prefix}.noise_const"]),
@@ -616,7 +617,7 @@ def params_from_nvlabs(sd: Mapping[str, np.ndarray], config: GeneratorConfig) ->
     def rgb(prefix):
         return {
             "affine": affine(prefix),
-            "kernel": _f32(sd[f"{prefix}.weight"][:, :, 0, 0].T),
+            "kernel": _f32(rearrange(sd[f"{prefix}.weight"], "o i 1 1 -> i o")),
             "bias": _f32(sd[f"{prefix}.bias"]),
         }
 
@@ -626,7 +627,7 @@ def params_from_nvlabs(sd: Mapping[str, np.ndarray], config: GeneratorConfig) ->
     }
     synthesis = {
         "b4": {
-            "const": _f32(np.transpose(sd["synthesis.b4.const"], (1, 2, 0))),
+            "const": _f32(rearrange(sd["synthesis.b4.const"], "c h w -> h w c")),
             "conv1": conv("synthesis.b4.conv1"),
             "torgb": rgb("synthesis.b4.torgb"),
         }
