@@ -38,14 +38,14 @@ from PIL import Image
 
 from jaxedit.editing import edits as edit_lib
 from jaxedit.errors import ConfigError
-from jaxedit.serve.state import EditRequest, Limits, NotFoundError, SupersededError, sweep_edits
+from jaxedit.serve.state import ALPHA_LIMIT, EditRequest, Limits, NotFoundError, SupersededError, sweep_edits
 
 PREVIEW_MODES = ("auto", "on", "off")
 PREVIEW_GAIN = 0.7  # "auto" keeps the preview when it takes under this fraction of the full render
 PNG_COMPRESS_LEVEL = 1  # local traffic: fast encoding beats small files
 SEED_CACHE = 32
 IMAGE_CACHE = 4  # full images of the latest requests: paste-back and downloads after a render reuse them
-SWEEP_ALPHAS = (-1.5, 1.5)
+DEFAULT_ALPHA_RANGE = (-1.5, 1.5)  # the sliders' range when the editors' preset names none
 
 
 def default_preview_resolution(resolution: int, schematic: bool = False) -> int:
@@ -180,6 +180,8 @@ class Renderer:
         self.resolution = int(face.resolution)
         self.num_ws, self.w_dim, self.z_dim = int(face.num_ws), int(face.w_dim), int(face.z_dim)
         self.attributes = tuple(editors.attributes)
+        low, high = getattr(editors.preset, "edit_alpha_range", None) or DEFAULT_ALPHA_RANGE
+        self.alpha_range = (max(float(low), -ALPHA_LIMIT), min(float(high), ALPHA_LIMIT))
         layers = edit_lib.default_layers(editors) or tuple(range(self.num_ws))
         self.limits = Limits(self.attributes, self.num_ws, (layers[0], layers[-1]))
         self.lock = threading.Lock()
@@ -292,9 +294,9 @@ class Renderer:
         return encode_png(self.image(request, uploads))
 
     def sweep_frames(self, request: EditRequest, uploads: Any = None, count: int = 9) -> list[np.ndarray]:
-        """Full-resolution frames of `request.attribute` swept over SWEEP_ALPHAS, the other edits kept."""
+        """Full-resolution frames of `request.attribute` swept over the sliders' range, the other edits kept."""
         frames = []
-        for alpha in np.linspace(*SWEEP_ALPHAS, count):
+        for alpha in np.linspace(*self.alpha_range, count):
             step = dataclasses.replace(
                 request, edits=sweep_edits(request.edits, request.attribute, float(alpha)), preview=False
             )

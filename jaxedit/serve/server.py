@@ -167,7 +167,7 @@ class EditorServer(http.server.ThreadingHTTPServer):
             how = uploads.DETECTED_NOTE if self.detector is not None else uploads.ALIGNED_NOTE
         return {
             "attributes": list(r.attributes),
-            "alpha_range": [-1.5, 1.5],
+            "alpha_range": list(r.alpha_range),
             "alpha_limit": r.limits.alpha_limit,
             "defaults": {"truncation": r.limits.default_truncation, "layers": list(r.limits.default_layers), "seed": 0},
             "truncation_range": list(state.TRUNCATION_RANGE),
@@ -183,7 +183,7 @@ class EditorServer(http.server.ThreadingHTTPServer):
             "seed_max": state.SEED_LIMIT - 1,
             "max_upload_bytes": uploads.MAX_UPLOAD_BYTES,
             "max_latent_bytes": uploads.MAX_LATENT_BYTES,
-            "sweep": {"frames": SWEEP_FRAMES, "alphas": [-1.5, 1.5]},
+            "sweep": {"frames": SWEEP_FRAMES, "alphas": list(r.alpha_range)},
         }
 
 
