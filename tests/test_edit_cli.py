@@ -12,7 +12,7 @@ from jaxedit.cli.main import main as cli_main
 from jaxedit.latent import PRESETS, save_editors
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
-from jaxedit.viz.grid import to_uint8
+from jaxedit.viz.grid import gutter_width, panel_origin, to_uint8
 from tests.conftest import STYLEGAN2_FIXTURES
 
 RES = 64  # the fixture generator's resolution
@@ -58,8 +58,18 @@ def jax_key(seed):
     return jax.random.key(seed)
 
 
-def _panel(image: np.ndarray, row: int, column: int, top: int, left: int = 0) -> np.ndarray:
-    return image[top + row * RES : top + (row + 1) * RES, left + column * RES : left + (column + 1) * RES]
+GUTTER = gutter_width(RES)
+
+
+def _panel(image: np.ndarray, row: int, column: int, rows: int, columns: int) -> np.ndarray:
+    """Panel (row, column) of an edit picture of rows x columns panels (label bands above and left)."""
+    y, x = panel_origin(image.shape, rows, columns, (RES, RES), row, column)
+    return image[y : y + RES, x : x + RES]
+
+
+def _render_seed(generator, seed: int) -> np.ndarray:
+    z = np.random.RandomState(seed).randn(1, generator.z_dim).astype(np.float32)
+    return to_uint8(np.asarray(generator(z)))[0]
 
 
 def test_strip_has_one_panel_per_step_at_the_generator_resolution(dirs, tmp_path, capsys):
@@ -82,23 +92,27 @@ def test_strip_has_one_panel_per_step_at_the_generator_resolution(dirs, tmp_path
         )
         == 0
     )
-    assert "strip of 4 panels at 64x64 (input, +Smiling 1.25, +Eyeglasses -1, +Young 1)" in capsys.readouterr().out
+    assert (
+        "strip of 4 panels at 64x64 (input, +Smiling 1.25, +Eyeglasses -1, +Young 1); 1 row (seed 3)"
+        in capsys.readouterr().out
+    )
     image = np.asarray(Image.open(out).convert("RGB"))
-    height, width, _ = image.shape
-    assert width == 4 * RES and RES < height < 2 * RES  # 4 panels side by side, a label band above
-    top = height - RES
-    band = image[:top]
+    top, left = panel_origin(image.shape, 1, 4, (RES, RES), 0, 0)
+    assert 0 < top < RES and 0 < left < 2 * RES  # a label band above, the seed's label to the left
+    assert image.shape[:2] == (top + RES, left + 4 * RES + 3 * GUTTER)  # 4 panels, thin white gutters between
     for column in range(4):  # each panel has its label (dark text on white) above it
-        assert (band[:, column * RES : (column + 1) * RES] < 128).any()
-    z = np.random.RandomState(3).randn(1, generator.z_dim).astype(np.float32)
-    np.testing.assert_array_equal(
-        _panel(image, 0, 0, top), to_uint8(np.asarray(generator(z)))[0]
-    )  # the input is seed 3
-    panels = [_panel(image, 0, c, top).astype(int) for c in range(4)]
+        x = left + column * (RES + GUTTER)
+        assert (image[:top, x : x + RES] < 128).any()
+        if column:
+            assert (image[top:, x - GUTTER : x] == 255).all()
+    assert (image[top:, :left] < 128).any()  # "seed 3"
+    np.testing.assert_array_equal(_panel(image, 0, 0, 1, 4), _render_seed(generator, 3))  # the input is seed 3
+    panels = [_panel(image, 0, c, 1, 4).astype(int) for c in range(4)]
     for a in range(4):
         for b in range(a + 1, 4):
             changed = np.abs(panels[a] - panels[b]).max(axis=-1) > 0
             assert changed.mean() > 0.1, f"panels {a} and {b} are (nearly) the same picture"
+    z = np.random.RandomState(3).randn(1, generator.z_dim).astype(np.float32)
     latents = np.load(saved)
     assert latents.shape == (4, 1, generator.num_ws, generator.w_dim)
     np.testing.assert_allclose(latents[0], np.asarray(generator.mapping(z)), rtol=1e-6, atol=1e-6)
@@ -127,27 +141,64 @@ def test_edits_move_the_trained_classifier_the_right_way(dirs, tmp_path):
     assert k == 0 and np.mean(up > before) > 0.9 and np.mean(down < before) > 0.9
 
 
-def test_sweep_grid_rows_are_the_sweep_values(dirs, tmp_path, capsys):
+def test_sweeps_are_rows_of_frames_one_row_per_seed(dirs, tmp_path, capsys):
     gen_dir, editors_dir, generator = dirs
-    out = tmp_path / "sweep.png"
-    assert (
-        cli_main(
-            ["edit", str(gen_dir), str(editors_dir), "--seed", "3", "--sweep", "smiling=-1.5:1.5:5", "--out", str(out)]
-        )
-        == 0
-    )
-    assert (
-        "5 x 1 grid at 64x64 (Smiling -1.5, Smiling -0.75, Smiling 0, Smiling 0.75, Smiling 1.5)"
-        in capsys.readouterr().out
-    )
+    out, saved = tmp_path / "sweep.png", tmp_path / "sweep.npy"
+    sweep = ["--sweep", "smiling=-1.5:0:2", "--out", str(out), "--save-latents", str(saved)]  # 4 panels, as the strip
+    assert cli_main(["edit", str(gen_dir), str(editors_dir), "--seeds", "3-4", *sweep]) == 0
+    assert "sweep of 2 frames at 64x64 (Smiling -1.5, Smiling 0); 2 rows (seed 3, seed 4)" in capsys.readouterr().out
     image = np.asarray(Image.open(out).convert("RGB"))
-    height, width, _ = image.shape
-    top, left = height - 5 * RES, width - RES
-    assert 0 < top < RES and 0 < left
-    z = np.random.RandomState(3).randn(1, generator.z_dim).astype(np.float32)
-    np.testing.assert_array_equal(_panel(image, 2, 0, top, left), to_uint8(np.asarray(generator(z)))[0])  # alpha 0
-    rows = [_panel(image, r, 0, top, left).astype(int) for r in range(5)]
-    assert all((np.abs(rows[r] - rows[r + 1]).max(axis=-1) > 0).mean() > 0.1 for r in range(4))
+    top, left = panel_origin(image.shape, 2, 2, (RES, RES), 0, 0)
+    assert 0 < top < RES and 0 < left < 2 * RES and image.shape[1] == left + 2 * RES + GUTTER
+    assert (image[top + RES : top + RES + GUTTER, left:] == 255).all()  # the gutter between the two rows
+    for row, seed in enumerate((3, 4)):
+        np.testing.assert_array_equal(_panel(image, row, 1, 2, 2), _render_seed(generator, seed))  # alpha 0
+        frames = [_panel(image, row, c, 2, 2).astype(int) for c in range(2)]
+        assert (np.abs(frames[0] - frames[1]).max(axis=-1) > 0).mean() > 0.1
+    assert np.load(saved).shape == (2, 2, generator.num_ws, generator.w_dim)  # [frames, rows, num_ws, w_dim]
+
+
+def test_seeds_give_one_strip_row_each_and_labels_are_optional(dirs, tmp_path, capsys):
+    gen_dir, editors_dir, generator = dirs
+    out = tmp_path / "seeds.png"
+    args = ["edit", str(gen_dir), str(editors_dir), "--seeds", "9,5", "--attr", "Smiling=1", "--no-labels"]
+    assert cli_main([*args, "--out", str(out)]) == 0
+    assert "2 panels at 64x64 (input, +Smiling 1); 2 rows (seed 9, seed 5)" in capsys.readouterr().out
+    image = np.asarray(Image.open(out).convert("RGB"))
+    assert image.shape[:2] == (2 * RES + GUTTER, 2 * RES + GUTTER)  # no label bands
+    for row, seed in enumerate((9, 5)):
+        np.testing.assert_array_equal(_panel(image, row, 0, 2, 2), _render_seed(generator, seed))
+
+
+def test_methods_side_by_side_as_rows(dirs, tmp_path, capsys):
+    """--method ours,interfacegan,ganspace: three rows on the same face; each baseline moves the
+    input by 1.25 x 2.4 = 3 along a unit direction on every layer (W editors), and InterFaceGAN's
+    direction, fitted on latents labelled by the editors' classifier, raises its Smiling score."""
+    gen_dir, editors_dir, generator = dirs
+    out, saved = tmp_path / "methods.png", tmp_path / "methods.npy"
+    methods = ["--method", "ours,interfacegan", "--method", "ganspace", "--baseline-samples", "2000"]
+    args = ["--seed", "3", "--attr", "Smiling=1.25", *methods, "--out", str(out), "--save-latents", str(saved)]
+    assert cli_main(["edit", str(gen_dir), str(editors_dir), *args]) == 0
+    captured = capsys.readouterr()
+    assert "3 rows (seed 3 ours, seed 3 interfacegan, seed 3 ganspace)" in captured.out
+    assert "InterFaceGAN: linear SVM normals on 2000 latents" in captured.err and "GANSpace: " in captured.err
+    image = np.asarray(Image.open(out).convert("RGB"))
+    inputs = [_panel(image, row, 0, 3, 2) for row in range(3)]
+    edited = [_panel(image, row, 1, 3, 2).astype(int) for row in range(3)]
+    for row in range(3):
+        np.testing.assert_array_equal(inputs[row], _render_seed(generator, 3))  # the same face on every row
+    for row in (1, 2):
+        assert (np.abs(edited[row] - edited[0]).max(axis=-1) > 0).mean() > 0.1  # not ours' picture
+    latents = np.load(saved)  # [input + 1 step, 3 rows, num_ws, w_dim]
+    assert latents.shape == (2, 3, generator.num_ws, generator.w_dim)
+    np.testing.assert_array_equal(latents[0][1:], latents[0][:1].repeat(2, axis=0))
+    moves = latents[1][1:] - latents[0][1:]  # the baselines' moves, [2, num_ws, w_dim]
+    np.testing.assert_allclose(np.linalg.norm(moves, axis=-1), 3.0, rtol=1e-4)
+    assert np.abs(moves - moves[:, :1]).max() < 1e-6  # the same move on every layer
+    editors = jaxedit.load_editors(editors_dir)
+    smiling = jaxedit.attribute_index("Smiling")
+    before, after = (np.asarray(editors.classify(latents[i][1:2, 0]))[0, smiling] for i in (0, 1))
+    assert after > before
 
 
 def test_latent_file_rows_layers_and_warnings(dirs, tmp_path, capsys):

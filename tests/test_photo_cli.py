@@ -34,7 +34,7 @@ from jaxedit.encoders.align import align_face
 from jaxedit.encoders.photo import load_photo
 from jaxedit.latent import PRESETS, classifier_from_preset, save_editors, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
-from jaxedit.viz.grid import to_uint8
+from jaxedit.viz.grid import gutter_width, panel_origin, to_uint8
 from tests.conftest import FIXTURES, STYLEGAN2_FIXTURES
 
 ENCODERS = FIXTURES / "encoders"
@@ -112,10 +112,11 @@ def photo():
     return image, landmarks
 
 
-def panel(image: np.ndarray, column: int, row: int = 0) -> np.ndarray:
-    """Panel (row, column) of a labelled grid without row labels (label band on top)."""
-    top = image.shape[0] - RES * (image.shape[0] // RES)
-    return image[top + row * RES : top + (row + 1) * RES, column * RES : (column + 1) * RES]
+def panel(image: np.ndarray, column: int, row: int = 0, rows: int = 1) -> np.ndarray:
+    """Panel (row, column) of a labelled grid of `rows` rows without row labels (label band on top)."""
+    columns = (image.shape[1] + gutter_width(RES)) // (RES + gutter_width(RES))
+    y, x = panel_origin(image.shape, rows, columns, (RES, RES), row, column)
+    return image[y : y + RES, x : x + RES]
 
 
 def test_convert_encoder_writes_the_encoder_and_its_decoder(models, tmp_path, capsys):
@@ -170,7 +171,7 @@ def test_edit_photo_panels(models, photo, tmp_path, capsys):
     assert "strip of 5 panels at 64x64 (photo, reconstruction, +Smiling 1.5, +Young -1, +Smiling -0.5)" in captured.out
     assert "384x320, landmarks from astronaut_face_landmarks.json, encoded by psp" in captured.err
     strip = np.asarray(Image.open(out).convert("RGB"))
-    assert strip.shape[1] == 5 * RES
+    assert strip.shape[1] == 5 * RES + 4 * gutter_width(RES)  # 5 panels, gutters between them
     np.testing.assert_array_equal(panel(strip, 0), align_face(image, landmarks, RES)[0])  # the aligned photo
     latents = np.load(saved)
     assert latents.shape == (4, 1, 10, 32)  # reconstruction, then each step
@@ -187,9 +188,9 @@ def test_edit_photo_panels(models, photo, tmp_path, capsys):
 
     grid = tmp_path / "sweep.png"
     assert run(["edit", models["gen"], models["editors"], *face, "--sweep", "Smiling=-1:1:4", "--out", grid]) == 0
-    assert "6 x 1 grid" in capsys.readouterr().out  # the photo and its reconstruction head the sweep
+    assert "sweep of 6 frames" in capsys.readouterr().out  # the photo and its reconstruction lead the row
     picture = np.asarray(Image.open(grid).convert("RGB"))
-    np.testing.assert_array_equal(picture[-6 * RES : -5 * RES, -RES:], align_face(image, landmarks, RES)[0])
+    np.testing.assert_array_equal(panel(picture, 0), align_face(image, landmarks, RES)[0])
 
 
 def quad_mask(quad: np.ndarray, size: tuple[int, int], margin: float = 2.0) -> np.ndarray:

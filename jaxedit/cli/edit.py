@@ -1,8 +1,10 @@
-"""`jaxedit edit GEN_DIR EDITORS_DIR (--seed N | --latent F | --image PHOTO --encoder DIR) --attr NAME=ALPHA ...
---out OUT` (OUT: the panels as a .png, or with --paste-back the edited photo itself)."""
+"""`jaxedit edit GEN_DIR EDITORS_DIR (--seed N | --seeds A-B | --latent F | --image PHOTO --encoder DIR)
+--attr NAME=ALPHA ... [--method ours,interfacegan,ganspace] --out OUT` (OUT: the panels as a .png, or with
+--paste-back the edited photo itself)."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -11,16 +13,40 @@ from jaxedit.cli.encode import add_face_flags
 from jaxedit.cli.errors import flag_named
 from jaxedit.errors import ConfigError, InputError
 
+MAX_FACES = 64
+"""Faces in one `edit --seeds` picture (every panel is rendered and held in memory)."""
+METHODS = ("ours", "interfacegan", "ganspace")
+
+
+def _methods(text: str) -> list[str]:
+    """'ours,interfacegan' -> ['ours', 'interfacegan'] (known names, any case)."""
+    names = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [name for name in names if name not in METHODS]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected methods among {', '.join(METHODS)}, comma-separated")
+    return names
+
+
+def _method_list(given) -> list[str]:
+    names = [name for group in given or [["ours"]] for name in group]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ConfigError(f"--method: {', '.join(twice)} given twice")
+    return names
+
 
 def add_parser(subparsers) -> None:
     from jaxedit.editing.render import parse_edit_spec, parse_sweep_spec
+    from jaxedit.stylegan2.render import parse_seeds
 
     parser = subparsers.add_parser(
         "edit",
         help="edit a face: attributes changed one after another, or a progressive sweep",
         description="Edit the face of a seed or a latent file with trained or converted editors. --attr steps run "
-        "in order, each on the previous result; OUT.png is a labelled strip (input, then one panel per step). "
-        "With --sweep, OUT.png is a grid whose rows are the sweep's values (after any --attr steps). "
+        "in order, each on the previous result; OUT.png is a labelled strip (input, then one panel per step), one "
+        "row per face. With --sweep, OUT.png has one row of frames per face, the sweep's values left to right "
+        "(after any --attr steps). --method adds rows for the InterFaceGAN and GANSpace baselines on the same "
+        "faces and steps. "
         "Attribute names are CelebA's, case-insensitive. Latent files: .npy W [w_dim] / [B, w_dim] or "
         "W+ [num_ws, w_dim] / [B, num_ws, w_dim]; every row is edited. --image PHOTO --encoder DIR edits a "
         "photo: its face is aligned and encoded, the strip starts with the aligned photo and its reconstruction, "
@@ -33,6 +59,12 @@ def add_parser(subparsers) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
         "--seed", metavar="N", type=types.numpy_seed, help="z = RandomState(N).randn(z_dim), as jaxedit generate"
+    )
+    source.add_argument(
+        "--seeds",
+        metavar="SEEDS",
+        type=types.library(parse_seeds, "seeds"),
+        help=f"several faces, one row each, e.g. 0-7 or 1,5,9 (at most {MAX_FACES})",
     )
     source.add_argument("--latent", metavar="F.npy", help="W or W+ latents of this generator")
     source.add_argument("--image", metavar="PHOTO", help="a photo to encode and edit (needs --encoder)")
@@ -56,6 +88,36 @@ def add_parser(subparsers) -> None:
         type=types.layer_range,
         help="W+ layers that take the edits, e.g. 0-10 or 0,2,4-6 or all "
         "(default: the editors' preset: official 0-10, paper all)",
+    )
+    parser.add_argument(
+        "--method",
+        action="append",
+        type=_methods,
+        metavar="METHODS",
+        help="ours (default), interfacegan, ganspace, comma-separated: one row per method and face, in this order. "
+        "The baselines move a unit direction in W by ALPHA x --baseline-scale on the layers ours edits; they are "
+        "fitted on --baseline-samples latents of the generator labelled by the editors' classifier",
+    )
+    parser.add_argument(
+        "--baseline-samples",
+        type=types.positive_int,
+        default=10_000,
+        metavar="N",
+        help="latents the baselines are fitted on (default 10000; with --method)",
+    )
+    parser.add_argument(
+        "--baseline-scale",
+        type=types.finite_float,
+        default=None,
+        metavar="D",
+        help="baseline distance in W per unit of alpha (default 2.4: alpha 1.25 is distance 3, as in the paper's "
+        "Table 1)",
+    )
+    parser.add_argument(
+        "--labels",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="label bands: the faces (seeds), the steps or alphas, the methods (default on)",
     )
     parser.add_argument(
         "--truncation",
@@ -89,20 +151,18 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from jaxedit.editing.render import (
-        edit_strip,
-        edit_sweep,
-        load_latent_file,
-        save_latents,
-        seed_latents,
-        sequence_latents,
-    )
+    from jaxedit.editing.render import edit_strip, edit_sweep, load_latent_file, save_latents, seeds_latents
     from jaxedit.latent import load_editors
     from jaxedit.stylegan2 import load_generator
     from jaxedit.stylegan2.render import check_output_path
     from jaxedit.viz.grid import save_png
 
     _check_photo_flags(args)
+    methods = _method_list(args.method)
+    if args.seeds is not None and len(args.seeds) > MAX_FACES:
+        raise ConfigError(f"--seeds: {len(args.seeds)} faces, at most {MAX_FACES} in one picture")
+    if args.paste_back and len(methods) != 1:
+        raise ConfigError("--paste-back writes one edited photo: give one --method")
     outputs = [("--save-latents", args.save_latents, (".npy",))]
     if not args.paste_back:
         outputs.append(("--out", args.out, (".png",)))
@@ -116,45 +176,61 @@ def run(args) -> int:
         raise ConfigError("nothing to edit: give at least one --attr NAME=ALPHA or a --sweep")
     generator = load_generator(args.gen_dir)
     editors = load_editors(args.editors_dir)
-    photo, panels = None, {}
-    if args.seed is not None:
-        latents = seed_latents(generator, args.seed, args.truncation)
+    photo, panels, faces = None, {}, None
+    seeds = [args.seed] if args.seed is not None else args.seeds
+    if seeds is not None:
+        latents, faces = seeds_latents(generator, seeds, args.truncation), [f"seed {seed}" for seed in seeds]
     elif args.latent is not None:
         with flag_named("--latent"):
             latents = load_latent_file(args.latent, generator, args.truncation)
     else:
         photo, latents, panels = _encode_photo(args, generator, editors)
+    methods = _fit_baselines(args, methods, generator, editors)
+    options = dict(layers=args.layers, methods=methods)
     if args.paste_back:  # only the last step is rendered
-        panels_latents, labels, alpha_warnings = sequence_latents(generator, editors, latents, args.attr, args.layers)
+        from jaxedit.editing.render import sequence_latents
+
+        panels_latents, labels, alpha_warnings = sequence_latents(generator, editors, latents, args.attr, **options)
         _warn(alpha_warnings)
         return _write_pasted(args, generator, photo, panels_latents, labels[-1])
+    options.update(noise_mode=args.noise, face_labels=faces, labels=args.labels)
     if args.sweep is None:
-        result = edit_strip(
-            generator, editors, latents, args.attr, layers=args.layers, noise_mode=args.noise, seed=args.seed, **panels
-        )
+        result = edit_strip(generator, editors, latents, args.attr, **options, **panels)
+        what = f"strip of {len(result.column_labels)} panels"
     else:
-        result = edit_sweep(
-            generator,
-            editors,
-            latents,
-            *args.sweep,
-            steps=args.attr,
-            layers=args.layers,
-            noise_mode=args.noise,
-            seed=args.seed,
-            lead_rows=panels.get("lead_panels", ()),
-        )
+        result = edit_sweep(generator, editors, latents, *args.sweep, steps=args.attr, **options, **panels)
+        what = f"sweep of {len(result.column_labels)} frames"
     _warn(result.warnings)
     path = save_png(args.out, result.image)
-    if args.sweep is not None:
-        what, labels = f"{len(result.row_labels)} x {len(result.column_labels)} grid", result.row_labels
-    else:
-        what, labels = f"strip of {len(result.column_labels)} panels", result.column_labels
-    print(f"wrote {path}: {what} at {generator.resolution}x{generator.resolution} ({', '.join(labels)})")
+    count = len(result.row_labels or ())
+    rows = f"; {count} row{'s' * (count > 1)} ({', '.join(result.row_labels)})" if count else ""
+    size = f"{generator.resolution}x{generator.resolution}"
+    print(f"wrote {path}: {what} at {size} ({', '.join(result.column_labels)}){rows}")
     if args.save_latents is not None:
         saved = save_latents(args.save_latents, result.latents)
         print(f"wrote {saved}: latents {list(result.latents.shape)}")
     return 0
+
+
+def _fit_baselines(args, methods: list[str], generator, editors) -> list:
+    """The --method list with each baseline name replaced by its fitted directions."""
+    baselines = [name for name in methods if name != "ours"]
+    if not baselines:
+        if args.baseline_scale is not None:
+            raise ConfigError("--baseline-scale: only with --method interfacegan or ganspace")
+        return methods
+    from jaxedit.editing.edits import resolve_attribute
+    from jaxedit.eval.baselines import fit_linear_directions
+
+    asked = [name for name, _ in args.attr] + ([args.sweep[0]] if args.sweep is not None else [])
+    names = list(dict.fromkeys(editors.attributes[resolve_attribute(editors, name)] for name in asked))
+    fitted = fit_linear_directions(
+        generator, editors, names, baselines, samples=args.baseline_samples, scale=args.baseline_scale
+    )
+    for directions in fitted:
+        print(directions.description, file=sys.stderr)
+    by_name = {directions.name: directions for directions in fitted}
+    return [by_name.get(name, name) for name in methods]
 
 
 def _check_photo_flags(args) -> None:

@@ -1,9 +1,13 @@
 """From edits to pictures: what `jaxedit edit` does, as library functions.
 
 - `parse_edit_spec("Smiling=1.25")`, `parse_sweep_spec("Smiling=-1.5:1.5:7")`: the flag values.
-- `seed_latents(generator, seed, psi)`, `load_latent_file(path, generator)`: the faces to edit.
-- `edit_strip(...)`: input + one panel per sequential step, as a labelled strip (one row per latent).
-- `edit_sweep(...)`: a progressive edit as a labelled grid (rows: sweep values, columns: latents).
+- `seed_latents(generator, seed, psi)`, `seeds_latents(...)`, `load_latent_file(path, generator)`: the faces.
+- `edit_strip(...)`: input + one panel per sequential step, as a labelled strip (one row per face).
+- `edit_sweep(...)`: a progressive edit as rows of frames (one row per face, alphas left to right).
+
+Both take `methods`: OURS (the editors' transformers) and/or baselines
+(`jaxedit.editing.directions.LinearDirections`, fitted by `jaxedit.eval.baselines.fit_linear_directions`),
+one picture row per face and method, so the methods are compared on the same faces and steps.
 
 Latent files (`.npy`, float) hold W or W+ latents of the generator:
 
@@ -12,13 +16,13 @@ Latent files (`.npy`, float) hold W or W+ latents of the generator:
     [B, w_dim]               B W latents
     [B, num_ws, w_dim]       B W+ latents
 
-A 2-D array whose first axis is `num_ws` is read as one W+ latent. Every row is edited (one strip
-row, or one grid column, per latent). W latents given to W+ editors are repeated over the layers;
+A 2-D array whose first axis is `num_ws` is read as one W+ latent. Every row is edited (one picture
+row per latent). W latents given to W+ editors are repeated over the layers;
 W+ latents whose layers are all equal (what `mapping` returns) are given to W editors as W.
 
 Saved latents (`save_latents`, `jaxedit edit --save-latents`) are the generator's W+ latents of every panel,
-`[panels, B, num_ws, w_dim]` (panel 0 is the input in a strip); `np.load(F)[-1]` is again a valid
-latent file (and `jaxedit generate --ws` input).
+`[panels, rows, num_ws, w_dim]` (panel 0 is the input in a strip; rows face by face, one per method);
+`np.load(F)[-1]` is again a valid latent file (and `jaxedit generate --ws` input).
 """
 
 from __future__ import annotations
@@ -112,6 +116,11 @@ def load_latent_file(path: str | os.PathLike, generator: Any, truncation_psi: fl
     return array
 
 
+def seeds_latents(generator: Any, seeds: Sequence[int], truncation_psi: float = 1.0) -> np.ndarray:
+    """W+ `[len(seeds), num_ws, w_dim]`, one row per seed (as `seed_latents`)."""
+    return np.concatenate([seed_latents(generator, seed, truncation_psi) for seed in seeds])
+
+
 def _alpha_label(attribute: str, alpha: float) -> str:
     return f"+{attribute} {alpha:g}"
 
@@ -127,23 +136,51 @@ def _render_panels(generator: Any, ws: np.ndarray, noise_mode: str, batch_size: 
     return to_uint8(np.concatenate(images, axis=0))
 
 
+OURS = "ours"
+"""The method name of the trained (or converted) editors in `methods` lists."""
+
+
+def _method_name(method: Any) -> str:
+    return OURS if method == OURS else method.name
+
+
+def _layer_range(editors: Any, generator: Any, layers: Any) -> tuple[int, ...] | None:
+    """The W+ layers an edit takes: `layers`, else the editors' preset default (None: all)."""
+    return edit.parse_layers(layers, generator.num_ws) if layers is not None else edit.default_layers(editors)
+
+
 def _run_sequence(
-    editors: Any, generator: Any, latents: np.ndarray, steps: Sequence[tuple[str, float]], layers: Any
+    editors: Any,
+    generator: Any,
+    latents: np.ndarray,
+    steps: Sequence[tuple[str, float]],
+    layers: Any,
+    method: Any = OURS,
 ) -> tuple[list[np.ndarray], list[str]]:
-    """Generator W+ latents of the input and of each step, and the step labels (canonical names)."""
+    """Generator W+ latents of the input and of each step, and the step labels (canonical names).
+
+    `method`: OURS (the editors' transformers) or a `LinearDirections` baseline, which moves the
+    same W+ layers as ours would (`layers`, else the editors' default)."""
     num_ws = generator.num_ws
     editor_latents = edit.to_editor_space(latents, editors.latent_shape)
+    names = [tuple(editors.attributes)[edit.resolve_attribute(editors, name)] for name, _ in steps]
+    labels = [_alpha_label(name, alpha) for name, (_, alpha) in zip(names, steps)]
+    start = edit.to_generator_ws(editor_latents, num_ws)
+    if method != OURS:
+        panels, current, layer_range = [start], np.asarray(start), _layer_range(editors, generator, layers)
+        for name, (_, alpha) in zip(names, steps):
+            edit.warn_if_extreme(alpha)
+            current = method.apply(current, name, alpha, layer_range)
+            panels.append(current)
+        return [np.asarray(p) for p in panels], labels
     space_is_w = len(tuple(editors.latent_shape)) == 1
     layer_range = edit.parse_layers(layers, num_ws) if layers is not None else None
-    names = [tuple(editors.attributes)[edit.resolve_attribute(editors, name)] for name, _ in steps]
     outputs = (
         edit.apply_sequence(editors, editor_latents, steps, layers=None if space_is_w else layer_range) if steps else []
     )
-    start = edit.to_generator_ws(editor_latents, num_ws)
     panels = [start] + [edit.to_generator_ws(out, num_ws) for out in outputs]
     if space_is_w and layer_range is not None:
         panels = [start] + [edit.restrict_to_layers(start, panel, layer_range) for panel in panels[1:]]
-    labels = [_alpha_label(name, alpha) for name, (_, alpha) in zip(names, steps)]
     return [np.asarray(p) for p in panels], labels
 
 
@@ -156,10 +193,33 @@ def _lead_images(panels: np.ndarray, pictures: np.ndarray, batch: int) -> np.nda
     return pictures
 
 
-def _row_labels(count: int, seed: int | None) -> list[str] | None:
-    if seed is not None:
-        return None
-    return [f"latent {i}" for i in range(count)] if count > 1 else None
+def _row_labels(batch: int, face_labels: Sequence[str] | None, methods: Sequence[Any]) -> list[str] | None:
+    """One label per picture row (face by face, one row per method): the face's label (its seed;
+    'latent i' for several unnamed latents) and the method's name when there are several."""
+    if face_labels is not None and len(face_labels) != batch:
+        raise InputError(f"{len(face_labels)} face labels for {batch} latents")
+    faces = (
+        list(face_labels) if face_labels is not None else [f"latent {i}" for i in range(batch)] if batch > 1 else [""]
+    )
+    names = [_method_name(m) for m in methods] if len(methods) > 1 else [""]
+    labels = [f"{face} {name}".strip() for face in faces for name in names]
+    return labels if any(labels) else None
+
+
+def _check_methods(methods: Sequence[Any]) -> list[Any]:
+    methods = list(methods)
+    if not methods:
+        raise ConfigError("no editing method: give 'ours' and/or baselines")
+    names = [_method_name(m) for m in methods]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"editing methods named twice: {', '.join(names)}")
+    return methods
+
+
+def _by_rows(per_method: list[np.ndarray]) -> np.ndarray:
+    """[M] x [P, B, ...] -> [P, B * M, ...], rows face by face (face b, method m at b * M + m)."""
+    stacked = np.stack(per_method, axis=2)  # [P, B, M, ...]
+    return stacked.reshape(stacked.shape[:1] + (-1,) + stacked.shape[3:])
 
 
 def sequence_latents(
@@ -168,17 +228,20 @@ def sequence_latents(
     latents: np.ndarray,
     steps: Sequence[tuple[str, float]],
     layers: Any = None,
+    methods: Sequence[Any] = (OURS,),
 ) -> tuple[np.ndarray, tuple[str, ...], tuple[str, ...]]:
-    """What `edit_strip` renders, without rendering: (W+ latents `[P, B, num_ws, w_dim]` of the
-    input and of each step, the step labels, the alpha-range warnings)."""
+    """What `edit_strip` renders, without rendering: (W+ latents `[P, B * M, num_ws, w_dim]` of the
+    input and of each step, rows face by face with one per method; the step labels; the
+    alpha-range warnings)."""
     if not steps:
         raise ConfigError("nothing to edit: no edit steps")
     edit.check_compatible(editors, generator)
+    methods = _check_methods(methods)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", edit.AlphaRangeWarning)
-        panels, labels = _run_sequence(editors, generator, latents, steps, layers)
-    alpha_warnings = tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning))
-    return np.stack(panels), tuple(labels), alpha_warnings
+        runs = [_run_sequence(editors, generator, latents, steps, layers, method) for method in methods]
+    messages = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning))
+    return _by_rows([np.stack(panels) for panels, _ in runs]), tuple(runs[0][1]), tuple(messages)
 
 
 def edit_strip(
@@ -188,31 +251,44 @@ def edit_strip(
     steps: Sequence[tuple[str, float]],
     layers: Any = None,
     noise_mode: str = "const",
-    seed: int | None = None,
+    face_labels: Sequence[str] | None = None,
     input_label: str = "input",
     lead_panels: Sequence[tuple[str, np.ndarray]] = (),
+    methods: Sequence[Any] = (OURS,),
+    labels: bool = True,
 ) -> EditResult:
     """Input, then one panel per step (each step edits the previous result): a labelled strip.
 
-    `latents`: W `[B, w_dim]` or W+ `[B, num_ws, w_dim]` of `generator`; one strip row per latent.
-    `layers`: W+ layers that take each edit ("0-10"; None: the editors' preset default). For W
-    editors the chain runs in W and each panel keeps the input's values outside `layers`.
-    `input_label`: the first rendered panel's label; `lead_panels`: (label, uint8 [B, H, W, 3])
-    pictures shown before it (an encoded photo's crop), without latents of their own.
+    `latents`: W `[B, w_dim]` or W+ `[B, num_ws, w_dim]` of `generator`; one strip row per latent
+    and method (face by face). `layers`: W+ layers that take each edit ("0-10"; None: the
+    editors' preset default). For W editors the chain runs in W and each panel keeps the input's
+    values outside `layers`. `methods`: OURS and/or `LinearDirections` baselines, one row each.
+    `face_labels`: one row label per latent (e.g. "seed 3"). `input_label`: the first rendered
+    panel's label; `lead_panels`: (label, uint8 [B, H, W, 3]) pictures shown before it (an encoded
+    photo's crop), without latents of their own. `labels=False`: the panels without label bands.
     """
-    stacked, labels, alpha_warnings = sequence_latents(generator, editors, latents, steps, layers)
-    count, batch = stacked.shape[:2]
-    images = _render_panels(generator, stacked.reshape((-1,) + stacked.shape[2:]), noise_mode)
-    images = images.reshape((count, batch) + images.shape[1:]).transpose(1, 0, 2, 3, 4)  # [B, P, H, W, 3]
+    methods = _check_methods(methods)
+    stacked, step_labels, alpha_warnings = sequence_latents(generator, editors, latents, steps, layers, methods)
+    count, rows = stacked.shape[:2]
+    batch, per_face = rows // len(methods), len(methods)
+    unique = np.concatenate([stacked[0, ::per_face], stacked[1:].reshape((-1,) + stacked.shape[2:])])
+    rendered = _render_panels(generator, unique, noise_mode)  # one call; the input once per face
+    inputs, edited = rendered[:batch], rendered[batch:].reshape((count - 1, rows) + rendered.shape[1:])
+    images = np.concatenate([np.repeat(inputs, per_face, axis=0)[None], edited])
+    images = images.transpose(1, 0, 2, 3, 4)  # [rows, P, H, W, 3]
     from jaxedit.viz.grid import labelled_grid
 
-    column_labels = [input_label, *labels]
+    column_labels = [input_label, *step_labels]
     if lead_panels:
-        lead = np.stack([_lead_images(images, pictures, batch) for _, pictures in lead_panels], axis=1)
+        lead = np.stack(
+            [np.repeat(_lead_images(inputs, pictures, batch), per_face, axis=0) for _, pictures in lead_panels], axis=1
+        )
         images = np.concatenate([lead, images], axis=1)
         column_labels = [label for label, _ in lead_panels] + column_labels
-    row_labels = _row_labels(batch, seed)
-    picture = labelled_grid(images, column_labels=column_labels, row_labels=row_labels)
+    row_labels = _row_labels(batch, face_labels, methods)
+    picture = labelled_grid(
+        images, column_labels=column_labels if labels else None, row_labels=row_labels if labels else None
+    )
     return EditResult(
         picture,
         stacked,
@@ -220,6 +296,26 @@ def edit_strip(
         None if row_labels is None else tuple(row_labels),
         alpha_warnings,
     )
+
+
+def _sweep_latents(
+    editors: Any, generator: Any, base_ws: np.ndarray, attribute: str, alphas: np.ndarray, layers: Any, method: Any
+) -> np.ndarray:
+    """W+ `[A, B, num_ws, w_dim]`: `base_ws` [B, num_ws, w_dim] edited by `method` at each alpha."""
+    num_ws = generator.num_ws
+    if method != OURS:
+        edit.warn_if_extreme(alphas)
+        layer_range = _layer_range(editors, generator, layers)
+        return np.stack([method.apply(base_ws, attribute, float(a), layer_range) for a in alphas])
+    base = edit.to_editor_space(base_ws, editors.latent_shape)
+    space_is_w = len(tuple(editors.latent_shape)) == 1
+    layer_range = edit.parse_layers(layers, num_ws) if layers is not None else None
+    swept = edit.sweep(editors, base, attribute, alphas, layers=None if space_is_w else layer_range)  # [A, B, ...]
+    ws = np.stack([np.asarray(edit.to_generator_ws(row, num_ws)) for row in swept])
+    if space_is_w and layer_range is not None:
+        start = np.asarray(edit.to_generator_ws(base, num_ws))
+        ws = np.stack([np.asarray(edit.restrict_to_layers(start, row, layer_range)) for row in ws])
+    return ws
 
 
 def edit_sweep(
@@ -231,52 +327,66 @@ def edit_sweep(
     steps: Sequence[tuple[str, float]] = (),
     layers: Any = None,
     noise_mode: str = "const",
-    seed: int | None = None,
-    lead_rows: Sequence[tuple[str, np.ndarray]] = (),
+    face_labels: Sequence[str] | None = None,
+    lead_panels: Sequence[tuple[str, np.ndarray]] = (),
+    methods: Sequence[Any] = (OURS,),
+    labels: bool = True,
 ) -> EditResult:
     """A progressive edit of `attribute` over `alphas`, applied after the `steps` (if any).
 
-    A labelled grid: one row per alpha ("Smiling -1.5", ...), one column per latent. `lead_rows`:
-    (label, uint8 [B, H, W, 3]) rows shown above the sweep (an encoded photo and its reconstruction).
+    A labelled grid of rows of frames: one row per latent and method (face by face), one column
+    per alpha ("Smiling -1.5", ...), left to right. `lead_panels`: (label, uint8 [B, H, W, 3])
+    columns shown before the frames (an encoded photo and its reconstruction). Saved latents:
+    `[A, B * M, num_ws, w_dim]`, rows in the picture's order.
     """
     edit.check_compatible(editors, generator)
-    num_ws = generator.num_ws
+    methods = _check_methods(methods)
     alphas = np.asarray(alphas, np.float32)
+    name = tuple(editors.attributes)[edit.resolve_attribute(editors, attribute)]
+    per_method, step_labels = [], []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", edit.AlphaRangeWarning)
-        panels, step_labels = _run_sequence(editors, generator, latents, steps, layers)
-        base = edit.to_editor_space(panels[-1] if steps else latents, editors.latent_shape)
-        space_is_w = len(tuple(editors.latent_shape)) == 1
-        layer_range = edit.parse_layers(layers, num_ws) if layers is not None else None
-        swept = edit.sweep(editors, base, attribute, alphas, layers=None if space_is_w else layer_range)  # [A, B, ...]
-        ws = np.stack([np.asarray(edit.to_generator_ws(row, num_ws)) for row in swept])  # [A, B, num_ws, w_dim]
-        if space_is_w and layer_range is not None:
-            start = np.asarray(edit.to_generator_ws(base, num_ws))
-            ws = np.stack([np.asarray(edit.restrict_to_layers(start, row, layer_range)) for row in ws])
-    name = tuple(editors.attributes)[edit.resolve_attribute(editors, attribute)]
-    count, batch = ws.shape[:2]
+        for method in methods:
+            panels, step_labels = _run_sequence(editors, generator, latents, steps, layers, method)
+            base = (
+                panels[-1]
+                if steps
+                else np.asarray(
+                    edit.to_generator_ws(edit.to_editor_space(latents, editors.latent_shape), generator.num_ws)
+                )
+            )
+            per_method.append(_sweep_latents(editors, generator, base, name, alphas, layers, method))
+    ws = _by_rows(per_method)  # [A, B * M, num_ws, w_dim]
+    count, rows = ws.shape[:2]
+    batch, per_face = rows // len(methods), len(methods)
     images = _render_panels(generator, ws.reshape((-1,) + ws.shape[2:]), noise_mode)
-    images = images.reshape((count, batch) + images.shape[1:])  # [A, B, H, W, 3]
+    images = images.reshape((count, rows) + images.shape[1:]).transpose(1, 0, 2, 3, 4)  # [rows, A, H, W, 3]
     from jaxedit.viz.grid import labelled_grid
 
-    row_labels = [f"{name} {a:g}" for a in alphas]
-    if lead_rows:
-        lead = np.stack([_lead_images(images[0], pictures, batch) for _, pictures in lead_rows])
-        images = np.concatenate([lead, images])
-        row_labels = [label for label, _ in lead_rows] + row_labels
-    if seed is not None:
-        column_labels = [f"seed {seed}"]
-    else:
-        column_labels = [f"latent {i}" for i in range(batch)]
+    column_labels = [f"{name} {a:g}" for a in alphas]
+    if lead_panels:
+        lead = np.stack(
+            [
+                np.repeat(_lead_images(images[::per_face, 0], pictures, batch), per_face, axis=0)
+                for _, pictures in lead_panels
+            ],
+            axis=1,
+        )
+        images = np.concatenate([lead, images], axis=1)
+        column_labels = [label for label, _ in lead_panels] + column_labels
+    row_labels = _row_labels(batch, face_labels, methods)
     if steps:
-        column_labels = [f"{c} " + " ".join(step_labels) for c in column_labels]
-    picture = labelled_grid(images, column_labels=column_labels, row_labels=row_labels)
+        row_labels = [f"{row} " + " ".join(step_labels) for row in row_labels or [""] * rows]
+    picture = labelled_grid(
+        images, column_labels=column_labels if labels else None, row_labels=row_labels if labels else None
+    )
+    messages = dict.fromkeys(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning))
     return EditResult(
         picture,
         ws.astype(np.float32),
         tuple(column_labels),
-        tuple(row_labels),
-        tuple(str(w.message) for w in caught if issubclass(w.category, edit.AlphaRangeWarning)),
+        None if row_labels is None else tuple(r.strip() for r in row_labels),
+        tuple(messages),
     )
 
 

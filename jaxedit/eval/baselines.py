@@ -220,3 +220,68 @@ def ganspace_edit(latents, direction, amount, layers: tuple[int, int] | None = N
         raise ConfigError(f"GANSpace layer range {layers} is not inside 0..{latents.shape[1]}")
     mask = jnp.zeros(latents.shape[1]).at[first:stop].set(1.0)[None, :, None]
     return latents + amount * mask * direction
+
+
+# ------------------------------------------------------------------------------------------------
+# Baselines as editing methods next to trained editors (`jaxedit edit --method`)
+
+EDIT_BASELINES = ("interfacegan", "ganspace")
+
+
+def fit_linear_directions(
+    generator,
+    editors,
+    attributes: Sequence[str],
+    methods: Sequence[str] = EDIT_BASELINES,
+    samples: int = 10_000,
+    seed: int = 0,
+    scale: float | None = None,
+    batch_size: int = 1000,
+) -> list:
+    """`jaxedit.editing.directions.LinearDirections` of `methods` for `attributes` (CelebA names).
+
+    The editors' directory keeps no labelled latents, so the baselines are fitted the way the
+    protocol fits them, on a fresh sample: `samples` W latents of the generator's mapping (z drawn
+    from `jax.random.key(seed)`, no truncation) labelled by the editors' own classifier C
+    (probabilities, sigmoid of its logits). InterFaceGAN: the SVM normal of each attribute
+    (`fit_interfacegan`); GANSpace: the principal component of W most correlated with it
+    (`fit_ganspace`, `choose_components`), signed towards "present".
+    """
+    from jaxedit.attributes import ATTRIBUTES
+    from jaxedit.editing.directions import DISTANCE_PER_ALPHA, LinearDirections
+    from jaxedit.editing.edits import to_editor_space
+
+    unknown = [m for m in methods if m not in EDIT_BASELINES]
+    if unknown:
+        raise ConfigError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(EDIT_BASELINES)}")
+    if samples < 100:
+        raise ConfigError(f"baseline samples: at least 100 latents are needed to fit the baselines, got {samples}")
+    names = tuple(attributes)
+    columns = [ATTRIBUTES.index(name) for name in names]
+    z = jax.random.normal(jax.random.key(seed), (samples, generator.z_dim), jnp.float32)
+    w_parts, probability_parts = [], []
+    for start in range(0, samples, batch_size):
+        w = np.asarray(generator.mapping(z[start : start + batch_size]))[:, 0]  # [b, w_dim]
+        logits = np.asarray(editors.classify(to_editor_space(w, editors.latent_shape)))
+        if logits.shape[1] != len(ATTRIBUTES):
+            raise ConfigError(f"the editors' classifier gives {logits.shape[1]} outputs, not the 40 CelebA attributes")
+        w_parts.append(w)
+        probability_parts.append(1.0 / (1.0 + np.exp(-logits[:, columns])))
+    w, probabilities = np.concatenate(w_parts), np.concatenate(probability_parts)
+    sample = f"{samples} latents of the generator's mapping (seed {seed}) labelled by the editors' classifier"
+    scale = DISTANCE_PER_ALPHA if scale is None else float(scale)
+    fitted = []
+    for method in methods:
+        if method == "interfacegan":
+            boundaries = fit_interfacegan(w, probabilities, jax.random.key(seed + 1))
+            directions = np.asarray(boundaries.normals)
+            accuracy = ", ".join(f"{n} {100 * float(a):.0f}%" for n, a in zip(names, boundaries.val_accuracy))
+            description = f"InterFaceGAN: linear SVM normals on {sample} (held-out accuracy {accuracy})"
+        else:
+            components = fit_ganspace(w, num_components=20)
+            index, sign = choose_components(components, w, probabilities)
+            directions = np.asarray(components.components)[index] * sign[:, None]
+            chosen = ", ".join(f"{n} PC{int(i)}" for n, i in zip(names, index))
+            description = f"GANSpace: the principal component of W most correlated with C, on {sample} ({chosen})"
+        fitted.append(LinearDirections(method, names, directions, scale, description))
+    return fitted

@@ -2,18 +2,32 @@
 
 Generator images are float32 NHWC on the reference scale (about [-1, 1]); `to_uint8` maps
 [-1, 1] -> [0, 255] with rounding and clipping, as the reference scripts do when saving.
+
+Grids (`grid`, `labelled_grid`) keep every tile's exact pixels and separate the tiles by a thin
+gutter of the background colour (`gutter_width`: 1/64 of the tile, at least 2 px). A panel
+(r, c) of an R x C grid of H x W tiles starts at
+
+    y = top + r * (caption + H + gutter) + caption,   x = left + c * (W + gutter)
+
+where `top` is the height of the column-label band, `left` the width of the row-label band and
+`caption` the height of the per-tile label band (each 0 without labels). Cells without a tile
+(`grid` of a count that fills no rectangle) stay background: no filler tile is drawn.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from jaxedit.errors import InputError
 from jaxedit.io import atomic_file
+
+BACKGROUND = 255
+"""Gutters, label bands and empty cells: white."""
 
 
 def to_uint8(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
@@ -24,27 +38,64 @@ def to_uint8(images, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarr
     return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
 
 
-def grid(images: np.ndarray, columns: int | None = None, padding: int = 0, fill: int = 0) -> np.ndarray:
-    """uint8 [B, H, W, C] -> one uint8 [rows*H + gaps, columns*W + gaps, C] image, row-major.
+def gutter_width(tile_width: int) -> int:
+    """The gap between tiles `tile_width` px wide: 1/64 of the tile, at least 2 px (16 px at 1024)."""
+    return max(2, round(int(tile_width) / 64))
 
-    columns defaults to ceil(sqrt(B)); empty cells and gaps are `fill`.
+
+def grid_columns(count: int) -> int:
+    """Columns of a grid of `count` tiles: one row up to 5 tiles; else the fewest columns (at least
+    as many as rows, at most 2.5 times as many) that leave no cell empty; else ceil(sqrt(count))."""
+    if count <= 5:
+        return max(count, 1)
+    for columns in range(math.ceil(math.sqrt(count)), count + 1):
+        if count % columns == 0:
+            if columns <= 2.5 * (count // columns):
+                return columns
+            break
+    return math.ceil(math.sqrt(count))
+
+
+def grid(
+    images: np.ndarray,
+    columns: int | None = None,
+    gutter: int | None = None,
+    background: int = BACKGROUND,
+    labels: Sequence[str] | None = None,
+    font_size: int | None = None,
+) -> np.ndarray:
+    """uint8 [B, H, W, C] -> one uint8 image of the tiles in row-major order.
+
+    columns: default `grid_columns(B)`. gutter: px between tiles (default `gutter_width(W)`).
+    The cells after the last tile stay `background`. labels: one caption per tile, drawn in a
+    band above it (e.g. its seed).
     """
     images = np.asarray(images)
     if images.ndim != 4:
         raise InputError(f"grid: expected images [B, H, W, C], got {list(images.shape)}")
-    count, height, width, channels = images.shape
+    count = images.shape[0]
     if count == 0:
         raise InputError("grid: no images")
-    columns = columns or math.ceil(math.sqrt(count))
+    if labels is not None and len(labels) != count:
+        raise InputError(f"grid: {len(labels)} labels for {count} images")
+    columns = min(columns or grid_columns(count), count)
     rows = math.ceil(count / columns)
-    canvas = np.full(
-        (rows * height + (rows - 1) * padding, columns * width + (columns - 1) * padding, channels), fill, images.dtype
+    cells = np.full((rows * columns,) + images.shape[1:], background, images.dtype)
+    cells[:count] = images
+    present = np.arange(rows * columns) < count
+    captions = None
+    if labels is not None:
+        captions = [[""] * columns for _ in range(rows)]
+        for index, label in enumerate(labels):
+            captions[index // columns][index % columns] = str(label)
+    return labelled_grid(
+        cells.reshape((rows, columns) + images.shape[1:]),
+        cell_labels=captions,
+        gutter=gutter,
+        background=background,
+        font_size=font_size,
+        present=present.reshape(rows, columns),
     )
-    for index in range(count):
-        r, c = divmod(index, columns)
-        y, x = r * (height + padding), c * (width + padding)
-        canvas[y : y + height, x : x + width] = images[index]
-    return canvas
 
 
 def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
@@ -71,11 +122,12 @@ def save_grid(
     path: str | os.PathLike,
     images,
     columns: int | None = None,
-    padding: int = 0,
+    gutter: int | None = None,
     value_range: tuple[float, float] = (-1.0, 1.0),
+    labels: Sequence[str] | None = None,
 ) -> Path:
-    """Float images [B, H, W, C] on `value_range` -> one PNG grid at `path`."""
-    return save_png(path, grid(to_uint8(images, value_range), columns=columns, padding=padding))
+    """Float images [B, H, W, C] on `value_range` -> one PNG grid at `path` (see `grid`)."""
+    return save_png(path, grid(to_uint8(images, value_range), columns=columns, gutter=gutter, labels=labels))
 
 
 # ---- labelled strips and grids -----------------
@@ -123,15 +175,20 @@ def labelled_grid(
     column_labels=None,
     row_labels=None,
     font_size: int | None = None,
-    background: int = 255,
+    background: int = BACKGROUND,
     text_color: int = 0,
+    gutter: int | None = None,
+    cell_labels=None,
+    present: np.ndarray | None = None,
 ) -> np.ndarray:
-    """uint8 [R, C, H, W, 3] -> one uint8 image: the R x C panels edge to edge, labels in bands.
+    """uint8 [R, C, H, W, 3] -> one uint8 image: the R x C panels separated by gutters, labels in bands.
 
     `column_labels` (C strings) go in a band above the panels, `row_labels` (R strings) in a band
-    to their left; labels wrap to fit. The panels keep their exact pixels, so the panel area is
-    `R*H x C*W` starting at (band height, band width). Font: Pillow's built-in one, size
-    `font_size` (default about W/7, at least 9 px).
+    to their left, `cell_labels` (R lists of C strings) in a band above each row, one per panel;
+    labels wrap to fit. The panels keep their exact pixels, at the offsets of the module docstring;
+    `gutter` px between them (default `gutter_width(W)`). `present` (bool [R, C]): cells to draw
+    (others stay `background`). Font: Pillow's built-in one, size `font_size` (default about W/7,
+    at least 9 px).
     """
     from PIL import Image, ImageDraw
 
@@ -145,34 +202,72 @@ def labelled_grid(
         raise InputError(f"labelled_grid: {len(column_labels)} column labels for {columns} columns")
     if row_labels is not None and len(row_labels) != rows:
         raise InputError(f"labelled_grid: {len(row_labels)} row labels for {rows} rows")
+    if cell_labels is not None and (len(cell_labels) != rows or any(len(row) != columns for row in cell_labels)):
+        raise InputError(f"labelled_grid: cell labels must be {rows} rows of {columns}")
+    present = np.ones((rows, columns), bool) if present is None else np.asarray(present, bool)
+    if present.shape != (rows, columns):
+        raise InputError(f"labelled_grid: present must be [{rows}, {columns}], got {list(present.shape)}")
+    gutter = gutter_width(width) if gutter is None else int(gutter)
+    if gutter < 0:
+        raise InputError(f"labelled_grid: gutter must be >= 0, got {gutter}")
     size = font_size or max(9, round(width / 7))
     font = _label_font(size)
     pad = max(2, size // 4)
     line_height = size + max(1, size // 5)
-    column_lines = (
-        [_wrap_label(str(t), font, width - 2 * pad) for t in column_labels] if column_labels is not None else []
-    )
-    top = (max(len(lines) for lines in column_lines) * line_height + 2 * pad) if column_lines else 0
-    row_width = min(2 * width, max(width // 2, 1) * 3) if row_labels is not None else 0
-    row_lines = [_wrap_label(str(t), font, row_width - 2 * pad) for t in row_labels] if row_labels is not None else []
+
+    def lines_of(labels) -> list[list[str]]:
+        return [_wrap_label(str(t), font, width - 2 * pad) if str(t) else [] for t in labels]
+
+    def band(lines: list[list[str]]) -> int:
+        most = max((len(cell) for cell in lines), default=0)
+        return most * line_height + 2 * pad if most else 0
+
+    column_lines = lines_of(column_labels) if column_labels is not None else []
+    top = band(column_lines)
+    caption_lines = [lines_of(row) for row in cell_labels] if cell_labels is not None else []
+    caption = max((band(row) for row in caption_lines), default=0)
+    left = min(2 * width, max(width // 2, 1) * 3) if row_labels is not None else 0
+    row_lines = [_wrap_label(str(t), font, left - 2 * pad) for t in row_labels] if row_labels is not None else []
     if row_lines:
-        row_width = min(row_width, max(int(font.getlength(line)) for lines in row_lines for line in lines) + 2 * pad)
-    panels = images.transpose(0, 2, 1, 3, 4).reshape(rows * height, columns * width, channels)
-    canvas = np.full((top + rows * height, row_width + columns * width, channels), background, np.uint8)
-    canvas[top:, row_width:] = panels
+        left = min(left, max(int(font.getlength(line)) for lines in row_lines for line in lines) + 2 * pad)
+    step_y, step_x = caption + height + gutter, width + gutter
+    canvas = np.full((top + rows * step_y - gutter, left + columns * step_x - gutter, channels), background, np.uint8)
+    for r in range(rows):
+        for c in range(columns):
+            if present[r, c]:
+                y, x = top + r * step_y + caption, left + c * step_x
+                canvas[y : y + height, x : x + width] = images[r, c]
     picture = Image.fromarray(canvas[..., 0] if channels == 1 else canvas)
     draw = ImageDraw.Draw(picture)
     fill = text_color if channels == 1 else (text_color,) * channels
-    for c, lines in enumerate(column_lines):
+
+    def centred(lines: list[str], x0: int, y0: float) -> None:
         for i, line in enumerate(lines):
-            x = row_width + c * width + (width - font.getlength(line)) / 2
-            draw.text((x, pad + i * line_height), line, font=font, fill=fill)
+            draw.text((x0 + (width - font.getlength(line)) / 2, y0 + i * line_height), line, font=font, fill=fill)
+
+    for c, lines in enumerate(column_lines):
+        centred(lines, left + c * step_x, pad)
+    for r, row in enumerate(caption_lines):
+        for c, lines in enumerate(row):
+            centred(lines, left + c * step_x, top + r * step_y + pad)
     for r, lines in enumerate(row_lines):
-        y0 = top + r * height + (height - len(lines) * line_height) / 2
+        y0 = top + r * step_y + caption + (height - len(lines) * line_height) / 2
         for i, line in enumerate(lines):
             draw.text((pad, y0 + i * line_height), line, font=font, fill=fill)
     result = np.asarray(picture)
     return result[..., None] if channels == 1 else result
+
+
+def panel_origin(
+    shape: Sequence[int], rows: int, columns: int, tile: Sequence[int], row: int, column: int, gutter: int | None = None
+) -> tuple[int, int]:
+    """(y, x) of panel (row, column) in a `labelled_grid` image of `shape` without cell labels:
+    the label bands sit above and to the left, so they follow from the image size."""
+    height, width = int(tile[0]), int(tile[1])
+    gutter = gutter_width(width) if gutter is None else int(gutter)
+    top = int(shape[0]) - rows * height - (rows - 1) * gutter
+    left = int(shape[1]) - columns * width - (columns - 1) * gutter
+    return top + row * (height + gutter), left + column * (width + gutter)
 
 
 def labelled_strip(images: np.ndarray, labels, font_size: int | None = None) -> np.ndarray:
