@@ -305,7 +305,7 @@ def gen_dir(tmp_path_factory):
 def test_seeds_use_numpy_randomstate_and_png_grid_matches_npy(gen_dir, tmp_path, capsys):
     from PIL import Image
 
-    from jaxedit.viz.grid import to_uint8
+    from jaxedit.viz.grid import gutter_width, to_uint8
 
     code, out, err = run_cli(capsys, "generate", gen_dir, "--seeds", "0-2,7", "--out", tmp_path / "g.npy")
     assert code == 0, err and "wrote 4 images" in out
@@ -317,10 +317,13 @@ def test_seeds_use_numpy_randomstate_and_png_grid_matches_npy(gen_dir, tmp_path,
     code, _, err = run_cli(capsys, "generate", gen_dir, "--seeds", "0-2,7", "--out", tmp_path / "g.png")
     assert code == 0, err
     grid = np.asarray(Image.open(tmp_path / "g.png"))
-    assert grid.shape == (128, 128, 3)
+    gutter = gutter_width(64)
+    assert grid.shape == (64, 4 * 64 + 3 * gutter, 3)  # 4 tiles in a row, thin white gutters between
     expected = to_uint8(images)
-    np.testing.assert_array_equal(grid[:64, 64:], expected[1])
-    np.testing.assert_array_equal(grid[64:, 64:], expected[3])
+    for index in range(4):
+        x = index * (64 + gutter)
+        np.testing.assert_array_equal(grid[:, x : x + 64], expected[index])
+        assert index == 0 or (grid[:, x - gutter : x] == 255).all()
 
 
 @pytest.mark.parametrize(
