@@ -127,6 +127,10 @@ def _editors_summary(config: dict, arrays: dict) -> dict:
     for key in ("edit_alpha_range", "table_alpha"):
         if key in flat:
             summary[key] = flat[key]
+    if "edit_alpha_range" in flat:
+        summary["training_alpha"] = (
+            "|alpha| <= 1 (edit_alpha_range is what edits are meant for; beyond |alpha| 3 warns)"
+        )
     training = config.get("training")
     if isinstance(training, dict) and training.get("origin"):
         summary["origin"] = training["origin"]

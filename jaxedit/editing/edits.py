@@ -53,7 +53,8 @@ from jaxedit.attributes import ATTRIBUTES, attribute_index
 from jaxedit.errors import AttributeNameError, ConfigError, InputError
 
 ALPHA_WARN_LIMIT = 3.0
-"""Edit strengths beyond +-this are extrapolation: the editors were trained with |alpha| <= 1."""
+"""Edit strengths beyond +-this are extrapolation: training draws |alpha| <= 1 and the presets' edit
+range (`edit_alpha_range`) is [-1.5, 1.5]."""
 
 
 class AlphaRangeWarning(UserWarning):
@@ -199,7 +200,8 @@ def warn_if_extreme(alpha: Any, limit: float = ALPHA_WARN_LIMIT, what: str = "al
     if abs(worst) <= limit:
         return False
     warnings.warn(
-        f"{what} {worst:g} is outside [-{limit:g}, {limit:g}]: the editors were trained for |alpha| <= 1, expect artefacts",
+        f"{what} {worst:g} is outside [-{limit:g}, {limit:g}], far beyond the strengths the editors were trained with "
+        "(|alpha| <= 1) and are meant for (edit_alpha_range, see jaxedit info): expect artefacts",
         AlphaRangeWarning,
         stacklevel=3,
     )
