@@ -237,3 +237,19 @@ def test_summary_quotes_the_paper_beside_the_run_and_says_what_each_line_measure
     assert "identity cosine: mean +- std over flipped edits (not in the paper) | - | - | 1.000 +- 0.000 |" in text
     assert "2. Average over all 3 evaluated attributes" in text and "3. At matched accuracy" in text
     assert "| oracle | 1 of 1 |" in text
+
+
+def test_an_evaluation_that_cannot_fit_in_memory_is_refused_up_front():
+    from jaxedit.errors import ConfigError
+    from jaxedit.eval.suite import SuiteSettings, check_memory, memory_needed
+
+    settings = SuiteSettings(count=1000, baseline_samples=1000, identity_samples=1000, identity_pairs=1000)
+    # float32 latents [18, 512]: 2 x 1000 evaluated + 3 x 1000 fitting + 1000 identity, labels, impostor pairs
+    assert memory_needed(settings, (18, 512)) == 4 * (9216 * 6000 + 80 * 1000) + 16 * 128 * 1000
+    check_memory(settings, (18, 512), available=2**30)
+    with pytest.raises(ConfigError, match=r"count 100000 .* needs about 7.0 GiB, more than the 1.0 GiB"):
+        check_memory(
+            SuiteSettings(count=100_000, baseline_samples=1000, identity_samples=1000, identity_pairs=1000),
+            (18, 512),
+            available=2**30,
+        )

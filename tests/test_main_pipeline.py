@@ -48,8 +48,8 @@ def test_default_preset_pipeline_prints_the_table_and_writes_everything(run, cap
     printed = capsys.readouterr().out
     # the settings first (recon_form and weights printed), then the paper's four attributes beside
     # its quoted Table 1, the 40-attribute average, the matched-accuracy comparison
-    assert printed.startswith("Settings: preset paper (W [32]);")
-    assert "100 x recon (recon_form mse: mean squared error over the latent's elements)" in printed
+    assert printed.startswith("Settings: W [32], preset paper: loss = 1 x class + 1 x attribute + 100 x recon")
+    assert "(recon_form mse: mean squared error over the latent's elements)" in printed
     assert "Changed from the paper preset: batch_size 32 (preset: 16); epochs 1 (preset: 10);" in printed
     for row in ("| Young (paper: Age) | accuracy", "| Eyeglasses | accuracy", "| Male (paper: Gender) | accuracy"):
         assert row in printed
@@ -119,6 +119,11 @@ def test_jaxedit_eval_rebuilds_the_world_from_the_editors(run, capsys):
     assert "| Male (paper: Gender) | accuracy" in printed and "Average over all 2 evaluated attributes" in printed
     report = json.loads((out / "eval" / "report.json").read_text())
     assert list(report["attributes"]) == ["Smiling", "Male"]
+    # a count whose arrays cannot fit in memory is refused before any work, in one line
+    assert main(["eval", str(out / "editors"), "--out", str(out / "eval-huge"), "--count", str(10**12)]) == 2
+    err = capsys.readouterr().err
+    assert "count 1000000000000" in err and "GiB of memory available" in err and len(err.strip().splitlines()) == 1
+    assert not (out / "eval-huge").exists()
     assert set(report["average"]) == {"ours", "interfacegan"}
 
 

@@ -85,7 +85,7 @@ def run(args) -> int:
     from jaxedit.data import synthetic
     from jaxedit.errors import AttributeNameError
     from jaxedit.eval import protocol
-    from jaxedit.eval.suite import SuiteSettings, import_callable, run_suite, synthetic_world_for
+    from jaxedit.eval.suite import SuiteSettings, check_memory, import_callable, run_suite, synthetic_world_for
     from jaxedit.latent.editors import load_editors
 
     settings = types.apply_flags(SuiteSettings(), types.config_changes(args, args.suite_flags), args.suite_flags)
@@ -96,6 +96,7 @@ def run(args) -> int:
             "give both --image-classifier and --face-embedder (real weights), or neither (synthetic world)"
         )
     editors = load_editors(args.editors)
+    check_memory(settings, editors.latent_shape)  # before the world, the baselines or any labelling
     names = (
         [ATTRIBUTES[i] for i in parse_attributes(args.attributes)]
         if args.attributes.strip().lower() != "all"

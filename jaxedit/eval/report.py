@@ -270,10 +270,6 @@ def _measure_cell(values: dict | None, measure: str) -> str:
     return f"{100 * values[measure]:.2f}"
 
 
-RECON_FORMS = {
-    "mse": "mean squared error over the latent's elements",
-    "norm": "batch mean of the unsquared Euclidean norm (the literal E||T(w) - w||_2)",
-}
 SIZING_FIELDS = ("w_dim", "num_ws", "edit_layers", "transformer_hidden")
 """Preset fields that follow the world's latent shape (not settings of the method)."""
 
@@ -286,10 +282,7 @@ def settings_text(preset, alpha: float, distance: float, count: int, transformer
 
     shape = "W" if preset.space == "w" else "W+"
     text = (
-        f"Settings: preset {preset.name} ({shape} {list(preset.latent_shape)}); transformer loss = "
-        f"{preset.class_weight:g} x class + {preset.attribute_weight:g} x attribute + {preset.recon_weight:g} x recon "
-        f"(recon_form {preset.recon_form}: {RECON_FORMS.get(preset.recon_form, preset.recon_form)}); "
-        f"Adam lr {preset.lr:g}, weight decay {preset.weight_decay:g}, batch {preset.batch_size}, {preset.epochs} epochs"
+        f"Settings: {shape} {list(preset.latent_shape)}, {preset.describe_training()}"
         + (f" on {transformer_samples} latents" if transformer_samples else "")
         + f"; ours at alpha {alpha:g}, InterFaceGAN and GANSpace at distance {distance:g}; {count} latents per attribute."
     )
@@ -305,6 +298,8 @@ def settings_text(preset, alpha: float, distance: float, count: int, transformer
         changed.append(f"alpha {alpha:g} (the paper's table: {reference.table_alpha:g})")
     if preset.name == "paper" and transformer_samples and transformer_samples != 10_000:
         changed.append(f"{transformer_samples} training latents (the paper: 10000)")
+    if preset.name == "official" and transformer_samples and transformer_samples != 27_000:
+        changed.append(f"{transformer_samples} training latents (the official code: 27000 CelebA-HQ inversions)")
     return text + f" Changed from the {preset.name} preset: {'; '.join(changed) if changed else 'nothing'}."
 
 

@@ -19,6 +19,8 @@ real image models (`protocol.image_labeller/image_embedder`) go through the same
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -79,6 +81,44 @@ class SuiteSettings:
             raise ConfigError(f"evaluation settings: seed must be in 0..2**63-1, got {self.seed}")
 
 
+def memory_needed(settings: SuiteSettings, latent_shape: Sequence[int], identity_dim: int = 128) -> int:
+    """Rough peak bytes of `run_suite` for latents of `latent_shape`: the evaluation latents and one
+    edited copy plus labels (float32), the baselines' fitting sample (three float32 copies: the
+    latents, centred, scaled), the identity sample, and the impostor pairs (two float64 [pairs, D])."""
+    size = math.prod(int(s) for s in latent_shape)
+    floats = size * (2 * settings.count + 3 * settings.baseline_samples + settings.identity_samples)
+    floats += 2 * 40 * settings.count
+    return 4 * floats + 2 * 8 * identity_dim * settings.identity_pairs
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (Linux MemAvailable), None when unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(settings: SuiteSettings, latent_shape: Sequence[int], available: int | None = None) -> None:
+    """One-line ConfigError, before any work, when `memory_needed` exceeds the memory available
+    (`available` bytes; default `available_memory()`, the check is skipped when that is unknown)."""
+    available = available_memory() if available is None else available
+    needed = memory_needed(settings, latent_shape)
+    if available is not None and needed > available:
+        raise ConfigError(
+            f"evaluation settings: count {settings.count} (with baseline_samples {settings.baseline_samples}, "
+            f"identity_pairs {settings.identity_pairs}) on latents {list(latent_shape)} needs about "
+            f"{needed / 2**30:.1f} GiB, more than the {available / 2**30:.1f} GiB of memory available"
+        )
+
+
 def run_suite(
     editors,
     labeller: protocol.Labeller,
@@ -102,6 +142,7 @@ def run_suite(
     """
     from jaxedit.latent.losses import correlation_matrix
 
+    check_memory(settings, editors.latent_shape)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(attributes) if attributes is not None else list(editors.attributes)

@@ -175,6 +175,15 @@ class MethodPreset:
         first, stop = self.edit_layers
         return tuple(first <= layer < stop for layer in range(self.num_ws))
 
+    def describe_training(self) -> str:
+        """One line of the transformer training settings: loss weights, recon form, optimizer."""
+        form = {"mse": "mean squared error over the latent's elements", "norm": "batch mean of ||T(w) - w||_2"}
+        return (
+            f"preset {self.name}: loss = {self.class_weight:g} x class + {self.attribute_weight:g} x attribute + "
+            f"{self.recon_weight:g} x recon (recon_form {self.recon_form}: {form[self.recon_form]}); "
+            f"Adam lr {self.lr:g}, weight decay {self.weight_decay:g}, batch {self.batch_size}, {self.epochs} epochs"
+        )
+
     def replace(self, **changes: Any) -> MethodPreset:
         """A copy with some fields changed (`jaxedit.config.override`: validated again)."""
         return override(self, changes)

@@ -147,6 +147,7 @@ def train_transformers(
         raise ConfigError("no attributes to train")
     names = tuple(attribute_name(j) for j in indices)
     schedule = transformer_schedule(config, data.num_train)
+    log(f"{STAGE}: {method.describe_training()}")
     trainer = trainer or TransformerTrainer.create(
         method, donate_state=True
     )  # the loop never reuses a state it passed on
