@@ -33,7 +33,7 @@ def add_parser(subparsers) -> None:
         help="the paper's Table 1: our editors against InterFaceGAN and GANSpace",
         description="Edit N latents per attribute to reverse it (ours at alpha 1.25, InterFaceGAN/GANSpace at "
         "distance 3) and measure classification accuracy, attribute preservation and identity preservation "
-        "(0.1%% false-acceptance cosine threshold). Labeller and identity: the SYNTHETIC world's stand-ins by default "
+        "(0.1% false-acceptance cosine threshold). Labeller and identity: the SYNTHETIC world's stand-ins by default "
         "(rebuilt from the editors' training info), or a generator plus your JAX image classifier and face recogniser.",
     )
     parser.add_argument("editors", metavar="EDITORS_DIR", help="trained or converted editors directory")
@@ -138,6 +138,7 @@ def run(args) -> int:
         extra_settings={"labeller": where, "editors_dir": str(args.editors)},
         title=where,
         log=lambda message: print(message, file=sys.stderr),
+        progress=True,
     )
     print(table)
     print(f"\nwritten to {out}/ (report.json, report.md, plots/)")

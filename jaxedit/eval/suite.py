@@ -18,11 +18,13 @@ real image models (`protocol.image_labeller/image_embedder`) go through the same
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import jax
@@ -132,6 +134,7 @@ def run_suite(
     baseline_latents=None,
     baseline_probabilities=None,
     log: Callable[[str], None] = lambda message: None,
+    progress: bool = False,
 ) -> tuple[dict, str]:
     """Evaluate `editors` and the baselines (module docstring); returns (report dict, the printed
     summary: `jaxedit.eval.report.summary_text`).
@@ -139,6 +142,8 @@ def run_suite(
     sampler(key, n) -> latents [n, *editors.latent_shape]. attributes: names to evaluate (default:
     every attribute the editors cover). baseline_latents / baseline_probabilities: an already
     labelled sample to fit the baselines on (default: drawn with `sampler` and `labeller`).
+    log: receives one line per stage. progress: a bar over the evaluated attributes on stderr
+    when it is a terminal (`evaluation_progress`; otherwise the stage lines only).
     """
     from jaxedit.latent.losses import correlation_matrix
 
@@ -159,6 +164,7 @@ def run_suite(
     methods = [protocol.transformer_method(editors, settings.alpha)]
     fit_info = {}
     if settings.baselines:
+        log(f"fitting the baselines ({', '.join(settings.baselines)})")
         if baseline_latents is None:
             baseline_latents = np.asarray(sampler(key_fit, settings.baseline_samples))
             baseline_probabilities = protocol.apply_batched(labeller, baseline_latents, 4096)
@@ -200,7 +206,8 @@ def run_suite(
     log(
         f"identity threshold at {settings.far:g} FAR: {threshold:.4f}; evaluating {len(methods)} methods on {len(names)} attributes"
     )
-    evaluation = protocol.evaluate(methods, labeller, embedder, eval_latents, names, threshold)
+    with evaluation_progress(len(names), progress) as advance:
+        evaluation = protocol.evaluate(methods, labeller, embedder, eval_latents, names, threshold, progress=advance)
     timings["evaluation"] = time.perf_counter() - tick
 
     shown = [a for a in TABLE_ATTRIBUTES if a in names] or names[:4]
@@ -244,6 +251,23 @@ def run_suite(
     )
     report.write_plots(evaluation, out / "plots", attributes=shown)
     return result, summary
+
+
+@contextlib.contextmanager
+def evaluation_progress(total: int, enabled: bool) -> Iterator[Callable[[str], None] | None]:
+    """A callback advancing a tqdm bar of `total` attributes on stderr, or None when not `enabled`.
+    The bar shows only when stderr is a terminal (tqdm `disable=None`), so a log file gets no
+    refreshes, only the suite's one line per stage."""
+    if not enabled:
+        yield None
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, desc="evaluating", unit="attribute", dynamic_ncols=True, file=sys.stderr, disable=None)
+    try:
+        yield lambda name: (bar.set_postfix_str(name, refresh=False), bar.update(1))
+    finally:
+        bar.close()
 
 
 # ------------------------------------------------------------------------------------------------

@@ -237,6 +237,7 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
         baseline_latents=latents,
         baseline_probabilities=probabilities,
         log=log,
+        progress=settings.progress,
     )
     timings["evaluation"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
