@@ -24,6 +24,8 @@ from pathlib import Path
 
 from jaxedit.cli import types
 from jaxedit.cli.errors import OneLineErrorParser, run_main
+from jaxedit.cli.field_help import METHOD_HELP, WORLD_HELP
+from jaxedit.cli.field_help import RUN_HELP as RUN_FIELD_HELP
 from jaxedit.errors import ConfigError
 
 STAGES = ("classifier", "transformers")
@@ -131,7 +133,7 @@ def pipeline_parser(prog: str) -> tuple[OneLineErrorParser, dict[str, str]]:
         defaults=defaults,
         only=PIPELINE_FLAGS,
         rename=PIPELINE_FLAGS,
-        help={**PIPELINE_HELP, **quick_help},
+        help={**WORLD_HELP, **PIPELINE_HELP, **quick_help},
     )
     parser.add_argument(
         "--set",
@@ -232,7 +234,7 @@ def stage_parser(stage: str, prog: str) -> tuple[OneLineErrorParser, dict[str, s
         run_fields,
         TrainConfig,
         skip=("name", "method"),
-        help=RUN_HELP,
+        help={**RUN_FIELD_HELP, **RUN_HELP},
         types={"attributes": types.attribute_list, "seed": types.seed, "synthetic_seed": types.seed},
         show_defaults=False,
     )
@@ -242,6 +244,7 @@ def stage_parser(stage: str, prog: str) -> tuple[OneLineErrorParser, dict[str, s
         MethodPreset,
         prefix="method.",
         skip=("name",),
+        help=METHOD_HELP,
         show_defaults=False,
     )
     flags.update(method_flags, method="--preset")
@@ -353,7 +356,8 @@ def add_parser(subparsers) -> None:
     subparsers.add_parser(
         "train",
         add_help=False,
-        help="train: the whole method on the synthetic world; `train classifier|transformers` for the stages",
+        help="train the classifier and the 40 transformers: the whole method on the synthetic world, or one stage "
+        "on your latents (train classifier|transformers)",
     )
 
 

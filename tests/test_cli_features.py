@@ -1,0 +1,100 @@
+"""The CLI's help texts, grid geometry and the generate features peers' users expect:
+one PNG per seed (--outdir), style mixing (--style-mix), seed labels."""
+
+from __future__ import annotations
+
+import argparse
+import re
+
+import numpy as np
+
+from jaxedit.cli import train
+from jaxedit.cli.main import build_parser
+from jaxedit.cli.main import main as cli_main
+from jaxedit.viz.grid import grid, gutter_width, labelled_grid
+
+
+def _all_parsers() -> dict[str, argparse.ArgumentParser]:
+    top = build_parser()
+    parsers = {"jaxedit": top}
+    for action in top._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            parsers.update({f"jaxedit {name}": parser for name, parser in action.choices.items()})
+    parsers["jaxedit train"] = train.pipeline_parser("jaxedit train")[0]
+    for stage in train.STAGES:
+        parsers[f"jaxedit train {stage}"] = train.stage_parser(stage, f"jaxedit train {stage}")[0]
+    return parsers
+
+
+def test_every_option_has_help_and_no_help_shows_a_doubled_percent():
+    missing, doubled = [], []
+    for name, parser in _all_parsers().items():
+        if "%%" in parser.format_help():
+            doubled.append(name)
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or action.help == "==SUPPRESS==":
+                continue
+            text = (action.help or "").strip()
+            if not text or re.fullmatch(r"\(?default [^)]*\)?", text):  # nothing but the default is no help
+                missing.append(f"{name} {'/'.join(action.option_strings) or action.dest}")
+    assert not doubled, f"'%%' in the help of {doubled}"
+    assert not missing, f"options without help: {missing}"
+
+
+def test_eval_help_says_one_percent_sign(capsys):
+    assert cli_main(["eval", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "0.1% false-acceptance" in text and "%%" not in text
+
+
+# ------------------------------------------------------------------------------------------------
+# Grid geometry, on the pixels
+
+
+def _tiles(count: int, size: int = 16) -> np.ndarray:
+    """Tiles of distinct flat grey levels 10, 40, 70, ... (none of them the white background)."""
+    return (10 + 30 * np.arange(count, dtype=np.uint8))[:, None, None, None] * np.ones((count, size, size, 3), np.uint8)
+
+
+def test_grid_has_thin_white_gutters_and_no_filler_cell():
+    size = 16
+    gutter = gutter_width(size)
+    assert gutter == 2 and gutter_width(1024) == 16
+    picture = grid(_tiles(7, size), columns=3)  # 3 + 3 + 1: two cells without a tile
+    assert picture.shape == (3 * size + 2 * gutter, 3 * size + 2 * gutter, 3)
+    for index in range(7):
+        y, x = divmod(index, 3)
+        y, x = y * (size + gutter), x * (size + gutter)
+        assert (picture[y : y + size, x : x + size] == 10 + 30 * index).all()
+    assert (picture[size : size + gutter] == 255).all() and (picture[:, size : size + gutter] == 255).all()
+    last_row = 2 * (size + gutter)
+    assert (picture[last_row:, size:] == 255).all()  # the empty cells are background, not a black filler
+    # a count that fills a rectangle gets one: 8 tiles -> 4 x 2, 6 -> 3 x 2; up to 5 in one row
+    assert grid(_tiles(8, size)).shape[:2] == (2 * size + gutter, 4 * size + 3 * gutter)
+    assert grid(_tiles(6, size)).shape[:2] == (2 * size + gutter, 3 * size + 2 * gutter)
+    assert grid(_tiles(5, size)).shape[:2] == (size, 5 * size + 4 * gutter)
+
+
+def test_grid_labels_sit_in_a_band_above_each_tile():
+    size = 64
+    plain, labelled = grid(_tiles(2, size)), grid(_tiles(2, size), labels=["seed 0", "seed 12"])
+    band = labelled.shape[0] - size
+    assert labelled.shape[1] == plain.shape[1] and 0 < band < size
+    for index in range(2):
+        x = index * (size + gutter_width(size))
+        assert (labelled[:band, x : x + size] < 128).any()  # dark text on white
+        assert (labelled[band:, x : x + size] == 10 + 30 * index).all()
+
+
+def test_labelled_grid_panels_keep_their_pixels_between_label_bands():
+    size = 32
+    tiles = _tiles(6, size).reshape(2, 3, size, size, 3)
+    picture = labelled_grid(tiles, column_labels=["a", "b", "c"], row_labels=["seed 1", "seed 2"])
+    gutter = gutter_width(size)
+    top = picture.shape[0] - 2 * size - gutter
+    left = picture.shape[1] - 3 * size - 2 * gutter
+    assert 0 < top < size and 0 < left
+    for r in range(2):
+        for c in range(3):
+            y, x = top + r * (size + gutter), left + c * (size + gutter)
+            assert (picture[y : y + size, x : x + size] == 10 + 30 * (3 * r + c)).all()
