@@ -231,11 +231,32 @@ def test_sequence_and_sweep_inside_jit(w_editors):
 # ---- errors and warnings ------------------------------------------------------------------------
 
 
-def test_w_editors_refuse_wplus_latents(w_editors):
+def test_w_editors_edit_wplus_latents_layer_by_layer(w_editors):
+    """W editors on W+ (what G.mapping returns): T applied to each layer on its own, the paper
+    formula per layer in numpy; equal layers give the W edit of the shared w on every layer; under
+    jit too; `layers` keeps the other layers; alpha per latent; other sizes still refused."""
     editor = edit.get_editor(w_editors, "Smiling")
+    ws = _wplus(batch=3)
+    alpha = np.array([1.25, -0.5, 2.0], np.float32)
+    got = np.asarray(editor(ws, alpha))
+    want = np.stack([_paper_numpy(w_editors.transformer_params, 0, ws[:, layer], alpha) for layer in range(14)], axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    w = ws[:, 0]
+    shared = np.repeat(w[:, None], 14, axis=1)
+    edited_w = np.asarray(editor(w, 1.25))
+    np.testing.assert_allclose(np.asarray(editor(shared, 1.25)), np.repeat(edited_w[:, None], 14, axis=1), atol=1e-6)
+    np.testing.assert_allclose(jax.jit(lambda e, x: e(x, 1.25))(editor, shared), editor(shared, 1.25), atol=1e-6)
+    kept = np.asarray(editor(ws, 1.0, layers="0-3"))
+    np.testing.assert_array_equal(kept[:, 4:], ws[:, 4:])
+    np.testing.assert_allclose(kept[:, :4], np.asarray(editor(ws, 1.0))[:, :4])
+    steps = edit.apply_sequence(w_editors, shared, [("Smiling", 1.0), ("Young", -1.0)])
+    assert [s.shape for s in steps] == [(3, 14, 8)] * 2
+    assert edit.sweep(w_editors, ws, "Young", [0.0, 1.0]).shape == (2, 3, 14, 8)
     with pytest.raises(InputError) as error:
-        editor(np.zeros((4, 14, 8), np.float32), 1.0)
-    assert str(error.value) == "editors work on W [B, 8], got W+ [4, 14, 8]"
+        editor(np.zeros((4, 14, 9), np.float32), 1.0)
+    assert (
+        str(error.value) == "editors work on W [B, 8] or W+ [B, num_ws, 8] (edited layer by layer), got W+ [4, 14, 9]"
+    )
     with pytest.raises(InputError, match=r"unbatched latent \[8\]"):
         editor(np.zeros((8,), np.float32), 1.0)
     with pytest.raises(InputError, match="layer ranges apply to W\\+"):
@@ -295,5 +316,6 @@ def test_latent_space_conversions():
     np.testing.assert_array_equal(np.asarray(edit.to_editor_space(w, (5, 8))), ws)  # W -> repeated W+
     distinct = ws.copy()
     distinct[:, 3] += 1
-    with pytest.raises(InputError, match=r"editors work on W \[B, 8\], got W\+ \[2, 5, 8\]"):
-        edit.to_editor_space(distinct, (8,))
+    np.testing.assert_array_equal(np.asarray(edit.to_editor_space(distinct, (8,))), distinct)  # edited per layer
+    with pytest.raises(InputError, match=r"editors work on W \[B, 8\] or W\+ \[B, num_ws, 8\]"):
+        edit.to_editor_space(np.zeros((2, 5, 7), np.float32), (8,))

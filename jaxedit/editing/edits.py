@@ -6,6 +6,11 @@ Everything here is a pure function of arrays and params, usable inside the calle
 - W latents are `[B, w_dim]` (the `paper` preset's editors work on these),
 - W+ latents are `[B, num_ws, w_dim]` (the `official` preset's editors work on these).
 
+W editors also take W+ latents (what `G.mapping` returns): they edit every W+ layer on its own,
+`T(ws[:, l], alpha)` for each layer l (then `layers` may restrict the edit to some layers). When
+the layers are all equal, as `mapping` returns them, this is exactly the W edit of the shared w
+broadcast to every layer; it needs no look at the values, so it works inside `jit`.
+
 The pieces:
 
 - `Editor`: one attribute's transformer as a small frozen pytree (params are leaves; the linen
@@ -32,7 +37,7 @@ Example (W+ editors; `G = jaxedit.load_generator(...)`, `E = jaxedit.load_editor
     steps = apply_sequence(E, ws, [("Smiling", 1.25), ("Eyeglasses", -1.0)])   # 2 x [B, 18, 512]
     frames = sweep(E, ws, "Young", jnp.linspace(-1.5, 1.5, 7))                  # [7, B, 18, 512]
 
-Errors on bad input (a W+ latent given to W editors, an unknown attribute, editors and a generator
+Errors on bad input (a latent of the wrong size, an unknown attribute, editors and a generator
 of different latent sizes) are `InputError` / `ConfigError` / `AttributeNameError` with one-line
 messages; a concrete alpha outside [-3, 3] (far beyond what the editors were trained for) gives a
 `warnings.warn` (under `jit` the values are not known, so no warning is possible there).
@@ -100,6 +105,32 @@ def check_latents(latents: Any, latent_shape: Sequence[int]) -> None:
             f"editors work on batches, {expected}; got one unbatched latent {list(shape)} (add a leading axis)"
         )
     raise InputError(f"editors work on {expected}, got {_describe_batch(shape)}")
+
+
+def is_layerwise(latents: Any, latent_shape: Sequence[int]) -> bool:
+    """True when `latents` are W+ `[B, num_ws, w_dim]` given to W editors of `latent_shape` `(w_dim,)`
+    (edited layer by layer; module docstring)."""
+    shape = tuple(int(s) for s in latent_shape)
+    return len(shape) == 1 and np.ndim(latents) == 3 and tuple(np.shape(latents))[2] == shape[0]
+
+
+def check_editor_input(latents: Any, latent_shape: Sequence[int]) -> None:
+    """`check_latents`, where W editors also take W+ `[B, num_ws, w_dim]` (edited layer by layer)."""
+    shape = tuple(int(s) for s in latent_shape)
+    if is_layerwise(latents, shape):
+        dtype = latents.dtype if hasattr(latents, "dtype") else np.asarray(latents).dtype
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise InputError(f"latents must be floating point, got dtype {dtype}")
+        return
+    try:
+        check_latents(latents, shape)
+    except InputError:
+        if len(shape) != 1 or tuple(np.shape(latents)) == shape:
+            raise
+        raise InputError(
+            f"editors work on W [B, {shape[0]}] or W+ [B, num_ws, {shape[0]}] (edited layer by layer), "
+            f"got {_describe_batch(np.shape(latents))}"
+        ) from None
 
 
 def parse_layers(spec: str | Iterable[int] | None, num_ws: int | None = None) -> tuple[int, ...] | None:
@@ -268,16 +299,24 @@ def apply_edit(
     `transformer_params_k`: that attribute's params (one slice of the stacked params; see
     `Editors.transformer_params` and `get_editor`). `alpha`: a scalar or `[B]`.
     `layers`: W+ layers that take the edit (others keep the input's); None is the preset's
-    default (official: 0..10), "all" every layer.
+    default (official: 0..10; W editors on W+ latents: every layer), "all" every layer.
+    W editors take W+ latents too, edited layer by layer (module docstring).
     """
     module = _transformer_module(editors_or_module)
     shape = tuple(latent_shape) if latent_shape is not None else _latent_shape_of(editors_or_module)
     if shape is not None:
-        check_latents(latents, shape)
+        check_editor_input(latents, shape)
     latents = jnp.asarray(latents)
     warn_if_extreme(alpha)
     alpha_b = _alpha_per_row(alpha, latents.shape[0])
-    edited = _run_transformer(module, transformer_params_k, latents, alpha_b)
+    if shape is not None and is_layerwise(latents, shape):  # W editors on W+: every layer on its own
+        batch, num_ws, w_dim = latents.shape
+        flat = _run_transformer(
+            module, transformer_params_k, latents.reshape(batch * num_ws, w_dim), jnp.repeat(alpha_b, num_ws)
+        )
+        edited = flat.reshape(batch, num_ws, w_dim)
+    else:
+        edited = _run_transformer(module, transformer_params_k, latents, alpha_b)
     if layers is None:
         layers = default_layers(editors_or_module)
     if layers is not None:
@@ -394,7 +433,7 @@ def sweep(
     if alphas.ndim != 1 or alphas.shape[0] == 0:
         raise InputError(f"sweep alphas must be a non-empty 1-D array, got shape {list(alphas.shape)}")
     warn_if_extreme(alphas)
-    check_latents(latents, editor.latent_shape)
+    check_editor_input(latents, editor.latent_shape)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", AlphaRangeWarning)
         return jax.vmap(lambda a: editor(latents, a, layers=layers))(alphas)
@@ -433,7 +472,7 @@ def to_editor_space(latents: jax.Array, latent_shape: Sequence[int], atol: float
 
     W `[B, w_dim]` -> W+ `[B, num_ws, w_dim]` by repetition when the editors work on W+; W+ whose
     layers are all equal (as `mapping` returns them) -> W for W editors. A W+ latent with distinct
-    layers cannot be given to W editors: `InputError`.
+    layers stays W+ for W editors (they edit it layer by layer; module docstring).
     """
     shape = tuple(int(s) for s in latent_shape)
     latents = jnp.asarray(latents)
@@ -444,7 +483,8 @@ def to_editor_space(latents: jax.Array, latent_shape: Sequence[int], atol: float
     if len(shape) == 1 and latents.ndim == 3 and latents.shape[2] == shape[0]:
         if _is_concrete(latents) and np.allclose(np.asarray(latents), np.asarray(latents[:, :1]), atol=atol, rtol=0):
             return latents[:, 0]
-    check_latents(latents, shape)  # raises with the shapes named
+        return latents
+    check_editor_input(latents, shape)  # raises with the shapes named
     return latents
 
 

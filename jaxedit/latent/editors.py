@@ -9,6 +9,9 @@ An editors directory is a `jaxedit.modeldir` model directory of kind "editors"::
         "attributes": ["Smiling", ...],           CelebA names, in the order of the stacked axis
         "latent_shape": [18, 512] | [512],
         "training": {...},                        free-form: how these editors were made
+        "provenance": {...},                      what they were made for: preset, latent space, the
+                                                  synthetic world or the generator (`jaxedit.latent.provenance`;
+                                                  absent in directories written before it existed)
     }
     DIR/params/       {"classifier": {...}, "transformers": {... leaves [K, ...]}}
                       ("transformers" is absent when K = 0: a classifier alone)
@@ -42,6 +45,7 @@ from jaxedit.latent.modules import (
     transformer_from_preset,
 )
 from jaxedit.latent.presets import MethodPreset
+from jaxedit.latent.provenance import read_provenance
 from jaxedit.modeldir import read_model_dir, write_model_dir
 
 EDITORS_KIND = "editors"
@@ -76,6 +80,11 @@ class Editors:
     @property
     def training(self) -> dict:
         return dict(self.config.get("training") or {})
+
+    @property
+    def provenance(self) -> dict | None:
+        """What the editors were made for (`jaxedit.latent.provenance`); None when not recorded."""
+        return read_provenance(self.config, "editors")
 
     def slot_of(self, name_or_index: str | int) -> int:
         """Position in the stacked axis of an attribute given by CelebA name or CelebA index."""
@@ -150,13 +159,14 @@ def save_editors(
     training: dict | None = None,
     source: dict | None = None,
     overwrite: bool = False,
+    provenance: dict | None = None,
 ) -> Path:
     """Write an editors directory atomically (see the module docstring); returns its path.
 
     transformer_params: stacked [K, ...] params of K transformers (None or K = 0: classifier only);
     attributes: K CelebA names or indices, in the order of the stacked axis.
     training: free-form JSON-ready info (steps, seed, data, ...); source: {"path", "sha256", "format"}
-    of converted files.
+    of converted files; provenance: what they were made for (`jaxedit.latent.provenance.make_provenance`).
     """
     names = [attribute_name(a) for a in attributes]
     if len(set(names)) != len(names):
@@ -181,6 +191,8 @@ def save_editors(
         "latent_shape": list(preset.latent_shape),
         "training": dict(training or {}),
     }
+    if provenance is not None:
+        config["provenance"] = dict(provenance)
     return write_model_dir(
         destination, kind=EDITORS_KIND, config=config, params=params, source=source, overwrite=overwrite
     )
@@ -192,6 +204,7 @@ def editors_from_params(
     transformer_params: Any | None,
     attributes: Sequence[str | int],
     training: dict | None = None,
+    provenance: dict | None = None,
 ) -> Editors:
     """An in-memory `Editors` (what `load_editors` would return after `save_editors`)."""
     names = tuple(attribute_name(a) for a in attributes)
@@ -208,6 +221,8 @@ def editors_from_params(
         "attributes": list(names),
         "training": dict(training or {}),
     }
+    if provenance is not None:
+        config["provenance"] = dict(provenance)
     return Editors(
         attributes=names,
         preset=preset,
@@ -245,6 +260,7 @@ def editors_config(config: Any, where: str) -> tuple[MethodPreset, LatentClassif
         raise ConfigError(f"{where}: bad module config ({error})") from error
     if classifier != classifier_from_preset(preset) or transformer != transformer_from_preset(preset):
         raise ConfigError(f"{where}: module configs disagree with the method preset {preset.name!r}")
+    read_provenance(config, where)
     return preset, classifier, transformer, _attribute_names(config["attributes"], where)
 
 
