@@ -192,10 +192,6 @@ def why_not_replace_model_dir(kind: str) -> WhyNotReplaceable:
     else why it may not be replaced."""
 
     def why_not(directory: Path) -> str | None:
-        others = sorted(entry.name for entry in os.scandir(directory) if entry.name not in (MANIFEST_FILE, PARAMS_DIR))
-        if others:
-            more = f" and {len(others) - 1} more" if len(others) > 1 else ""
-            return f"it holds {sanitize(others[0], 60)!r}{more}, which jaxedit does not write there"
         if not (directory / MANIFEST_FILE).is_file():
             return f"it is not a jaxedit model directory (no {MANIFEST_FILE})"
         try:
@@ -204,6 +200,10 @@ def why_not_replace_model_dir(kind: str) -> WhyNotReplaceable:
             return f"its {MANIFEST_FILE} is not a readable jaxedit manifest"
         if found != kind:
             return f"it is a jaxedit {sanitize(str(found), 40)!r} directory, not {kind!r}"
+        others = sorted(entry.name for entry in os.scandir(directory) if entry.name not in (MANIFEST_FILE, PARAMS_DIR))
+        if others:
+            more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+            return f"it holds {sanitize(others[0], 60)!r}{more}, which jaxedit does not write there"
         return None
 
     return why_not

@@ -1,4 +1,4 @@
-"""`jaxedit generate GEN_DIR (--seeds S | --z F | --w F | --ws F) --out OUT`: render images."""
+"""`jaxedit generate GEN_DIR (--seeds S | --z F | --w F | --ws F) (--out OUT | --outdir DIR)`: render images."""
 
 from __future__ import annotations
 
@@ -8,13 +8,16 @@ from jaxedit.cli.errors import flag_named
 
 def add_parser(subparsers) -> None:
     from jaxedit.stylegan2.render import parse_seeds
+    from jaxedit.viz.image_files import MAX_GRID_PIXELS
 
     parser = subparsers.add_parser(
         "generate",
         help="render images from seeds or latent files with a converted generator",
         description="Render images. Seed s uses z = numpy.random.RandomState(s).randn(z_dim), as the NVlabs and "
         "rosinality scripts do. OUT ending in .png saves a grid; .npy saves raw float32 [B, H, W, 3] images "
-        "(about [-1, 1]).",
+        "(about [-1, 1]); --outdir DIR saves one PNG per image (seed<NNNN>.png). Images are written as they are "
+        "rendered, so memory does not grow with their number (a grid is capped at "
+        f"{MAX_GRID_PIXELS:,} image pixels).",
     )
     parser.add_argument("gen_dir", metavar="GEN_DIR", help="generator directory written by `jaxedit convert stylegan2`")
     source = parser.add_mutually_exclusive_group(required=True)
@@ -59,8 +62,13 @@ def add_parser(subparsers) -> None:
     parser.add_argument(
         "--columns", type=types.positive_int, default=None, help="grid columns for .png output (default: square-ish)"
     )
-    parser.add_argument(
-        "--out", required=True, metavar="OUT", help="output .png (grid) or .npy (raw float32 [B, H, W, 3])"
+    output = parser.add_mutually_exclusive_group(required=True)
+    output.add_argument("--out", metavar="OUT", help="output .png (grid) or .npy (raw float32 [B, H, W, 3])")
+    output.add_argument(
+        "--outdir",
+        metavar="DIR",
+        help="write one PNG per image into DIR (made if missing): seed<NNNN>.png for --seeds, else image<NNNN>.png "
+        "by row; files of those names are replaced, nothing else in DIR is touched",
     )
     parser.set_defaults(handler=run)
 
@@ -68,12 +76,17 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from jaxedit.stylegan2 import load_generator, render
     from jaxedit.stylegan2.loading import check_truncation_cutoff
+    from jaxedit.viz import image_files
 
-    with flag_named("--out"):
-        render.check_output_path(args.out)
+    if args.out is not None:
+        with flag_named("--out"):
+            render.check_output_path(args.out)
+    else:
+        with flag_named("--outdir"):
+            image_files.check_output_directory(args.outdir)
     generator = load_generator(args.gen_dir, precision=args.precision)
     if args.seeds is not None:
-        kind, latents = "z", render.z_from_seeds(args.seeds, generator.z_dim)
+        kind, latents = "z", render.SeedLatents(args.seeds, generator.z_dim)
     else:
         kind = "z" if args.z else "w" if args.w else "ws"
         with flag_named(f"--{kind}"):
@@ -84,7 +97,11 @@ def run(args) -> int:
     if args.noise_maps:
         with flag_named("--noise-maps"):
             noise = render.load_noise_maps(args.noise_maps, generator)
-    images = render.render(
+    count, image_shape = len(latents), (generator.resolution, generator.resolution, 3)
+    if args.out is not None:
+        with flag_named("--out"):
+            image_files.check_output(args.out, count, image_shape)
+    chunks = render.render_chunks(
         generator,
         latents,
         kind,
@@ -96,6 +113,10 @@ def run(args) -> int:
         progress=True,
         noise=noise,
     )
-    path = render.save_images(args.out, images, columns=args.columns)
-    print(f"wrote {len(images)} images ({generator.resolution}x{generator.resolution}) to {path}")
+    if args.out is not None:
+        path = image_files.write_images(args.out, chunks, count, image_shape, columns=args.columns)
+    else:
+        names = image_files.seed_file_name(args.seeds) if args.seeds is not None else image_files.row_file_name(count)
+        path = image_files.write_image_files(args.outdir, chunks, names)
+    print(f"wrote {count} images ({generator.resolution}x{generator.resolution}) to {path}")
     return 0

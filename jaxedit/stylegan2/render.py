@@ -1,6 +1,10 @@
-"""Rendering many images: seeds/latent files -> latents -> images in chunks -> .png grid or .npy.
+"""Rendering many images: seeds/latent files -> latents -> images in chunks -> .png grid, .npy or PNG files.
 
 This is the library side of `jaxedit generate`; the CLI only parses flags and prints.
+
+Images are rendered `batch_size` at a time (`render_chunks`; seeds' latents drawn per chunk by
+`SeedLatents`), so `jaxedit.viz.image_files` writes each chunk as it comes and memory does not
+grow with the number of images.
 
 Seeds follow the NVlabs and rosinality scripts: seed s gives
 `z = np.random.RandomState(s).randn(z_dim)` (float64 drawn, then float32), so seed 0-7 here are
@@ -11,7 +15,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +23,11 @@ import jax
 import numpy as np
 
 from jaxedit.errors import InputError
-from jaxedit.io import atomic_file, load_array, load_npz, npz_names
+from jaxedit.io import load_array, load_npz, npz_names
 from jaxedit.stylegan2.loading import LoadedGenerator, check_truncation_cutoff
 
 LATENT_KINDS = ("z", "w", "ws")
-MAX_SEEDS = 1_000_000  # images in one `generate` run: all are held in memory, then saved
+MAX_SEEDS = 1_000_000  # images in one `generate` run (streamed to disk: memory does not grow with it)
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -41,9 +45,7 @@ def parse_seeds(text: str) -> list[int]:
         if stop > 2**32 - 1:
             raise InputError(f"seeds {text!r}: seeds must be below 2**32")
         if len(seeds) + stop - start + 1 > MAX_SEEDS:
-            raise InputError(
-                f"seeds {text!r}: more than {MAX_SEEDS:,} seeds in one run (all images are held in memory)"
-            )
+            raise InputError(f"seeds {text!r}: more than {MAX_SEEDS:,} seeds in one run")
         seeds.extend(range(start, stop + 1))
     if not seeds:
         raise InputError(f"seeds {text!r}: no seeds")
@@ -53,6 +55,22 @@ def parse_seeds(text: str) -> list[int]:
 def z_from_seeds(seeds: list[int], z_dim: int) -> np.ndarray:
     """[len(seeds), z_dim] float32, z_i = RandomState(seed_i).randn(z_dim) (NVlabs / rosinality)."""
     return np.stack([np.random.RandomState(seed).randn(z_dim) for seed in seeds]).astype(np.float32)
+
+
+class SeedLatents:
+    """The z latents of `seeds`, drawn on demand: `SeedLatents(seeds, z_dim)[a:b]` is
+    `z_from_seeds(seeds[a:b], z_dim)`, so the z of a million seeds are never all in memory."""
+
+    def __init__(self, seeds: Sequence[int], z_dim: int):
+        self.seeds, self.z_dim = seeds, z_dim
+
+    def __len__(self) -> int:
+        return len(self.seeds)
+
+    def __getitem__(self, rows: slice) -> np.ndarray:
+        if not isinstance(rows, slice):
+            raise TypeError("SeedLatents: index with a slice")
+        return z_from_seeds(list(self.seeds[rows]), self.z_dim)
 
 
 def expected_latent_shape(generator: LoadedGenerator, kind: str) -> list:
@@ -140,7 +158,7 @@ def load_noise_maps(path: str | os.PathLike, generator: LoadedGenerator) -> list
 
 def render(
     generator: LoadedGenerator,
-    latents: np.ndarray,
+    latents: np.ndarray | SeedLatents,
     kind: str,
     truncation_psi: float = 1.0,
     truncation_cutoff: int | None = None,
@@ -150,12 +168,35 @@ def render(
     progress: bool = False,
     noise: list[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Latents of `kind` -> images [B, H, W, C] float32 (numpy), computed `batch_size` at a time.
+    """Latents of `kind` -> images [B, H, W, C] float32 (numpy), computed `batch_size` at a time
+    (`render_chunks`, concatenated).
 
     z runs the mapping; w is broadcast to every W+ layer; truncation (psi, cutoff) is applied in
     every case. With noise_mode 'random', image i (its row in `latents`) draws its noise from its
     own key (`per_sample_noise`), so an image does not depend on `batch_size`. `noise` (one [R, R]
     map per conv layer, shared by all images) overrides noise_mode.
+    """
+    chunks = render_chunks(
+        generator, latents, kind, truncation_psi, truncation_cutoff, noise_mode, noise_seed, batch_size, progress, noise
+    )
+    return np.concatenate(list(chunks), axis=0)
+
+
+def render_chunks(
+    generator: LoadedGenerator,
+    latents: np.ndarray | SeedLatents,
+    kind: str,
+    truncation_psi: float = 1.0,
+    truncation_cutoff: int | None = None,
+    noise_mode: str = "const",
+    noise_seed: int = 0,
+    batch_size: int = 8,
+    progress: bool = False,
+    noise: list[np.ndarray] | None = None,
+) -> Iterator[np.ndarray]:
+    """`render`, one chunk at a time: yields images [b, H, W, C] float32 for consecutive rows of
+    `latents` (b = batch_size, less for the last), each rendered when asked for. The arguments
+    are checked when this is called, before any image is rendered.
     """
     if kind not in LATENT_KINDS:
         raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)}")
@@ -166,7 +207,14 @@ def render(
     if not -(2**63) <= int(noise_seed) < 2**63:
         raise InputError(f"noise_seed {noise_seed}: expected an integer that fits in 64 bits")
     check_truncation_cutoff(truncation_cutoff, generator.num_ws)  # fail before any work
-    chunks = []
+    return _render_chunks(
+        generator, latents, kind, truncation_psi, truncation_cutoff, noise_mode, noise_seed, batch_size, progress, noise
+    )
+
+
+def _render_chunks(
+    generator, latents, kind, truncation_psi, truncation_cutoff, noise_mode, noise_seed, batch_size, progress, noise
+) -> Iterator[np.ndarray]:
     chunk_size = min(batch_size, len(latents))
     noise_key = jax.random.PRNGKey(noise_seed) if noise_mode == "random" and noise is None else None
     for index, chunk in _chunks(latents, chunk_size, progress):
@@ -179,10 +227,9 @@ def render(
             ws = generator.truncate(chunk, truncation_psi, truncation_cutoff)
         if noise_key is not None:
             maps = per_sample_noise(generator.config.noise_resolutions(), noise_key, index * chunk_size, chunk_size)
-            chunks.append(np.asarray(generator.synthesis(ws, "const", None, maps))[:count])
+            yield np.asarray(generator.synthesis(ws, "const", None, maps))[:count]
         else:
-            chunks.append(np.asarray(generator.synthesis(ws, noise_mode, None, noise))[:count])
-    return np.concatenate(chunks, axis=0)
+            yield np.asarray(generator.synthesis(ws, noise_mode, None, noise))[:count]
 
 
 def per_sample_noise(resolutions: list[int], key: jax.Array, first: int, count: int) -> list[jax.Array]:
@@ -200,7 +247,7 @@ def per_sample_noise(resolutions: list[int], key: jax.Array, first: int, count: 
     return jax.vmap(one)(indices)
 
 
-def _chunks(latents: np.ndarray, batch_size: int, progress: bool) -> Iterator[tuple[int, np.ndarray]]:
+def _chunks(latents: np.ndarray | SeedLatents, batch_size: int, progress: bool) -> Iterator[tuple[int, np.ndarray]]:
     starts = range(0, len(latents), batch_size)
     if progress:
         from tqdm import tqdm
@@ -212,17 +259,10 @@ def _chunks(latents: np.ndarray, batch_size: int, progress: bool) -> Iterator[tu
 
 def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None = None) -> Path:
     """`.npy`: raw float32 [B, H, W, C]; `.png`: a uint8 grid of [-1, 1] images. Atomic rename."""
-    from jaxedit.viz.grid import save_grid
+    from jaxedit.viz.image_files import write_images
 
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".png":
-        return save_grid(path, images, columns=columns)
-    if suffix == ".npy":
-        with atomic_file(path, ".npy") as partial:
-            np.save(partial, np.asarray(images, np.float32))
-        return path
-    raise InputError(f"{path}: expected a .png (image grid) or .npy (raw float32 images) path")
+    images = np.asarray(images)
+    return write_images(path, [images], len(images), images.shape[1:], columns)
 
 
 def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = (".png", ".npy")) -> None:
