@@ -7,11 +7,14 @@ import argparse
 import re
 
 import numpy as np
+import pytest
+from PIL import Image
 
 from jaxedit.cli import train
 from jaxedit.cli.main import build_parser
 from jaxedit.cli.main import main as cli_main
-from jaxedit.viz.grid import grid, gutter_width, labelled_grid
+from jaxedit.viz.grid import grid, gutter_width, labelled_grid, to_uint8
+from tests.conftest import STYLEGAN2_FIXTURES
 
 
 def _all_parsers() -> dict[str, argparse.ArgumentParser]:
@@ -98,3 +101,74 @@ def test_labelled_grid_panels_keep_their_pixels_between_label_bands():
         for c in range(3):
             y, x = top + r * (size + gutter), left + c * (size + gutter)
             assert (picture[y : y + size, x : x + size] == 10 + 30 * (3 * r + c)).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# generate: style mixing, seed labels
+
+
+@pytest.fixture(scope="module")
+def generator_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("features") / "gen"
+    assert cli_main(["convert", "stylegan2", str(STYLEGAN2_FIXTURES / "rosinality_small.pt"), str(out)]) == 0
+    return out
+
+
+def _ws_of_seeds(generator, seeds) -> np.ndarray:
+    z = np.stack([np.random.RandomState(seed).randn(generator.z_dim) for seed in seeds]).astype(np.float32)
+    return np.asarray(generator.mapping(z))
+
+
+def test_style_mix_figure_cells_are_mix_styles_renders(generator_dir, tmp_path, capsys):
+    """--style-mix 1,2:3-5:4: a 3 x 4 figure (corner empty), first row the column seeds, first
+    column the row seeds, cell (r, c) = synthesis(mix_styles(ws(column c), ws(row r), 4))."""
+    import jaxedit
+    from jaxedit.stylegan2.networks import mix_styles
+
+    out = tmp_path / "mix.png"
+    assert cli_main(["generate", str(generator_dir), "--style-mix", "1,2:3-5:4", "--out", str(out)]) == 0
+    assert "2 x 3 style mixes: layers 0-3 from the column seeds, 4-9 from the row seeds" in capsys.readouterr().out
+    picture = np.asarray(Image.open(out).convert("RGB"))
+    size, gutter = 64, gutter_width(64)
+    assert picture.shape == (3 * size + 2 * gutter, 4 * size + 3 * gutter, 3)  # no labels by default
+
+    def cell(r, c):
+        y, x = r * (size + gutter), c * (size + gutter)
+        return picture[y : y + size, x : x + size]
+
+    assert (cell(0, 0) == 255).all()  # the empty corner: background, no filler tile
+    generator = jaxedit.load_generator(generator_dir)
+    ws = _ws_of_seeds(generator, (1, 2, 3, 4, 5))
+    rows, columns = ws[:2], ws[2:]
+    mixed = np.asarray(mix_styles(columns[2:3], rows[1:2], 4))  # column seed 5 below layer 4, row seed 2 from it
+    expected = to_uint8(np.asarray(generator.synthesis(np.concatenate([columns[1:2], rows[1:2], mixed]))))
+    np.testing.assert_array_equal(cell(0, 2), expected[0])
+    np.testing.assert_array_equal(cell(2, 0), expected[1])
+    np.testing.assert_array_equal(cell(2, 3), expected[2])
+    assert (cell(2, 3) != cell(0, 3)).any() and (cell(2, 3) != cell(2, 0)).any()
+
+
+def test_style_mix_refuses_a_layer_outside_the_generator(generator_dir, tmp_path, capsys):
+    code = cli_main(["generate", str(generator_dir), "--style-mix", "1:2:10", "--out", str(tmp_path / "m.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "layer 10: expected 1..9" in err
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_generate_labels_put_each_seed_above_its_tile(generator_dir, tmp_path):
+    import jaxedit
+
+    plain, labelled = tmp_path / "plain.png", tmp_path / "labelled.png"
+    for out, extra in ((plain, []), (labelled, ["--labels"])):
+        assert cli_main(["generate", str(generator_dir), "--seeds", "4,2", *extra, "--out", str(out)]) == 0
+    plain, labelled = (np.asarray(Image.open(p).convert("RGB")) for p in (plain, labelled))
+    size, gutter = 64, gutter_width(64)
+    band = labelled.shape[0] - size
+    assert plain.shape == (size, 2 * size + gutter, 3) and labelled.shape[1] == plain.shape[1] and 0 < band < size
+    generator = jaxedit.load_generator(generator_dir)
+    expected = to_uint8(np.asarray(generator.synthesis(_ws_of_seeds(generator, (4, 2)))))
+    for index in range(2):
+        x = index * (size + gutter)
+        assert (labelled[:band, x : x + size] < 128).any()  # "seed 4", "seed 2"
+        np.testing.assert_array_equal(labelled[band:, x : x + size], expected[index])
+        np.testing.assert_array_equal(plain[:, x : x + size], expected[index])

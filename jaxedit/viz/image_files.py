@@ -57,11 +57,12 @@ def write_images(
     count: int,
     image_shape: Sequence[int],
     columns: int | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Path:
     """Write `count` float images [H, W, C] (`image_shape`), arriving as `chunks` [b, H, W, C] in
     order (`render_chunks`), to `path`: `.npy`: raw float32 [count, H, W, C], written chunk by chunk;
-    `.png`: a uint8 grid of the [-1, 1] images (`jaxedit.viz.grid.save_grid`). Checked with
-    `check_output` before the first chunk is asked for; atomic."""
+    `.png`: a uint8 grid of the [-1, 1] images (`jaxedit.viz.grid.grid`; `labels`: one caption per
+    image). Checked with `check_output` before the first chunk is asked for; atomic."""
     check_output(path, count, image_shape)
     path = Path(path)
     image_shape = tuple(int(d) for d in image_shape)
@@ -73,7 +74,7 @@ def write_images(
         tiles[filled : filled + len(chunk)] = to_uint8(chunk)
         filled += len(chunk)
     _check_count(filled, count)
-    return save_png(path, grid(tiles, columns=columns))
+    return save_png(path, grid(tiles, columns=columns, labels=labels))
 
 
 def _check_count(given: int, count: int) -> None:
