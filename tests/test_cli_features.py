@@ -172,3 +172,14 @@ def test_generate_labels_put_each_seed_above_its_tile(generator_dir, tmp_path):
         assert (labelled[:band, x : x + size] < 128).any()  # "seed 4", "seed 2"
         np.testing.assert_array_equal(labelled[band:, x : x + size], expected[index])
         np.testing.assert_array_equal(plain[:, x : x + size], expected[index])
+
+
+def test_an_image_given_as_latents_is_refused_without_pickle_advice(generator_dir, tmp_path, capsys):
+    """`jaxedit.io.load_array` names a PNG for what it is; numpy's "allow_pickle" advice (which
+    would contradict the Security section) never reaches the user (edit --latent reads the same way)."""
+    picture = tmp_path / "face.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(picture)
+    code = cli_main(["generate", str(generator_dir), "--ws", str(picture), "--out", str(tmp_path / "x.png")])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "--ws" in err and "a PNG image, not a .npy array" in err
+    assert "pickle" not in err.lower()
