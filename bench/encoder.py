@@ -21,7 +21,7 @@ compiles, the first call's time (compile + run), and the peak resident memory of
 during that row (`VmHWM`, reset before each row through /proc/self/clear_refs where Linux allows;
 else the peak since the start). The host steps of the photo path, FFHQ alignment (numpy/Pillow)
 and paste-back into the photo, are timed once per photo on the astronaut fixture upscaled 3x
-(1152x960). The JSON is written atomically.
+(1152x960). The JSON is rewritten atomically after every row (a run cut short keeps its rows).
 """
 
 from __future__ import annotations
@@ -238,6 +238,33 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+def describe_run(args, argv, encoder, generator, build_seconds: float, rows: list, host: dict) -> dict:
+    return {
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python bench/encoder.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+            "devices": [str(d) for d in jax.devices()],
+            "jax": jax.__version__,
+        },
+        "sizes": {
+            "encoder": encoder.config.to_dict(),
+            "encoder_parameters": encoder.num_parameters,
+            "generator_resolution": generator.resolution,
+            "num_ws": generator.num_ws,
+            "w_dim": generator.w_dim,
+        },
+        "alpha": ALPHA,
+        "iters": args.iters,
+        "models_built_s": build_seconds,
+        "rows": rows,
+        "host_steps": host,
+    }
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
@@ -256,7 +283,16 @@ def main(argv=None) -> int:
     )
     rng = np.random.default_rng(args.seed)
     size = encoder.input_size
-    rows = []
+    rows: list[dict] = []
+    host: dict = {}
+
+    def save() -> None:  # after every row, so a run cut short keeps what it measured
+        if args.json:
+            from jaxedit.io import atomic_write_text
+
+            report = describe_run(args, argv, encoder, generator, build_seconds, rows, host)
+            atomic_write_text(args.json, json.dumps(report, indent=1) + "\n")
+
     for batch in batch_sizes:
         images = rng.uniform(-1, 1, (batch, size, size, 3)).astype(np.float32)
         for name in names:
@@ -265,13 +301,15 @@ def main(argv=None) -> int:
                 **time_rows(FORMULATIONS[name](encoder, generator, editors), images, args.iters),
             }
             rows.append(row)
+            save()
             print(
                 f"{name:<8} batch {batch}: {row['s_per_photo']:.2f} s/photo wall, {row['cpu_s_per_photo']:.2f} s/photo "
                 f"CPU, first call {row['first_call_s']:.1f} s, peak RSS {row['peak_rss_mib']:.0f} MiB "
                 f"({row['peak_rss_scope']})",
                 flush=True,
             )
-    host = time_host_steps(size, generator.resolution)
+    host.update(time_host_steps(size, generator.resolution))
+    save()
     print(
         f"host steps on a {host['photo']} photo: align {host['align_s']:.3f} s, paste-back {host['paste_back_s']:.3f} s"
     )
@@ -283,33 +321,7 @@ def main(argv=None) -> int:
             f"| {row['formulation']} | {row['batch']} | {row['s_per_photo']:.2f} | {row['cpu_s_per_photo']:.2f} | "
             f"{row['first_call_s']:.1f} | {row['peak_rss_mib']:.0f} |"
         )
-    result = {
-        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "python bench/encoder.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpu_count": os.cpu_count(),
-            "load_average_at_end": list(os.getloadavg()),
-            "devices": [str(d) for d in jax.devices()],
-            "jax": jax.__version__,
-        },
-        "sizes": {
-            "encoder": encoder.config.to_dict(),
-            "encoder_parameters": encoder.num_parameters,
-            "generator_resolution": generator.resolution,
-            "num_ws": generator.num_ws,
-            "w_dim": generator.w_dim,
-        },
-        "alpha": ALPHA,
-        "models_built_s": build_seconds,
-        "rows": rows,
-        "host_steps": host,
-    }
     if args.json:
-        from jaxedit.io import atomic_write_text
-
-        atomic_write_text(args.json, json.dumps(result, indent=1) + "\n")
         print(f"wrote {args.json}")
     return 0
 
