@@ -157,6 +157,13 @@ def _check_name(destination: Path) -> None:
             return
 
 
+def _working_directory() -> Path | None:
+    try:
+        return Path.cwd().resolve()
+    except OSError:  # removed meanwhile: then it is no directory we could replace
+        return None
+
+
 def _why_not_replace(destination: Path, why_not_replaceable: WhyNotReplaceable | None, inputs: Sequence) -> str | None:
     if os.path.islink(destination):
         return "it is a symbolic link"
@@ -165,7 +172,8 @@ def _why_not_replace(destination: Path, why_not_replaceable: WhyNotReplaceable |
     real = destination.resolve()
     if (destination / ".git").exists():
         return "it is a git checkout"
-    if Path.cwd().resolve().is_relative_to(real):
+    working = _working_directory()
+    if working is not None and working.is_relative_to(real):
         return "it is the working directory or one of its parents"
     for source in inputs:
         if Path(source).absolute().resolve().is_relative_to(real):

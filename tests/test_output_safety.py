@@ -185,6 +185,38 @@ def test_out_swapped_during_overwrite_is_put_back(tmp_path, capsys, monkeypatch)
     assert staging_left(tmp_path) == []
 
 
+@pytest.mark.parametrize("renameat2", ["linux", "absent"])
+def test_publishing_rules_hold_with_and_without_renameat2(tmp_path, monkeypatch, renameat2):
+    """Where renameat2 is missing (other systems, old kernels) the fallback keeps the same rules."""
+    import jaxedit.atomic as atomic
+
+    if renameat2 == "absent":
+        monkeypatch.setattr(atomic, "_libc_renameat2", lambda: None)
+    vouch = lambda directory: None if (directory / "mine").exists() else "not mine"
+    out = tmp_path / "out"
+    with atomic_directory(out) as staging:
+        (staging / "mine").write_text("1")
+    with atomic_directory(out, overwrite=True, why_not_replaceable=vouch) as staging:
+        (staging / "mine").write_text("2")
+    assert (out / "mine").read_text() == "2"
+    with pytest.raises(ConfigError, match="changed while"):
+        with atomic_directory(out, overwrite=True, why_not_replaceable=vouch) as staging:
+            (staging / "mine").write_text("3")
+            out.rename(tmp_path / "moved")
+            out.mkdir()
+            (out / "theirs").write_text("t")
+    assert snapshot(out) == {"theirs": b"t"} and (tmp_path / "moved" / "mine").read_text() == "2"
+    for name, contents in (("empty", {}), ("full", {"theirs": "t"})):
+        with pytest.raises(ConfigError, match="appeared while"):
+            with atomic_directory(tmp_path / name) as staging:
+                (staging / "mine").write_text("4")
+                (tmp_path / name).mkdir()
+                for file, text in contents.items():
+                    (tmp_path / name / file).write_text(text)
+        assert snapshot(tmp_path / name) == {k: v.encode() for k, v in contents.items()}
+    assert staging_left(tmp_path) == []
+
+
 def test_concurrent_conversions_to_one_out_exactly_one_wins(tmp_path):
     out, barrier = tmp_path / "gen", tmp_path / "barrier"
     barrier.mkdir()
