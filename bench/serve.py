@@ -12,7 +12,9 @@ cache of recent full images never answers), then reads the whole PNG. Latency is
 sending the request to the last byte of the PNG (HTTP, JSON parsing, the edit, synthesis, PNG
 encoding; not the browser's decoding). Reported: start-up (load + compile), the renderer's own
 full/preview times, latency median and p95 with the preview ("preview": true, the dragging path)
-and without (the full image, the release path), and the XLA compilations counted by a
+and without (the full image, the release path), with the median CPU time per move (user + system,
+all threads of this process: less sensitive than wall time to other jobs on a shared machine),
+and the XLA compilations counted by a
 `jax.monitoring` listener (backend compiles) over all moves after start-up: must be 0.
 
 Configurations:
@@ -143,32 +145,35 @@ def slider_moves(count: int, num_ws: int, seed: int = 0) -> list[dict]:
     return bodies
 
 
-def time_moves(server, bodies: list[dict], preview: bool) -> list[float]:
+def time_moves(server, bodies: list[dict], preview: bool) -> tuple[list[float], list[float]]:
+    """(wall seconds, CPU seconds of this process: every thread, user + system) per move."""
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(host, port, timeout=600)
-    seconds = []
+    seconds, cpu = [], []
     try:
         for body in bodies:
             data = json.dumps({**body, "preview": preview}).encode()
-            started = time.perf_counter()
+            started, started_cpu = time.perf_counter(), time.process_time()
             connection.request("POST", "/api/render", body=data, headers={"Content-Type": "application/json"})
             response = connection.getresponse()
             payload = response.read()
             seconds.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
             if response.status != 200 or not payload.startswith(b"\x89PNG"):
                 raise RuntimeError(f"render failed: {response.status} {payload[:200]!r}")
     finally:
         connection.close()
-    return seconds
+    return seconds, cpu
 
 
-def summarise(seconds: list[float]) -> dict:
-    ms = np.asarray(seconds) * 1000.0
+def summarise(timed: tuple[list[float], list[float]]) -> dict:
+    ms, cpu_ms = np.asarray(timed[0]) * 1000.0, np.asarray(timed[1]) * 1000.0
     return {
         "moves": len(ms),
         "median_ms": round(float(np.median(ms)), 2),
         "p95_ms": round(float(np.percentile(ms, 95)), 2),
         "mean_ms": round(float(np.mean(ms)), 2),
+        "cpu_median_ms": round(float(np.median(cpu_ms)), 2),
     }
 
 
@@ -207,7 +212,7 @@ def run_config(name: str, moves: int, full_moves: int, counter: CompileCounter) 
         "with_preview": summarise(preview_times),
         "without_preview": summarise(full_times),
         "compilations_after_startup": compilations,
-        "moves_counted": len(preview_times) + len(full_times),
+        "moves_counted": len(preview_times[0]) + len(full_times[0]),
     }
     print(json.dumps(result), flush=True)
     return result
@@ -215,15 +220,16 @@ def run_config(name: str, moves: int, full_moves: int, counter: CompileCounter) 
 
 def table(results: list[dict]) -> str:
     lines = [
-        "| config | start-up compile | with preview: median / p95 | without preview: median / p95 | auto preview | XLA compilations after start-up |",
+        "| config | start-up compile | with preview: median / p95 (CPU) | without preview: median / p95 (CPU) "
+        "| auto preview | XLA compilations after start-up |",
         "|---|---|---|---|---|---|",
     ]
     for r in results:
         p, f = r["with_preview"], r["without_preview"]
         lines.append(
             f"| {r['config']} ({r['resolution']} px, preview {r['preview_resolution']} px) | {r['compile_s']:.1f} s "
-            f"| {p['median_ms']:.1f} / {p['p95_ms']:.1f} ms ({p['moves']} moves) "
-            f"| {f['median_ms']:.1f} / {f['p95_ms']:.1f} ms ({f['moves']} moves) "
+            f"| {p['median_ms']:.1f} / {p['p95_ms']:.1f} ms ({p['cpu_median_ms']:.1f} ms CPU; {p['moves']} moves) "
+            f"| {f['median_ms']:.1f} / {f['p95_ms']:.1f} ms ({f['cpu_median_ms']:.1f} ms CPU; {f['moves']} moves) "
             f"| {'on' if r['auto_preview'] else 'off'} | {r['compilations_after_startup']} over {r['moves_counted']} moves |"
         )
     return "\n".join(lines)

@@ -356,6 +356,18 @@ def test_missing_or_bad_content_length(served):
     assert_alive(server)
 
 
+def test_a_get_with_a_body_is_answered_and_the_connection_closed(served):
+    server, _ = served
+    host, port = server.server_address[:2]
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello")
+        answer = b""
+        while chunk := sock.recv(65536):  # the server closes the connection after its answer
+            answer += chunk
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    assert head.startswith("HTTP/1.1 200 ") and "Connection: close" in head
+
+
 TRAVERSALS = [
     "/static/../../etc/passwd",
     "/static/%2e%2e/%2e%2e/etc/passwd",

@@ -323,6 +323,8 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
             self._check_host()
             route = self._route()
             if method == "GET":
+                if self._pending:  # a GET with a body: answered, then the connection closes (the body unread)
+                    self.close_connection = True
                 self._get(route)
             elif route in self.POST_ROUTES:
                 self._post(route)
