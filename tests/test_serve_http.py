@@ -55,6 +55,17 @@ def call(server, method, path, body=None, headers=None):
         connection.close()
 
 
+def raw_exchange(server, data: bytes) -> str:
+    """Send raw bytes on a fresh connection; everything the server answers until it closes."""
+    host, port = server.server_address[:2]
+    answer = b""
+    with socket.create_connection((host, port), timeout=30) as sock:
+        sock.sendall(data)
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return answer.decode("latin-1")
+
+
 def assert_refused(answer, status, contains=""):
     code, headers, body = answer
     assert code == status, (code, body[:300])
@@ -341,30 +352,23 @@ def test_a_50_mb_upload_is_refused_from_its_content_length(served):
 
 def test_missing_or_bad_content_length(served):
     server, _ = served
-    host, port = server.server_address[:2]
     for headers, status in (
         ("Transfer-Encoding: chunked\r\n", 411),
         ("", 411),
         ("Content-Length: -5\r\n", 400),
         ("Content-Length: 1e9\r\n", 400),
     ):
-        with socket.create_connection((host, port), timeout=30) as sock:
-            sock.sendall(f"POST /api/render HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
-            answer = sock.recv(65536).decode("latin-1")
+        request = f"POST /api/render HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n"
+        answer = raw_exchange(server, request.encode())
         assert answer.startswith(f"HTTP/1.1 {status} "), answer[:80]
-        assert '{"error": ' in answer
+        assert json.loads(answer.split("\r\n\r\n", 1)[1])["error"]
     assert_alive(server)
 
 
 def test_a_get_with_a_body_is_answered_and_the_connection_closed(served):
     server, _ = served
-    host, port = server.server_address[:2]
-    with socket.create_connection((host, port), timeout=30) as sock:
-        sock.sendall(b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello")
-        answer = b""
-        while chunk := sock.recv(65536):  # the server closes the connection after its answer
-            answer += chunk
-    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1")
+    answer = raw_exchange(server, b"GET /api/info HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 5\r\n\r\nhello")
+    head = answer.split("\r\n\r\n", 1)[0]  # the server closed the connection after its answer
     assert head.startswith("HTTP/1.1 200 ") and "Connection: close" in head
 
 
@@ -426,12 +430,11 @@ def test_foreign_host_header_is_refused(served):
 
 def test_garbage_request_line_gets_one_line_json(served):
     server, _ = served
-    host, port = server.server_address[:2]
-    for garbage in (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n"):
-        with socket.create_connection((host, port), timeout=30) as sock:
-            sock.sendall(garbage)
-            answer = sock.recv(65536).decode("latin-1")
+    too_long = b"GET /" + b"a" * (65537 - 5)  # exactly what the server reads before refusing: nothing left unread
+    for garbage in (b"\x16\x03\x01\x02\x00garbage\r\n\r\n", too_long):
+        answer = raw_exchange(server, garbage)
         assert answer.startswith("HTTP/1.") and " 4" in answer.split("\r\n")[0], answer[:80]
+        assert json.loads(answer.split("\r\n\r\n", 1)[1])["error"]
     assert_alive(server)
 
 
