@@ -208,6 +208,7 @@ function setSource(source, note) {
   const photo = Boolean(source.photo);
   $("aligned-figure").hidden = !photo;
   $("paste-figure").hidden = !photo;
+  $("images").classList.toggle("photo", photo);
   renderAll();
 }
 
