@@ -22,6 +22,8 @@ from jaxedit.cli.main import main as cli_main
 from jaxedit.errors import JaxeditError
 from jaxedit.latent import PRESETS, classifier_from_preset, save_editors, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
+from jaxedit.latent.provenance import make_provenance
+from jaxedit.stylegan2 import load_generator
 from jaxedit.training.steps import stack_slots
 from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
@@ -44,7 +46,7 @@ def _unreadable(tmp: Path, name: str) -> Path:
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    """A converted generator (w_dim 32, 10 W+ layers), untrained W editors for it (Smiling, Young),
+    """A converted generator (w_dim 32, 10 W+ layers), untrained W editors bound to it (Smiling, Young),
     official fixture editors (W+ 2 x 512), bad latent files, an unreadable path."""
     root = tmp_path_factory.mktemp("cli_errors")
     assert cli_main(["convert", "stylegan2", str(ROSINALITY), str(root / "gen")]) == 0
@@ -56,6 +58,7 @@ def world(tmp_path_factory):
         init_classifier_params(classifier_from_preset(preset), keys[0]),
         stack_slots([init_transformer_params(transformer_from_preset(preset), k) for k in keys[1:]]),
         ["Smiling", "Young"],
+        provenance=make_provenance(preset, origin="trained", generator=load_generator(root / "gen")),
     )
     tnets = root / "tnets"
     tnets.mkdir()
@@ -200,17 +203,22 @@ def _cases(w):
             "--save-latents",
         ),
         # eval
-        (["eval", str(r / "nowhere")], "no such directory"),
-        (["eval", gen], "holds 'generator', expected 'editors'"),
-        (["eval", eds, "--attributes", "Smilng"], "did you mean Smiling"),
-        (["eval", eds, "--count", "abc"], "argument --count: expected an integer, got 'abc'"),
-        (["eval", eds, "--image-classifier", "a:b"], "need --generator"),
-        (["eval", eds, "--generator", str(r / "nowhere")], "no such directory"),
-        (["eval", eds, "--count", "1"], "--count 1: evaluation settings: count must be at least 2"),
+        (["eval", str(r / "nowhere"), "--out", str(r / "e")], "no such directory"),
+        (["eval", gen, "--out", str(r / "e")], "holds 'generator', expected 'editors'"),
+        (["eval", eds, "--attributes", "Smilng", "--out", str(r / "e")], "did you mean Smiling"),
+        (["eval", eds, "--count", "abc", "--out", str(r / "e")], "argument --count: expected an integer, got 'abc'"),
+        (["eval", eds, "--image-classifier", "a:b", "--out", str(r / "e")], "need --generator"),
+        (["eval", eds, "--generator", str(r / "nowhere"), "--out", str(r / "e")], "no such directory"),
         (
-            ["eval", eds, "--baselines", "interfacegan,svm"],
+            ["eval", eds, "--count", "1", "--out", str(r / "e")],
+            "--count 1: evaluation settings: count must be at least 2",
+        ),
+        (
+            ["eval", eds, "--baselines", "interfacegan,svm", "--out", str(r / "e")],
             "--baselines interfacegan,svm: evaluation settings: unknown",
         ),
+        (["eval", eds], "required: --out"),
+        (["eval", str(w["official"]), "--out", str(r / "e")], "they were not trained in a synthetic world"),
         # train
         (["train", "--samples", "0"], "--samples 0: pipeline settings: samples must be >= 1"),
         (["train", "--set", "lr=x"], "argument --set: lr: expected a number, got 'x'"),

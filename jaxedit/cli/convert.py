@@ -71,6 +71,12 @@ def add_parser(subparsers) -> None:
         action="store_true",
         help="replace OUT if it is a jaxedit editors directory holding nothing else (never any other directory)",
     )
+    transformer.add_argument(
+        "--generator",
+        metavar="GEN_DIR",
+        help="the converted generator these editors are for (recorded, so edit and eval can check it; "
+        "default: none recorded, the generator is unknown)",
+    )
     transformer.add_argument("out", metavar="OUT", help="editors directory to write")
     transformer.set_defaults(handler=run_latent_transformer)
 
@@ -150,7 +156,16 @@ def run_latent_transformer(args) -> int:
 
     inputs = [args.classifier] + ([args.tnets] if args.tnets else [])
     _refuse_existing(Path(args.out), args.overwrite, "editors", inputs)
-    out = convert_latent_transformer(args.classifier, args.out, tnets=args.tnets, overwrite=args.overwrite)
+    generator = None
+    if args.generator:
+        from jaxedit.cli.errors import flag_named
+        from jaxedit.stylegan2 import load_generator
+
+        with flag_named("--generator"):
+            generator = load_generator(args.generator)
+    out = convert_latent_transformer(
+        args.classifier, args.out, tnets=args.tnets, overwrite=args.overwrite, generator=generator
+    )
     editors = load_editors(out)
     shape = " x ".join(str(s) for s in editors.latent_shape)
     widths = "-".join(str(w) for w in editors.classifier_module.widths)
@@ -159,4 +174,7 @@ def run_latent_transformer(args) -> int:
         f"wrote {out}: {editors.preset.name} editors on latents {shape}, classifier {widths}, "
         f"{len(editors.attributes)} transformer(s): {covered}"
     )
+    from jaxedit.latent.provenance import describe_provenance
+
+    print(f"  made for: {describe_provenance(editors.provenance)}")
     return 0

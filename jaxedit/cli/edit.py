@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from jaxedit.cli import types
+from jaxedit.cli.binding import add_force_flag, check_generator
 from jaxedit.cli.encode import add_face_flags
 from jaxedit.cli.errors import flag_named
 from jaxedit.errors import ConfigError, InputError
@@ -147,6 +148,7 @@ def add_parser(subparsers) -> None:
         help="write the photo itself, at its own size, with the edited face (the last --attr step) blended in",
     )
     add_face_flags(parser)
+    add_force_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -185,6 +187,7 @@ def run(args) -> int:
             latents = load_latent_file(args.latent, generator, args.truncation)
     else:
         photo, latents, panels = _encode_photo(args, generator, editors)
+    check_generator(editors, generator, args.editors_dir, args.force)  # before any edit is made or rendered
     methods = _fit_baselines(args, methods, generator, editors)
     options = dict(layers=args.layers, methods=methods)
     if args.paste_back:  # only the last step is rendered

@@ -1,10 +1,17 @@
-"""`jaxedit eval EDITORS_DIR [--out DIR] ...`: the paper's Table 1 for trained or converted editors."""
+"""`jaxedit eval EDITORS_DIR --out DIR ...`: the paper's Table 1 for trained or converted editors.
+
+The world comes from the editors' provenance (`jaxedit.latent.provenance`): the generator they
+record (or `--generator`, which must be that one unless `--force`), else the synthetic world they
+were trained in. The settings default to those of the run that trained them (its seed, counts and
+labelled sample), so the numbers equal the run's report; flags change them.
+"""
 
 from __future__ import annotations
 
 import sys
 
 from jaxedit.cli import types
+from jaxedit.cli.binding import add_force_flag
 from jaxedit.errors import ConfigError
 
 SUITE_HELP = {
@@ -37,7 +44,13 @@ def add_parser(subparsers) -> None:
         "(rebuilt from the editors' training info), or a generator plus your JAX image classifier and face recogniser.",
     )
     parser.add_argument("editors", metavar="EDITORS_DIR", help="trained or converted editors directory")
-    parser.add_argument("--out", default="", help="report directory (default EDITORS_DIR/../eval)")
+    parser.add_argument(
+        "--out",
+        required=True,
+        metavar="DIR",
+        help="report directory (report.json, report.md, plots/); required: nothing is written beside the editors "
+        "unless DIR says so",
+    )
     parser.add_argument(
         "--attributes",
         type=types.attribute_list,
@@ -58,8 +71,12 @@ def add_parser(subparsers) -> None:
         help="synthetic world seed (default: the one the editors were trained in)",
     )
     parser.add_argument(
-        "--generator", default="", help="converted generator directory: latents from its mapping network"
+        "--generator",
+        default="",
+        help="converted generator directory: latents from its mapping network (default: the one the editors "
+        "record, else the synthetic world they were trained in)",
     )
+    add_force_flag(parser)
     parser.add_argument(
         "--image-classifier",
         default="",
@@ -88,7 +105,6 @@ def run(args) -> int:
     from jaxedit.eval.suite import SuiteSettings, check_memory, import_callable, run_suite, synthetic_world_for
     from jaxedit.latent.editors import load_editors
 
-    settings = types.apply_flags(SuiteSettings(), types.config_changes(args, args.suite_flags), args.suite_flags)
     if (args.image_classifier or args.face_embedder) and not args.generator:
         raise ConfigError("--image-classifier and --face-embedder need --generator GEN_DIR to render the latents")
     if bool(args.image_classifier) != bool(args.face_embedder):
@@ -96,6 +112,8 @@ def run(args) -> int:
             "give both --image-classifier and --face-embedder (real weights), or neither (synthetic world)"
         )
     editors = load_editors(args.editors)
+    recorded = recorded_settings(editors)
+    settings = types.apply_flags(recorded, types.config_changes(args, args.suite_flags), args.suite_flags)
     check_memory(settings, editors.latent_shape)  # before the world, the baselines or any labelling
     names = (
         [ATTRIBUTES[i] for i in parse_attributes(args.attributes)]
@@ -108,14 +126,13 @@ def run(args) -> int:
             f"{args.editors}: no transformer for {', '.join(missing)}; "
             f"these editors cover {', '.join(editors.attributes) or 'none'}"
         )
-    generator = None
-    if args.generator:
-        from jaxedit.stylegan2 import load_generator
-
-        generator = load_generator(args.generator)
+    generator, own_world = evaluation_generator(editors, args)
     world = synthetic_world_for(editors, args.world_seed, generator)
     space = "w+" if len(editors.latent_shape) == 2 else "w"
     sampler = lambda key, n: synthetic.sample_latents(world, key, n, space=space)
+    baseline_sample = {}
+    if own_world and not args.image_classifier:
+        baseline_sample = run_baseline_sample(editors, world, settings, space)
     if args.image_classifier:
         labeller = protocol.image_labeller(
             generator, import_callable(args.image_classifier), batch_size=args.batch_size
@@ -125,8 +142,10 @@ def run(args) -> int:
     else:
         labeller, embedder = synthetic.labeller(world), synthetic.identity_embedder(world)
         where = world.describe()
-    out = Path(args.out) if args.out else Path(args.editors).resolve().parent / "eval"
-    print(where, file=sys.stderr)
+    out = Path(args.out)
+    print(f"evaluating {args.editors} on: {where}", file=sys.stderr)
+    if settings == recorded and recorded != SuiteSettings():
+        print("with the settings of the run that trained them (flags change them)", file=sys.stderr)
     _, table = run_suite(
         editors,
         labeller,
@@ -138,8 +157,82 @@ def run(args) -> int:
         extra_settings={"labeller": where, "editors_dir": str(args.editors)},
         title=where,
         log=lambda message: print(message, file=sys.stderr),
+        **baseline_sample,
         progress=True,
     )
     print(table)
     print(f"\nwritten to {out}/ (report.json, report.md, plots/)")
     return 0
+
+
+def recorded_settings(editors):
+    """The evaluation settings of the run that trained the editors (`training["evaluation"]`), or
+    the defaults when none are recorded or they are unreadable."""
+    from jaxedit import config
+    from jaxedit.eval.suite import SuiteSettings
+
+    recorded = editors.training.get("evaluation")
+    if not isinstance(recorded, dict):
+        return SuiteSettings()
+    try:
+        return config.from_dict(SuiteSettings, recorded)
+    except (ConfigError, TypeError, ValueError):
+        return SuiteSettings()
+
+
+def evaluation_generator(editors, args):
+    """(generator or None, whether the world is the one the editors were trained in).
+
+    --generator, else the generator the editors record (from its recorded path), else none (the
+    synthetic world). A generator other than the recorded one, or editors that record neither a
+    world nor a generator evaluated in a random synthetic world, are refused unless --force."""
+    from pathlib import Path
+
+    from jaxedit.cli.binding import check_generator, warn
+    from jaxedit.latent.provenance import MATCH, describe_provenance
+    from jaxedit.stylegan2 import load_generator
+
+    record = editors.provenance
+    recorded_generator = (record or {}).get("generator") or {}
+    if args.generator:
+        generator = load_generator(args.generator)
+    elif recorded_generator:
+        path = recorded_generator.get("path")
+        if not path or not Path(path).is_dir():
+            raise ConfigError(
+                f"editors {args.editors} were made for generator {path}, which is not there; "
+                "pass --generator DIR (a conversion of the same checkpoint)"
+            )
+        generator = load_generator(path)
+    else:
+        generator = None
+    if generator is not None:
+        verdict = check_generator(editors, generator, args.editors, args.force)
+        return generator, verdict == MATCH and args.world_seed is None
+    if record is None:
+        warn(f"editors {args.editors}: {describe_provenance(None)}; the world is rebuilt from their training info")
+        return None, False
+    if not record.get("world"):
+        message = f"editors {args.editors}: {describe_provenance(record)}; they were not trained in a synthetic world"
+        if not args.force:
+            raise ConfigError(
+                f"{message}: pass --generator DIR (with --image-classifier and --face-embedder for real labels), "
+                "or --force to evaluate them in a random synthetic world"
+            )
+        warn(f"{message} (--force: evaluated in a random synthetic world)")
+        return None, False
+    return None, args.world_seed is None
+
+
+def run_baseline_sample(editors, world, settings, space: str) -> dict:
+    """The labelled sample the run fitted its baselines on (`run_suite`'s baseline_latents and
+    baseline_probabilities), when the settings ask for the same one (seed and size); else {}."""
+    from jaxedit.training.pipeline import labelled_sample
+
+    recorded = editors.training.get("labelled_sample")
+    if not isinstance(recorded, dict) or recorded.get("seed") != settings.seed:
+        return {}
+    if recorded.get("count") != settings.baseline_samples or not settings.baselines:
+        return {}
+    latents, probabilities = labelled_sample(world, settings.seed, settings.baseline_samples, space)
+    return {"baseline_latents": latents, "baseline_probabilities": probabilities}

@@ -5,7 +5,8 @@
 orbax metadata (shapes and dtypes), so describing a 1024 px generator is instant.
 
 For a generator: resolution, W+ layer count, z/w dims, channels per resolution, mapping layers,
-conv_clamp. For editors: the method preset, the attributes, the latent shape, the module sizes.
+conv_clamp. For editors: the method preset, the attributes, the latent shape, the module sizes, and
+what they were made for (their provenance: the generator or the synthetic world).
 For an encoder (pSp / e4e): its kind, the W+ latents it gives, the input size, the backbone, the
 parameter count. For all: the source file (path, sha256, format) and the creation date.
 """
@@ -134,6 +135,9 @@ def _editors_summary(config: dict, arrays: dict) -> dict:
     training = config.get("training")
     if isinstance(training, dict) and training.get("origin"):
         summary["origin"] = training["origin"]
+    from jaxedit.latent.provenance import describe_provenance, read_provenance
+
+    summary["made_for"] = describe_provenance(read_provenance(config, "editors"))
     classifier = sum(math.prod(s) for k, (s, _) in arrays.items() if k.startswith("classifier"))
     transformers = sum(math.prod(s) for k, (s, _) in arrays.items() if k.startswith("transformer"))
     if classifier or transformers:

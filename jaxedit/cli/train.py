@@ -9,7 +9,8 @@ The two stage commands start from a named `TrainConfig` (`--config`) and take ev
 and of its method preset as a flag (`--lr 1e-3 --epochs 2 --batch_size 16`), typed by the field;
 `--preset NAME` swaps the method preset before the method fields apply. Exit statuses come from
 `jaxedit.cli.errors.run_main` (0 done, 1 training failed, 2 bad input, 75 stopped by a signal with a
-checkpoint written: rerun with `--resume`, 130 interrupted).
+checkpoint written: rerun with `--resume`, 130 interrupted). The pipeline resumes with
+`python -m train --resume --out RUN` (its settings come from the run directory).
 """
 
 from __future__ import annotations
@@ -106,6 +107,11 @@ def pipeline_parser(prog: str) -> tuple[OneLineErrorParser, dict[str, str]]:
     )
     parser.add_argument("--out", default=argparse.SUPPRESS, help="run directory (default runs/<UTC timestamp>)")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the stopped run in --out (its own settings; other flags given must agree with them)",
+    )
+    parser.add_argument(
         "--generator",
         default=argparse.SUPPRESS,
         help="converted generator directory: use its mapping network for the latents",
@@ -150,7 +156,8 @@ def pipeline_parser(prog: str) -> tuple[OneLineErrorParser, dict[str, str]]:
 
 def pipeline_settings(args: argparse.Namespace, flags: dict[str, str]):
     """The `PipelineSettings` of parsed flags: the defaults, then `--quick`'s changes, then the
-    flags given (`--classifier-epochs N` also moves the lr decay to N // 2), then `--set`."""
+    flags given (`--classifier-epochs N` also moves the lr decay to N // 2), then `--set`.
+    With `--resume`: the stopped run's recorded settings, which the flags given must not change."""
     from jaxedit.training.pipeline import QUICK, PipelineSettings
 
     given = types.config_changes(args, [*flags, "progress"])
@@ -161,6 +168,8 @@ def pipeline_settings(args: argparse.Namespace, flags: dict[str, str]):
     for path, value in args.assignments:
         changes[path] = value
         flags.setdefault(path, f"--set {path.split('.', 1)[1]}=")
+    if args.resume:
+        return _resumed_settings(args, changes, flags)
     if "transformer_samples" not in given:  # at most the samples (`--samples 3000` alone is fine)
         samples = changes.get("samples", PipelineSettings.samples)
         changes["transformer_samples"] = min(
@@ -169,8 +178,32 @@ def pipeline_settings(args: argparse.Namespace, flags: dict[str, str]):
     return types.apply_flags(PipelineSettings(), changes, flags)
 
 
+def _resumed_settings(args: argparse.Namespace, changes: dict, flags: dict[str, str]):
+    """The recorded settings of the run in --out; a flag that would change them is refused."""
+    import dataclasses
+
+    from jaxedit.training import run_dir
+    from jaxedit.training.pipeline import PipelineSettings
+
+    saved = dataclasses.replace(run_dir.read_settings(args.out, PipelineSettings), out=args.out)
+    wanted = types.apply_flags(saved, changes, flags)
+    difference = run_dir.first_difference(
+        dataclasses.replace(saved, progress=True), dataclasses.replace(wanted, progress=True)
+    )
+    if difference:
+        raise ConfigError(
+            f"--resume: {args.out} was started with {difference}; give no settings flags (or the run's own) to resume"
+        )
+    return wanted
+
+
 def pipeline_main(argv: Sequence[str] | None = None, prog: str = "python -m train") -> int:
-    """`python -m train [flags]` (and `jaxedit train [flags]`)."""
+    """`python -m train [flags]` (and `jaxedit train [flags]`).
+
+    The first SIGINT/SIGTERM stops the run (a training stage after a checkpoint) with exit status
+    75 and prints the command that resumes it; a second Ctrl-C stops at once (130)."""
+    from jaxedit.training import run_dir
+    from jaxedit.training.checkpoint import PreemptionGuard
     from jaxedit.training.pipeline import run_pipeline
 
     parser, flags = pipeline_parser(prog)
@@ -178,12 +211,20 @@ def pipeline_main(argv: Sequence[str] | None = None, prog: str = "python -m trai
         args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     except SystemExit as stop:  # a usage error (its one line printed) or --help
         return int(stop.code or 0)
+    if args.resume and not getattr(args, "out", None):
+        print(f"{prog}: error: --resume needs --out RUN_DIR (the stopped run)", file=sys.stderr)
+        return 2
+    args.out = getattr(args, "out", None) or run_dir.default_run_dir()
+    resume = f"{prog} --resume --out {shlex.quote(args.out)}"
 
     def work() -> int:
-        run_pipeline(pipeline_settings(args, flags))
+        run_dir.check_run_directory(args.out, args.resume, resume_hint=resume)
+        settings = pipeline_settings(args, flags)
+        with PreemptionGuard() as guard:
+            run_pipeline(settings, resume=args.resume, guard=guard)
         return 0
 
-    return run_main(prog, work, debug=args.debug)
+    return run_main(prog, work, debug=args.debug, resume_command=resume)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from jaxedit.attributes import ATTRIBUTES, NUM_ATTRIBUTES
 from jaxedit.errors import CheckpointError, ConfigError, sanitize
 from jaxedit.io import sha256_file
 from jaxedit.latent.presets import PRESETS, MethodPreset
+from jaxedit.latent.provenance import make_provenance, official_note
 from jaxedit.stylegan2.config import MAX_DIM, MAX_RESOLUTION
 
 TNET_FILE = re.compile(r"^tnet_(\d+)\.pth(?:\.tar)?$")
@@ -211,6 +212,7 @@ def convert_latent_transformer(
     destination: str | os.PathLike,
     tnets: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     overwrite: bool = False,
+    generator: Any = None,
 ) -> Path:
     """Convert the official classifier (and, optionally, tnets) to an editors directory.
 
@@ -219,9 +221,12 @@ def convert_latent_transformer(
     Nothing is written unless every file converts (the directory is written atomically).
     Every size read from the files is bounded (W+ layers, widths) and every tensor checked finite
     as float32 before anything is built; anything wrong is a one-line CheckpointError.
+    generator: the loaded generator (`load_generator`) the editors are for: its identity is recorded
+    in their provenance (`jaxedit.latent.provenance`) after its latents are checked against theirs;
+    None records "generator unknown".
     """
     try:
-        return _convert(classifier_path, destination, tnets, overwrite)
+        return _convert(classifier_path, destination, tnets, overwrite, generator)
     except RecursionError:
         raise CheckpointError(f"{classifier_path}: structure nested too deeply") from None
     except MemoryError:
@@ -230,7 +235,7 @@ def convert_latent_transformer(
         raise CheckpointError(f"{classifier_path}: a number in the checkpoints is out of range") from None
 
 
-def _convert(classifier_path, destination, tnets, overwrite) -> Path:
+def _convert(classifier_path, destination, tnets, overwrite, generator=None) -> Path:
     from jaxedit.convert.torch_reader import read_checkpoint
     from jaxedit.latent.editors import save_editors
 
@@ -293,6 +298,14 @@ def _convert(classifier_path, destination, tnets, overwrite) -> Path:
         else None
     )
     training = {"origin": "converted", "source_format": SOURCE_FORMAT}
+    if generator is not None and (generator.num_ws, generator.w_dim) != tuple(preset.latent_shape):
+        raise ConfigError(
+            f"{where}: the editors work on W+ {list(preset.latent_shape)} latents, the generator on "
+            f"W+ [{generator.num_ws}, {generator.w_dim}]: they were not made for it"
+        )
+    provenance = make_provenance(
+        preset, origin="converted", generator=generator, note=None if generator else official_note(preset.latent_shape)
+    )
     return save_editors(
         destination,
         preset,
@@ -302,4 +315,5 @@ def _convert(classifier_path, destination, tnets, overwrite) -> Path:
         training=training,
         source=source,
         overwrite=overwrite,
+        provenance=provenance,
     )

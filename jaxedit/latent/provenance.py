@@ -41,7 +41,7 @@ MATCH = "match"
 MISMATCH = "mismatch"
 UNCHECKED = "unchecked"
 
-OFFICIAL_UNBOUND_NOTE = "official W+ {shape} editors, generator unknown; convert with a generator to bind them"
+OFFICIAL_UNBOUND_NOTE = "official W+ {shape} editors, generator unknown (convert with --generator GEN_DIR to bind them)"
 
 
 class ProvenanceWarning(UserWarning):

@@ -15,6 +15,14 @@ Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
    `report.md`, `plots/*.png`, and print the table for Young, Eyeglasses, Male, Smiling and the
    average over all evaluated attributes.
 
+Every editors directory it writes records its provenance (`jaxedit.latent.provenance`: the world's
+parameters, the generator's identity, the preset, the latent space), so `jaxedit eval` and
+`jaxedit edit` find the world or generator the editors belong to.
+
+A stopped run continues with `run_pipeline(settings, resume=True)` (`python -m train --resume
+--out RUN`): finished stages are not redone, a stage in progress continues from its checkpoint, and
+the editors and report equal an uninterrupted run's (`jaxedit.training.run_dir`).
+
 `run_pipeline(PipelineSettings(...))` is the library call; `python -m train` and `jaxedit train`
 (`jaxedit.cli.train`) build the settings from flags. `QUICK` shrinks the sample counts and epochs
 (under 3 minutes on 2 CPU cores); the defaults take under 10.
@@ -23,7 +31,6 @@ Steps (everything written to `--out RUN_DIR`, default `runs/<UTC timestamp>`):
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import sys
 import time
 from collections.abc import Callable
@@ -54,7 +61,8 @@ class PipelineSettings:
     samples: labelled latents for the classifier (90/10 split) and the baselines' fits.
     transformer_samples: latents the transformers train on (the paper: 10K).
     attributes: the attributes to train and evaluate ("all" or names/indices).
-    out: the run directory ("": runs/<UTC timestamp>). progress: show progress bars.
+    out: the run directory ("": runs/<UTC timestamp>, created only once everything is checked).
+    progress: show progress bars.
     """
 
     method: MethodPreset = PAPER
@@ -101,14 +109,26 @@ def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _log):
-    """The synthetic world of the settings, and the generator when `--generator` is given."""
+LABELLED_SAMPLE_STREAM = 11
+"""The labelled sample (C's data, the baselines' fit) is drawn with fold_in(PRNGKey(seed), 11)."""
+
+
+def load_generator_for(settings: PipelineSettings):
+    """The converted generator of `settings.generator` (None without one); refuses a bad directory."""
+    if not settings.generator:
+        return None
+    from jaxedit.stylegan2 import load_generator
+
+    return load_generator(settings.generator)
+
+
+def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _log, generator=None):
+    """The synthetic world of the settings (its latents from `generator`'s mapping when given, else
+    from a random mapping network), and the generator (loaded here when not passed)."""
     from jaxedit.data import synthetic
 
-    if settings.generator:
-        from jaxedit.stylegan2 import load_generator
-
-        generator = load_generator(settings.generator)
+    generator = generator if generator is not None else load_generator_for(settings)
+    if generator is not None:
         world = synthetic.world_from_generator(generator, WorldConfig(seed=settings.seed))
         return world, generator
     config = WorldConfig(
@@ -119,6 +139,19 @@ def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _lo
         num_ws=settings.num_ws,
     )
     return synthetic.build_world(config), None
+
+
+def labelled_sample(world, seed: int, count: int, space: str) -> tuple[np.ndarray, np.ndarray]:
+    """The run's labelled latents: `count` latents of `world` in `space` drawn with
+    fold_in(PRNGKey(seed), LABELLED_SAMPLE_STREAM), and the labeller's probabilities [count, 40]
+    (what C trains on and the baselines are fitted on; `jaxedit eval` draws the same sample)."""
+    from jaxedit.data import synthetic
+
+    key = jax.random.fold_in(jax.random.PRNGKey(seed), LABELLED_SAMPLE_STREAM)
+    latents = np.asarray(synthetic.sample_latents(world, key, count, space=space))
+    label_fn = synthetic.labeller(world)
+    probabilities = np.concatenate([np.asarray(label_fn(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])
+    return latents, probabilities
 
 
 def method_preset_for(settings: PipelineSettings, world) -> MethodPreset:
@@ -135,12 +168,23 @@ def method_preset_for(settings: PipelineSettings, world) -> MethodPreset:
     return preset.replace(**changes)
 
 
-def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) -> dict:
-    """Run everything (module docstring) and return the report dict (also written to RUN_DIR)."""
+def run_pipeline(
+    settings: PipelineSettings, log: Callable[[str], None] = _log, *, resume: bool = False, guard=None
+) -> dict:
+    """Run everything (module docstring) and return the report dict (also written to RUN_DIR).
+
+    resume: continue the stopped run in `settings.out` (`jaxedit.training.run_dir`); its settings
+    must equal the recorded ones. guard: a `jaxedit.training.checkpoint.PreemptionGuard` whose
+    signals stop the run (`run_dir.PipelineInterrupted` or `TrainingInterrupted`, exit status 75):
+    a training stage at its next chunk boundary after a checkpoint, other work at once.
+    Nothing is created before the settings, the run directory and the generator are checked.
+    """
     from jaxedit.data import synthetic
     from jaxedit.eval import report
     from jaxedit.eval.suite import run_suite
     from jaxedit.latent.editors import editors_from_params, save_editors
+    from jaxedit.latent.provenance import make_provenance
+    from jaxedit.training import run_dir
     from jaxedit.training.classifier import train_classifier
     from jaxedit.training.configs import TrainConfig
     from jaxedit.training.data import TrainingData, from_arrays
@@ -148,22 +192,29 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
 
     started = time.perf_counter()
     timings = {}
-    out = Path(settings.out or f"runs/{datetime.datetime.now(datetime.timezone.utc).strftime('%Y%m%d-%H%M%S')}")
-    if (out / "report.json").exists():
-        raise ConfigError(f"{out} already holds a report.json (a finished run); choose another run directory")
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(settings.out or run_dir.default_run_dir())
+    settings = dataclasses.replace(settings, out=str(out))
+    run_dir.check_run_directory(out, resume)
+    if resume:
+        difference = run_dir.first_difference(
+            dataclasses.replace(run_dir.read_settings(out, PipelineSettings), out=str(out), progress=True),
+            dataclasses.replace(settings, progress=True),
+        )
+        if difference:
+            raise ConfigError(f"{out} was started with {difference}; resume with the run's own settings")
     attribute_indices = parse_attributes(settings.attributes)
     names = [ATTRIBUTES[i] for i in attribute_indices]
+    generator = load_generator_for(settings)
+    if not resume:
+        run_dir.write_settings(out, settings)
+    log(f"run directory {out}" + (" (resumed)" if resume else ""))
 
     tick = time.perf_counter()
-    world, generator = build_world_for(settings, log)
-    preset = method_preset_for(settings, world)
-    log(world.describe())
-    key = jax.random.PRNGKey(settings.seed)
-    key_data = jax.random.fold_in(key, 11)
-    latents = np.asarray(synthetic.sample_latents(world, key_data, settings.samples, space=preset.space))
-    label_fn = synthetic.labeller(world)
-    probabilities = np.concatenate([np.asarray(label_fn(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])
+    with run_dir.stop_at_once(guard, out, "while building the world and its labels"):
+        world, generator = build_world_for(settings, log, generator)
+        preset = method_preset_for(settings, world)
+        log(world.describe())
+        latents, probabilities = labelled_sample(world, settings.seed, settings.samples, preset.space)
     labels = (probabilities > 0.5).astype(np.float32)
     timings["world_and_labels"] = time.perf_counter() - tick
     log(
@@ -182,18 +233,30 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
         steps_per_call=100,
     )
     data = from_arrays(latents, labels, preset.train_fraction, source=f"synthetic world seed {settings.seed}")
-    classifier = train_classifier(config, data, out / "work", log=log)
+    work = out / run_dir.WORK
+    classifier = train_classifier(config, data, work, resume=resume, guard=guard, log=log)
     timings["classifier"] = time.perf_counter() - tick
+    run_dir.stop_if_requested(guard, out, "after the classifier")
 
     tick = time.perf_counter()
     num_pairs = min(settings.transformer_samples, data.num_train)
     pairs = TrainingData(data.latents, data.labels, num_pairs, source=f"{data.source}, first {num_pairs} latents")
     run = train_transformers(
-        config, pairs, classifier.params, attribute_indices, out / "work", editors_dir=out / "work" / "editors", log=log
+        config,
+        pairs,
+        classifier.params,
+        attribute_indices,
+        work,
+        resume=resume,
+        guard=guard,
+        editors_dir=work / "editors",
+        log=log,
     )
     transformer_params, transformer_steps = run.params, run.steps
     timings["transformers"] = time.perf_counter() - tick
     log(f"trained {len(names)} transformers at once: {transformer_steps} steps in {timings['transformers']:.1f} s")
+    run_dir.stop_if_requested(guard, out, "after the transformers")
+    suite_settings = dataclasses.replace(settings.evaluation, seed=settings.seed)
     training = {
         "data": data.source,
         "samples": settings.samples,
@@ -203,14 +266,29 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
         "world_config": world.config.to_dict(),
         "world_source": world.source,
         "generator": settings.generator,
+        "evaluation": {
+            **dataclasses.asdict(suite_settings),
+            "baselines": list(suite_settings.baselines),
+            "baseline_samples": settings.samples,
+        },
+        "labelled_sample": {"seed": settings.seed, "count": settings.samples},
     }
+    provenance = make_provenance(preset, origin="trained", world=world.config.to_dict(), generator=generator)
     save_editors(
-        out / "editors", preset, classifier.params, transformer_params, names, training=training, overwrite=True
+        out / "editors",
+        preset,
+        classifier.params,
+        transformer_params,
+        names,
+        training=training,
+        overwrite=True,
+        provenance=provenance,
     )
-    editors = editors_from_params(preset, classifier.params, transformer_params, names, training=training)
+    editors = editors_from_params(
+        preset, classifier.params, transformer_params, names, training=training, provenance=provenance
+    )
 
     tick = time.perf_counter()
-    suite_settings = dataclasses.replace(settings.evaluation, seed=settings.seed)
     sampler = lambda key, n: synthetic.sample_latents(world, key, n, space=preset.space)
     extra = {
         "pipeline": {**dataclasses.asdict(settings), "out": str(out)},
@@ -224,25 +302,27 @@ def run_pipeline(settings: PipelineSettings, log: Callable[[str], None] = _log) 
         else None,
         "jax_backend": jax.default_backend(),
     }
-    result, table = run_suite(
-        editors,
-        label_fn,
-        synthetic.identity_embedder(world),
-        sampler,
-        out,
-        suite_settings,
-        attributes=names,
-        extra_settings=extra,
-        title=f"{world.describe()}; the paper's protocol",
-        baseline_latents=latents,
-        baseline_probabilities=probabilities,
-        log=log,
-        progress=settings.progress,
-    )
-    timings["evaluation"] = time.perf_counter() - tick
-    timings["total"] = time.perf_counter() - started
-    result["settings"]["seconds"] = timings
-    report.write_json(result, out / "report.json")
+    with run_dir.stop_at_once(guard, out, "during the evaluation"):
+        result, table = run_suite(
+            editors,
+            synthetic.labeller(world),
+            synthetic.identity_embedder(world),
+            sampler,
+            out,
+            suite_settings,
+            attributes=names,
+            extra_settings=extra,
+            title=f"{world.describe()}; the paper's protocol",
+            baseline_latents=latents,
+            baseline_probabilities=probabilities,
+            log=log,
+            progress=settings.progress,
+        )
+        timings["evaluation"] = time.perf_counter() - tick
+        timings["total"] = time.perf_counter() - started
+        result["settings"]["seconds"] = timings
+        report.write_json(result, out / "report.json")
+    run_dir.remove_checkpoints(out)
     print(table)
     print(f"\nwritten to {out}/ (report.json, report.md, plots/, editors/) in {timings['total']:.0f} s")
     return result
