@@ -11,6 +11,7 @@ import jaxedit
 from jaxedit.cli.main import main as cli_main
 from jaxedit.latent import PRESETS, save_editors
 from jaxedit.latent.losses import correlation_matrix
+from jaxedit.latent.provenance import make_provenance
 from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
 from jaxedit.viz.grid import gutter_width, panel_origin, to_uint8
 from tests.conftest import STYLEGAN2_FIXTURES
@@ -47,7 +48,13 @@ def dirs(tmp_path_factory):
         t_state, state.params, correlation_matrix(labels), np.asarray(attributes, np.int32), w, t_idx
     )
     editors_dir = save_editors(
-        root / "editors", preset, state.params, t_state.params, attributes, training={"origin": "test"}
+        root / "editors",
+        preset,
+        state.params,
+        t_state.params,
+        attributes,
+        training={"origin": "test"},
+        provenance=make_provenance(preset, origin="trained", generator=generator),
     )
     return gen_dir, editors_dir, generator
 
@@ -233,23 +240,22 @@ def test_latent_file_rows_layers_and_warnings(dirs, tmp_path, capsys):
     assert latents.shape == (2, 2, generator.num_ws, generator.w_dim)
     np.testing.assert_array_equal(latents[1][:, 4:], latents[0][:, 4:])  # layers 4.. keep the input
     assert np.abs(latents[1][:, :4] - latents[0][:, :4]).min() > 0
-    # a saved panel is again a valid latent file (W+ with distinct layers now: W editors refuse it)
+    # what --save-latents wrote is a latent file again, whole (its 2 x 2 panels' latents, panel by panel)
+    # or one panel; W editors edit its distinct W+ layers one by one
     np.save(tmp_path / "last.npy", latents[-1])
-    code = cli_main(
-        [
-            "edit",
-            str(gen_dir),
-            str(editors_dir),
-            "--latent",
-            str(tmp_path / "last.npy"),
-            "--attr",
-            "Young=1",
-            "--out",
-            str(out),
-        ]
-    )
-    err = capsys.readouterr().err
-    assert code == 2 and err == "jaxedit: error: editors work on W [B, 32], got W+ [2, 10, 32]\n"
+    editor = jaxedit.get_editor(jaxedit.load_editors(editors_dir), "Young")
+    for latent_file, rows in (
+        (saved, latents.reshape((-1,) + latents.shape[2:])),
+        (tmp_path / "last.npy", latents[-1]),
+    ):
+        again = tmp_path / "again.npy"
+        argv = ["edit", str(gen_dir), str(editors_dir), "--latent", str(latent_file), "--attr", "Young=1"]
+        assert cli_main([*argv, "--out", str(out), "--save-latents", str(again)]) == 0, capsys.readouterr().err
+        assert capsys.readouterr().err == ""
+        edited = np.load(again)
+        assert edited.shape == (2, len(rows), generator.num_ws, generator.w_dim)
+        np.testing.assert_array_equal(edited[0], rows)
+        np.testing.assert_allclose(edited[1], np.asarray(editor(rows, 1.0)), atol=1e-5)
 
 
 def test_latent_of_the_wrong_shape(dirs, tmp_path, capsys):
@@ -270,5 +276,7 @@ def test_latent_of_the_wrong_shape(dirs, tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1
-    assert "expected W [32] / [B, 32] or W+ [10, 32] / [B, 10, 32] for this generator, got [3, 7]" in err
+    assert (
+        "expected W [32] / [B, 32] or W+ [10, 32] / [B, 10, 32] / [P, B, 10, 32] for this generator, got [3, 7]" in err
+    )
     assert not (tmp_path / "x.png").exists()

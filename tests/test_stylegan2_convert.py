@@ -329,8 +329,11 @@ def test_seeds_use_numpy_randomstate_and_png_grid_matches_npy(gen_dir, tmp_path,
 @pytest.mark.parametrize(
     "args, needles",
     [
-        (["--ws", "{w4x32}"], ["--ws", "expected [B, 10, 32], got [4, 32]"]),
-        (["--z", "{ws}"], ["--z", "expected [B, 32], got [4, 10, 32]"]),
+        (
+            ["--ws", "{w4x32}"],
+            ["--ws", "expected W+ [10, 32] / [B, 10, 32] / [P, B, 10, 32]", "got [4, 32] (these are W latents)"],
+        ),
+        (["--z", "{ws}"], ["--z", "expected z [B, 32] or [32], got [4, 10, 32]"]),
         (["--w", "{missing}"], ["--w", "no such file"]),
         (["--seeds", "7-3"], ["--seeds", "backwards"]),
         (["--seeds", "a,b"], ["--seeds"]),

@@ -97,28 +97,41 @@ def _as_float32(array: np.ndarray, what: str) -> np.ndarray:
 def load_latents(path: str | os.PathLike, kind: str, generator: LoadedGenerator) -> np.ndarray:
     """Float32 latents of `generator` from a .npy file, by `kind`:
 
-    'z' [B, z_dim]; 'w' [B, w_dim]; 'ws' [B, num_ws, w_dim]; 'w|ws': W or W+, where one latent may
-    come without the batch axis ([w_dim] or [num_ws, w_dim]; a 2-D array whose first axis is num_ws
-    is one W+ latent). The values must be finite floats; one-line InputError naming the file otherwise.
+    'z' [B, z_dim]; 'w' [B, w_dim]; 'ws' [B, num_ws, w_dim]; 'w|ws': W or W+. Every latent file a
+    jaxedit command writes is accepted by every kind it fits: one latent may come without the batch
+    axis ([z_dim], [w_dim], [num_ws, w_dim]; a 2-D array whose first axis is num_ws is one W+
+    latent), and W+ latents may come as panels [P, B, num_ws, w_dim] (`jaxedit edit --save-latents`),
+    read as their P * B latents, panel by panel. The values must be finite floats; one-line
+    InputError naming the file otherwise.
     """
     array = _read_npy(path)
-    w_dim, num_ws = generator.w_dim, generator.num_ws
+    z_dim, w_dim, num_ws = generator.z_dim, generator.w_dim, generator.num_ws
     shape = list(array.shape)
-    if kind == "w|ws":
-        if shape in ([w_dim], [num_ws, w_dim]):
-            array = array[None]
-        elif not ((array.ndim == 2 and shape[1] == w_dim) or (array.ndim == 3 and shape[1:] == [num_ws, w_dim])):
-            raise InputError(
-                f"{path}: expected W [{w_dim}] / [B, {w_dim}] or W+ [{num_ws}, {w_dim}] / [B, {num_ws}, {w_dim}] "
-                f"for this generator, got {shape}"
-            )
-    elif kind in LATENT_KINDS:
-        expected = expected_latent_shape(generator, kind)
-        if array.ndim != len(expected) or shape[1:] != expected[1:]:
-            want = "[" + ", ".join(str(d) for d in expected) + "]"
-            raise InputError(f"{path}: expected {want}, got {shape}")
-    else:
+    is_w = (array.ndim == 2 and shape[1] == w_dim) or shape == [w_dim]
+    is_ws = array.ndim in (2, 3, 4) and shape[-2:] == [num_ws, w_dim]
+    if kind not in (*LATENT_KINDS, "w|ws"):
         raise InputError(f"latent kind {kind!r}: expected one of {', '.join(LATENT_KINDS)} or 'w|ws'")
+    if kind == "z":
+        if shape == [z_dim]:
+            array = array[None]
+        elif not (array.ndim == 2 and shape[1] == z_dim):
+            raise InputError(f"{path}: expected z [B, {z_dim}] or [{z_dim}], got {shape}")
+    elif kind == "w|ws" and shape == [num_ws, w_dim]:  # one W+ latent (even when num_ws == w_dim)
+        array = array[None]
+    elif kind in ("w", "w|ws") and is_w:
+        array = array.reshape(-1, w_dim)
+    elif kind in ("ws", "w|ws") and is_ws:
+        array = array.reshape(-1, num_ws, w_dim)
+    else:
+        w_shapes = f"W [{w_dim}] / [B, {w_dim}]"
+        ws_shapes = f"W+ [{num_ws}, {w_dim}] / [B, {num_ws}, {w_dim}] / [P, B, {num_ws}, {w_dim}]"
+        wanted = {"w": w_shapes, "ws": ws_shapes, "w|ws": f"{w_shapes} or {ws_shapes}"}[kind]
+        hint = ""
+        if kind == "w" and is_ws:
+            hint = " (these are W+ latents)"
+        elif kind == "ws" and is_w:
+            hint = " (these are W latents)"
+        raise InputError(f"{path}: expected {wanted} for this generator, got {shape}{hint}")
     if array.shape[0] == 0:
         raise InputError(f"{path}: holds no latents (shape {shape})")
     if not np.issubdtype(array.dtype, np.floating):
