@@ -276,7 +276,7 @@ def test_debug_shows_the_traceback(world):
 
 
 def _run(args: list[str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=240)
 
 
@@ -324,11 +324,14 @@ def test_real_processes_exit_with_one_line(world, tmp_path):
         ),
     ]
     failures = []
+    cwd = tmp_path / "cwd"  # where a default output (runs/<timestamp>) would land
+    cwd.mkdir()
     for args, expected in cases:
-        result = _run(args)
+        result = _run(args, cwd=cwd)
         err = result.stderr.strip("\n")
         if result.returncode == 0 or "\n" in err or "Traceback" in err or expected not in err:
             failures.append(
                 f"{args}: exit {result.returncode}, stderr {result.stderr[-600:]!r} (wanted one line with {expected!r})"
             )
     assert not failures, "\n".join(failures)
+    assert list(cwd.iterdir()) == []  # refused runs create no directory
