@@ -252,3 +252,30 @@ def test_a_refused_run_creates_no_directory(generators, tmp_path, monkeypatch, c
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 4 and "no stopped run to resume here" in err[2] and "--resume needs --out" in err[3]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_work_without_checkpoints_stops_at_once_and_a_second_ctrl_c_is_130(tmp_path, capsys):
+    """Real SIGINTs to this process: the first stops the world/evaluation work at once (75, the
+    guard knows), the second, once the guard has been asked, stops everything at once (130)."""
+    from jaxedit.cli.errors import run_main
+    from jaxedit.training.checkpoint import PreemptionGuard
+    from jaxedit.training.run_dir import PipelineInterrupted, stop_at_once
+
+    def work() -> int:
+        with PreemptionGuard() as guard:
+            with pytest.raises(PipelineInterrupted) as stopped:
+                with stop_at_once(guard, tmp_path, "evaluating"):
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(30)  # never finishes: the signal stops it
+            assert stopped.value.exit_status == 75 and guard.requested
+            assert str(stopped.value).startswith(f"stopped by SIGINT while evaluating; {tmp_path} keeps")
+            with pytest.raises(PipelineInterrupted, match="stopped by SIGINT before evaluating"):
+                with stop_at_once(guard, tmp_path, "evaluating"):
+                    raise AssertionError("a stop already requested runs nothing")
+            os.kill(os.getpid(), signal.SIGINT)  # the second Ctrl-C
+            time.sleep(30)
+        return 0
+
+    started = time.monotonic()
+    assert run_main("python -m train", work) == 130
+    assert time.monotonic() - started < 20 and capsys.readouterr().err.endswith("python -m train: interrupted\n")

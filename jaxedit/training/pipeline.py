@@ -210,7 +210,7 @@ def run_pipeline(
     log(f"run directory {out}" + (" (resumed)" if resume else ""))
 
     tick = time.perf_counter()
-    with run_dir.stop_at_once(guard, out, "while building the world and its labels"):
+    with run_dir.stop_at_once(guard, out, "building the world and its labels"):
         world, generator = build_world_for(settings, log, generator)
         preset = method_preset_for(settings, world)
         log(world.describe())
@@ -302,7 +302,7 @@ def run_pipeline(
         else None,
         "jax_backend": jax.default_backend(),
     }
-    with run_dir.stop_at_once(guard, out, "during the evaluation"):
+    with run_dir.stop_at_once(guard, out, "evaluating"):
         result, table = run_suite(
             editors,
             synthetic.labeller(world),

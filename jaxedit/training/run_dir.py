@@ -130,8 +130,9 @@ class _StopNow(BaseException):  # not an Exception: no `except Exception` on the
 
 @contextlib.contextmanager
 def stop_at_once(guard: Any, out: Path, where: str) -> Iterator[None]:
-    """Run work that saves nothing: a signal the `guard` would handle stops it at once
-    (`PipelineInterrupted`, after `guard.request`). A stop already requested stops before it starts.
+    """Run work that saves nothing (`where`: what it does, e.g. "evaluating"): a signal the `guard`
+    would handle stops it at once (`PipelineInterrupted`, after `guard.request`); a stop already
+    requested stops it before it starts.
     Without a guard, or outside the main thread, nothing changes."""
     if guard is None:
         yield
@@ -152,7 +153,7 @@ def stop_at_once(guard: Any, out: Path, where: str) -> Iterator[None]:
     try:
         yield
     except _StopNow as stop:
-        raise PipelineInterrupted(out, f"during {where}", stop.signal_name) from None
+        raise PipelineInterrupted(out, f"while {where}", stop.signal_name) from None
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
