@@ -26,11 +26,8 @@ still waiting for the render lock when a newer one of its client arrives is answ
 from __future__ import annotations
 
 import base64
-import collections
 import dataclasses
 import http.server
-import importlib.resources
-import io
 import json
 import socket
 import sys
@@ -45,7 +42,9 @@ import numpy as np
 from jaxedit.errors import JaxeditError, sanitize
 from jaxedit.serve import state, uploads
 from jaxedit.serve.render import Renderer, encode_png
+from jaxedit.serve.responses import SWEEP_FRAMES, load_static_files, npy_bytes, sweep_gif
 from jaxedit.serve.state import (
+    LatestOnly,
     LengthRequiredError,
     MethodNotAllowedError,
     NotFoundError,
@@ -57,71 +56,9 @@ MAX_JSON_BYTES = 64 * 1024
 DRAIN_LIMIT = 64 * 1024 * 1024  # a refused body up to this size is read and discarded so the client sees the 413
 SOCKET_TIMEOUT = 30.0  # seconds a connection may sit idle mid-request
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8", ".css": "text/css"}
-CONTENT_TYPES.update({".png": "image/png", ".svg": "image/svg+xml", ".ico": "image/x-icon"})
 PAGE_POLICY = (
     "default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; frame-ancestors 'none'"
 )
-SWEEP_FRAMES = 9
-SWEEP_FPS = 6
-SWEEP_SIDE = 512  # GIF frames larger than this are shrunk (a 1024 px GIF of 16 frames is tens of MB)
-CLIENTS_REMEMBERED = 256
-
-
-def load_static_files() -> dict[str, tuple[bytes, str]]:
-    """{name: (bytes, content type)} of every file shipped in jaxedit/serve/static (read once)."""
-    files = {}
-    for entry in importlib.resources.files("jaxedit.serve").joinpath("static").iterdir():
-        suffix = "." + entry.name.rsplit(".", 1)[-1] if "." in entry.name else ""
-        if entry.is_file() and suffix in CONTENT_TYPES and not entry.name.startswith("."):
-            files[entry.name] = (entry.read_bytes(), CONTENT_TYPES[suffix])
-    return files
-
-
-class LatestOnly:
-    """The newest `seq` seen per client; an older request of that client is stale."""
-
-    def __init__(self, capacity: int = CLIENTS_REMEMBERED):
-        self._latest: collections.OrderedDict[str, int] = collections.OrderedDict()
-        self._lock = threading.Lock()
-        self._capacity = capacity
-
-    def arrive(self, client: str | None, seq: int | None) -> None:
-        if client is None or seq is None:
-            return
-        with self._lock:
-            self._latest[client] = max(self._latest.get(client, -1), seq)
-            self._latest.move_to_end(client)
-            while len(self._latest) > self._capacity:
-                self._latest.popitem(last=False)
-
-    def is_stale(self, client: str | None, seq: int | None) -> bool:
-        if client is None or seq is None:
-            return False
-        with self._lock:
-            return self._latest.get(client, -1) > seq
-
-
-def sweep_gif(frames: list[np.ndarray], fps: int = SWEEP_FPS) -> bytes:
-    """uint8 frames [H, W, 3] -> the bytes of a looping GIF playing forward then back
-    (`jaxedit.viz.video.write_video`, written in a private temporary directory and read back)."""
-    import tempfile
-
-    from PIL import Image
-
-    from jaxedit.viz.video import write_video
-
-    if frames[0].shape[1] > SWEEP_SIDE:
-        frames = [np.asarray(Image.fromarray(f).resize((SWEEP_SIDE, SWEEP_SIDE), Image.LANCZOS)) for f in frames]
-    with tempfile.TemporaryDirectory(prefix="jaxedit-serve-") as directory:
-        path = write_video(f"{directory}/sweep.gif", frames, fps=fps, pingpong=True)
-        return path.read_bytes()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(array, np.float32), allow_pickle=False)
-    return buffer.getvalue()
 
 
 class EditorServer(http.server.ThreadingHTTPServer):

@@ -19,9 +19,11 @@ optional fields take the defaults of `Limits`.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +35,7 @@ TRUNCATION_RANGE = (0.0, 2.0)
 CLIENT_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 UPLOAD_ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{8,64}")
 SEQ_LIMIT = 2**53  # what a JavaScript number holds exactly
+CLIENTS_REMEMBERED = 256
 
 
 class RequestError(InputError):
@@ -235,3 +238,27 @@ def sweep_edits(edits: Sequence[tuple[str, float]], attribute: str, alpha: float
     if any(name == attribute for name, _ in edits):
         return tuple((name, alpha if name == attribute else value) for name, value in edits)
     return (*edits, (attribute, alpha))
+
+
+class LatestOnly:
+    """The newest `seq` seen per client; an older request of that client is stale."""
+
+    def __init__(self, capacity: int = CLIENTS_REMEMBERED):
+        self._latest: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._lock = threading.Lock()
+        self._capacity = capacity
+
+    def arrive(self, client: str | None, seq: int | None) -> None:
+        if client is None or seq is None:
+            return
+        with self._lock:
+            self._latest[client] = max(self._latest.get(client, -1), seq)
+            self._latest.move_to_end(client)
+            while len(self._latest) > self._capacity:
+                self._latest.popitem(last=False)
+
+    def is_stale(self, client: str | None, seq: int | None) -> bool:
+        if client is None or seq is None:
+            return False
+        with self._lock:
+            return self._latest.get(client, -1) > seq
