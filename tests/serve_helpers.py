@@ -14,10 +14,13 @@ PSP_FIXTURE = FIXTURES / "encoders" / "psp_encoder_small.pt"
 PHOTO_FIXTURE = FIXTURES / "encoders" / "astronaut_face.jpg"
 
 
-def random_official_editors(root: Path, num_ws: int, w_dim: int, seed: int = 0) -> Path:
+def random_official_editors(
+    root: Path, num_ws: int, w_dim: int, seed: int = 0, generator=None, name: str = "editors"
+) -> Path:
     """An editors directory: the official preset shrunk to W+ [num_ws, w_dim], a small classifier,
     one random transformer per CelebA attribute (N(0, 1) equalized kernels as the module's own
-    initialiser draws them, biases N(0, 0.3^2) so that every edit also moves the latent's mean)."""
+    initialiser draws them, biases N(0, 0.3^2) so that every edit also moves the latent's mean).
+    `generator`: a loaded generator or an identity dict the editors record as theirs."""
     from jaxedit.attributes import ATTRIBUTES
     from jaxedit.latent import PRESETS, save_editors
     from jaxedit.latent.modules import (
@@ -46,18 +49,27 @@ def random_official_editors(root: Path, num_ws: int, w_dim: int, seed: int = 0) 
         "kernel": rng.standard_normal((count, *shapes["kernel"].shape)).astype(np.float32),
         "bias": (0.3 * rng.standard_normal((count, *shapes["bias"].shape))).astype(np.float32),
     }
-    return save_editors(root / "editors", preset, classifier, params, list(ATTRIBUTES), training={"origin": "test"})
+    from jaxedit.latent.provenance import make_provenance
+
+    provenance = make_provenance(preset, origin="trained", generator=generator) if generator is not None else None
+    return save_editors(
+        root / name, preset, classifier, params, list(ATTRIBUTES), training={"origin": "test"}, provenance=provenance
+    )
 
 
 def editor_dirs(root: Path) -> tuple[Path, Path, Path]:
-    """(generator dir, editors dir, encoder dir) converted from the small pSp fixture under `root`."""
+    """(generator dir, editors dir, encoder dir) converted from the small pSp fixture under `root`;
+    the editors record that generator as theirs."""
     from jaxedit.convert.encoder import convert_encoder
     from jaxedit.convert.stylegan2 import convert_stylegan2
 
     gen_dir, encoder_dir = root / "generator", root / "encoder"
-    result = convert_stylegan2(PSP_FIXTURE, gen_dir)
+    from jaxedit.stylegan2 import load_generator
+
+    convert_stylegan2(PSP_FIXTURE, gen_dir)
     convert_encoder(PSP_FIXTURE, encoder_dir)
-    editors_dir = random_official_editors(root, result.config.num_ws, result.config.w_dim)
+    generator = load_generator(gen_dir)
+    editors_dir = random_official_editors(root, generator.num_ws, generator.w_dim, generator=generator)
     return gen_dir, editors_dir, encoder_dir
 
 

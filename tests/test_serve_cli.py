@@ -18,7 +18,7 @@ import pytest
 
 from jaxedit.cli.main import main as cli_main
 from jaxedit.errors import ConfigError
-from tests.serve_helpers import shared_editor_dirs
+from tests.serve_helpers import random_official_editors, shared_editor_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -98,6 +98,20 @@ def test_bad_command_lines_fail_in_one_line(tmp_path_factory, capsys, extra, mes
     assert status == 2
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1, err
+
+
+def test_editors_made_for_another_generator_are_refused(tmp_path_factory, tmp_path, capsys):
+    """As `jaxedit edit`: the editors' recorded generator is checked; other weights need --force."""
+    from jaxedit.latent.provenance import generator_identity
+    from jaxedit.stylegan2 import load_generator
+
+    gen_dir, _, _ = shared_editor_dirs(tmp_path_factory)
+    generator = load_generator(gen_dir)
+    other = {**generator_identity(generator), "params_sha256": "0" * 64, "source_sha256": "0" * 64}
+    editors_dir = random_official_editors(tmp_path, generator.num_ws, generator.w_dim, generator=other)
+    assert cli_main(["serve", str(gen_dir), str(editors_dir), "--port", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pass --force to use them anyway" in err and len(err.splitlines()) == 1, err
 
 
 def test_the_command_prints_its_url_serves_and_stops_on_ctrl_c(tmp_path_factory):

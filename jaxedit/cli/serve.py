@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from jaxedit.cli import types
+from jaxedit.cli.binding import add_force_flag, check_generator
 from jaxedit.cli.errors import flag_named
 from jaxedit.errors import ConfigError
 
@@ -15,7 +16,7 @@ def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "serve",
         usage="jaxedit serve (RUN_DIR | GEN_DIR EDITORS_DIR) [--encoder DIR] [--host HOST] [--port PORT] "
-        "[--preview {auto,on,off}]",
+        "[--preview {auto,on,off}] [--force]",
         help="the browser editor: one local page with a slider per attribute",
         description="Serve the editor page on this machine. RUN_DIR is a `python -m train` run directory (its "
         "editors, and the schematic of its synthetic world as the face); GEN_DIR EDITORS_DIR a converted "
@@ -35,6 +36,7 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="low-resolution image while a slider is dragged: auto (when measured faster, default), on, off",
     )
+    add_force_flag(parser)
     parser.set_defaults(handler=run)
 
 
@@ -48,6 +50,9 @@ def run(args) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port {args.port}: expected 0..65535")
     face, editors, _ = load_models(args.paths)
+    if not hasattr(face, "world"):  # a generator: the one the editors record, unless --force
+        editors_dir = args.paths[1] if len(args.paths) == 2 else f"{args.paths[0]}/editors"
+        check_generator(editors, face, editors_dir, args.force)
     encoder = None
     if args.encoder is not None:
         from jaxedit.encoders import load_encoder
