@@ -41,7 +41,9 @@ def add_parser(subparsers) -> None:
         description="Edit N latents per attribute to reverse it (ours at alpha 1.25, InterFaceGAN/GANSpace at "
         "distance 3) and measure classification accuracy, attribute preservation and identity preservation "
         "(0.1% false-acceptance cosine threshold). Labeller and identity: the SYNTHETIC world's stand-ins by default "
-        "(rebuilt from the editors' training info), or a generator plus your JAX image classifier and face recogniser.",
+        "in the world the editors record (the mapping of their generator, or the synthetic world they were trained in; "
+        "another one is refused unless --force), or a generator plus your JAX image classifier and face recogniser. "
+        "Settings default to those of the run that trained the editors, so the table reproduces its report.",
     )
     parser.add_argument("editors", metavar="EDITORS_DIR", help="trained or converted editors directory")
     parser.add_argument(

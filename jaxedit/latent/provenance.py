@@ -112,6 +112,14 @@ def read_provenance(config: Any, where: str) -> dict | None:
     for key in ("world", "generator"):
         if record.get(key) is not None and not isinstance(record[key], dict):
             raise ConfigError(f"{where}: manifest provenance {key!r} must be an object or null")
+    for key in ("preset", "latent_space", "origin"):
+        if record.get(key) is not None and not isinstance(record[key], str):
+            raise ConfigError(f"{where}: manifest provenance {key!r} must be a string")
+    shape = record.get("latent_shape")
+    if shape is not None and not (
+        isinstance(shape, list) and 1 <= len(shape) <= 2 and all(type(s) is int and s > 0 for s in shape)
+    ):
+        raise ConfigError(f"{where}: manifest provenance 'latent_shape' must be [w_dim] or [num_ws, w_dim]")
     generator = record.get("generator") or {}
     for key in ("path", "source_sha256", "params_sha256", "note"):
         value = generator.get(key) if key != "note" else record.get(key)
@@ -151,7 +159,7 @@ def describe_provenance(record: dict | None) -> str:
     """One line: what the editors were made for."""
     if record is None:
         return "no provenance recorded (written before jaxedit recorded it): the generator cannot be checked"
-    made = f"{record.get('preset')} preset on {describe_shape(record.get('latent_shape') or [])}"
+    made = f"{sanitize(record.get('preset'), 40)} preset on {describe_shape(record.get('latent_shape') or [])}"
     if record.get("generator"):
         trained = f"trained on the mapping of {_describe_generator(record['generator'])}"
         if record.get("origin") == "converted":
@@ -159,7 +167,7 @@ def describe_provenance(record: dict | None) -> str:
         return f"{made}, {trained}"
     if record.get("world"):
         return f"{made}, trained in {_describe_world(record['world'])}"
-    return f"{made}, {record.get('note') or 'generator unknown'}"
+    return f"{made}, {sanitize(record.get('note') or 'generator unknown', 300)}"
 
 
 def _same_architecture(recorded: dict, actual: dict) -> bool:
@@ -179,7 +187,8 @@ def compare_generator(record: dict | None, generator: Any) -> tuple[str, str]:
     if not recorded:
         if record.get("world"):
             return MISMATCH, f"the editors were trained in {_describe_world(record['world'])}, not on {actual_text}"
-        return UNCHECKED, f"the editors are bound to no generator ({record.get('note') or 'generator unknown'})"
+        note = sanitize(record.get("note") or "generator unknown", 300)
+        return UNCHECKED, f"the editors are bound to no generator ({note})"
     recorded_text = _describe_generator(recorded)
     if not _same_architecture(recorded.get("architecture") or {}, actual["architecture"]):
         return MISMATCH, f"the editors were made for {recorded_text}, not {actual_text} (another architecture)"
