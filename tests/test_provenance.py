@@ -171,6 +171,10 @@ def test_a_malformed_provenance_is_one_line(dirs, tmp_path, capsys):
         jaxedit.load_editors(bad)
     assert main(["info", str(bad)]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    manifest["config"]["provenance"].update(generator=None, latent_shape=5)
+    (bad / "jaxedit.json").write_text(json.dumps(manifest))
+    with pytest.raises(ConfigError, match=r"'latent_shape' must be \[w_dim\] or \[num_ws, w_dim\]"):
+        jaxedit.load_editors(bad)
 
 
 def test_latent_files_pass_between_commands(dirs, tmp_path, capsys):
