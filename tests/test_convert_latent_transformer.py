@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,7 +20,7 @@ from jaxedit.convert.latent_transformer import classifier_layout, convert_latent
 from jaxedit.errors import CheckpointError, ConfigError
 from jaxedit.latent import PRESETS
 from jaxedit.latent.losses import correlation_matrix
-from jaxedit.training.steps import TransformerTrainer, slot, stack_slots, state_from_params
+from jaxedit.training.steps import TransformerTrainer, slot, stack_slots
 from tests.conftest import LATENT_FIXTURES
 
 CLASSIFIER = LATENT_FIXTURES / "latent_classifier_small.pth"
@@ -104,11 +105,11 @@ def test_three_official_training_steps_match_the_recorded_run(converted, io, fix
     assert int(io["train_attr_index"]) == fixture_config["train_attr_index"] == SMILING
     trainer = TransformerTrainer.create(preset)
     correlation = correlation_matrix(io["labels"])
-    state = state_from_params(trainer, stack_slots([converted.transformer_params_for("Smiling")]))
+    state = trainer.init_from_params(stack_slots([converted.transformer_params_for("Smiling")]))
     attributes = jnp.array([SMILING], jnp.int32)
     recorded = []
     for index in range(3):
-        state, metrics = trainer.step(
+        state, metrics = jax.jit(trainer.step)(
             state, converted.classifier_params, correlation, attributes, io[f"train_batch_{index}"]
         )
         recorded.append([float(metrics[name][0]) for name in ("total", "class", "recon", "attribute")])

@@ -3,6 +3,7 @@ a labelled strip / sweep grid written, checked pixel by pixel against the genera
 
 from __future__ import annotations
 
+import jax
 import numpy as np
 import pytest
 from PIL import Image
@@ -37,14 +38,14 @@ def dirs(tmp_path_factory):
         w_dim=32, classifier_hidden=(64,), transformer_hidden=32, lr=3e-3, recon_weight=10.0
     )
     classifier = ClassifierTrainer.create(preset.replace(classifier_lr=3e-3), steps_per_epoch=8)
-    state = classifier.init(jax_key(0))
+    state = jax.jit(classifier.init)(jax_key(0))
     idx = np.random.default_rng(2).integers(0, len(w), size=(300, 256))
-    state, _ = classifier.scan_indexed(state, w, labels, idx)
+    state, _ = jax.jit(classifier.scan)(state, w, labels, idx)
     attributes = [jaxedit.attribute_index(a) for a in ("Smiling", "Eyeglasses", "Young")]
     trainer = TransformerTrainer.create(preset)
-    t_state = trainer.init(jax_key(1), len(attributes))
+    t_state = jax.jit(trainer.init, static_argnums=1)(jax_key(1), len(attributes))
     t_idx = np.random.default_rng(3).integers(0, len(w), size=(400, 32))
-    t_state, _ = trainer.scan_indexed(
+    t_state, _ = jax.jit(trainer.scan)(
         t_state, state.params, correlation_matrix(labels), np.asarray(attributes, np.int32), w, t_idx
     )
     editors_dir = save_editors(

@@ -1,5 +1,6 @@
-"""Update steps: K attributes in one vmapped call == K separate runs; scans == repeated steps;
-the optimizers are torch's Adam (weight decay added to the gradient); classifier training."""
+"""Update steps: K attributes in one vmapped call == K separate runs; a scan == repeated steps;
+the optimizers are torch's Adam (weight decay added to the gradient); classifier training.
+The trainers' functions are pure and unjitted: each is jitted here, where it is used."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxedit.data.latents import epoch_indices, gather_batches
+from jaxedit.data.latents import epoch_indices
 from jaxedit.latent import PRESETS
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.training.steps import (
@@ -35,9 +36,10 @@ def setup(request):
     classifier_params = ClassifierTrainer.create(preset, steps_per_epoch=4).init(jax.random.key(0)).params
     labels = (jax.random.uniform(jax.random.key(1), (64, 40)) > 0.6).astype(jnp.float32)
     correlation = correlation_matrix(labels)
-    batches = 1.5 * jax.random.normal(jax.random.key(2), (3, 16, *preset.latent_shape))
+    latents = 1.5 * jax.random.normal(jax.random.key(2), (48, *preset.latent_shape))
+    indices = jnp.arange(48, dtype=jnp.int32)[::-1].reshape(3, 16)  # 3 steps of 16 rows
     state = trainer.init(jax.random.key(3), int(ATTRIBUTES.shape[0]))
-    return preset, trainer, classifier_params, correlation, batches, state
+    return preset, jax.jit(trainer.scan), classifier_params, correlation, (latents, indices), state, trainer
 
 
 def _max_relative_difference(a, b):
@@ -47,12 +49,12 @@ def _max_relative_difference(a, b):
 
 
 def test_vmapped_attributes_equal_separate_runs(setup):
-    preset, trainer, classifier_params, correlation, batches, state = setup
-    together, metrics = trainer.scan_steps(state, classifier_params, correlation, ATTRIBUTES, batches)
+    preset, scan, classifier_params, correlation, (latents, indices), state, _ = setup
+    together, metrics = scan(state, classifier_params, correlation, ATTRIBUTES, latents, indices)
     assert set(metrics) == set(TRANSFORMER_METRICS) and metrics["total"].shape == (3, 5)
     for k in range(ATTRIBUTES.shape[0]):
         alone = jax.tree.map(lambda leaf, k=k: leaf[k : k + 1], state)
-        alone, alone_metrics = trainer.scan_steps(alone, classifier_params, correlation, ATTRIBUTES[k : k + 1], batches)
+        alone, alone_metrics = scan(alone, classifier_params, correlation, ATTRIBUTES[k : k + 1], latents, indices)
         # relative to each tensor's largest value; measured 1e-7..2.5e-6 (Adam divides gradients
         # near its eps by their own size, which magnifies float32 rounding of batched matmuls)
         assert _max_relative_difference(slot(together.params, k), slot(alone.params, 0)) < 1e-5, (preset.name, k)
@@ -63,20 +65,14 @@ def test_vmapped_attributes_equal_separate_runs(setup):
     assert len(set(np.round(np.asarray(metrics["class"][0]), 6).tolist())) == 5
 
 
-def test_scans_equal_repeated_steps(setup):
-    preset, trainer, classifier_params, correlation, batches, state = setup
+def test_a_scan_equals_repeated_steps_on_the_gathered_batches(setup):
+    preset, scan, classifier_params, correlation, (latents, indices), state, trainer = setup
+    step = jax.jit(trainer.step)
     stepped = state
-    for batch in batches:
-        stepped, _ = trainer.step(stepped, classifier_params, correlation, ATTRIBUTES, batch)
-    scanned, _ = trainer.scan_steps(state, classifier_params, correlation, ATTRIBUTES, batches)
+    for rows in indices:
+        stepped, _ = step(stepped, classifier_params, correlation, ATTRIBUTES, latents[rows])
+    scanned, _ = scan(state, classifier_params, correlation, ATTRIBUTES, latents, indices)
     assert _max_relative_difference(scanned.params, stepped.params) < 1e-6
-    latents = batches.reshape(-1, *preset.latent_shape)
-    indices = jnp.arange(latents.shape[0], dtype=jnp.int32)[::-1].reshape(3, 16)
-    indexed, _ = trainer.scan_indexed(state, classifier_params, correlation, ATTRIBUTES, latents, indices)
-    gathered, _ = trainer.scan_steps(
-        state, classifier_params, correlation, ATTRIBUTES, gather_batches(latents, indices)
-    )
-    assert _max_relative_difference(indexed.params, gathered.params) < 1e-6
     # Adam moved every slot
     assert all(
         float(jnp.max(jnp.abs(a - b))) > 0
@@ -90,7 +86,7 @@ def test_forty_attributes_in_one_call():
     classifier_params = ClassifierTrainer.create(preset, 1).init(jax.random.key(0)).params
     state = trainer.init(jax.random.key(1), 40)
     assert state.params["kernel"].shape == (40, 2, 32, 32)
-    state, metrics = trainer.step(
+    state, metrics = jax.jit(trainer.step)(
         state, classifier_params, jnp.eye(40), jnp.arange(40, dtype=jnp.int32), jnp.ones((4, 2, 32))
     )
     assert metrics["total"].shape == (40,) and bool(jnp.all(jnp.isfinite(metrics["total"])))
@@ -145,10 +141,11 @@ def test_classifier_training_learns_a_linear_rule():
     steps = 512 // 64
     trainer = ClassifierTrainer.create(preset, steps_per_epoch=steps)
     state = trainer.init(jax.random.key(2))
-    before = trainer.evaluate(state.params, latents, labels)
+    scan, evaluate = jax.jit(trainer.scan), jax.jit(trainer.evaluate)
+    before = evaluate(state.params, latents, labels)
     for epoch in range(20):
-        state, metrics = trainer.scan_indexed(state, latents, labels, epoch_indices(0, epoch, 512, 64))
-    after = trainer.evaluate(state.params, latents, labels)
+        state, metrics = scan(state, latents, labels, epoch_indices(0, epoch, 512, 64))
+    after = evaluate(state.params, latents, labels)
     assert metrics["loss"].shape == (steps,)
     assert float(after["loss"]) < 0.5 * float(before["loss"])
     assert float(jnp.mean(after["accuracy"])) > 0.9 and after["accuracy"].shape == (40,)

@@ -1,4 +1,4 @@
-"""The mesh, sharded training, sharded checkpoints and a two-process jax.distributed run.
+"""The mesh, training on it, its checkpoints across mesh shapes and a two-process jax.distributed run.
 
 Multi-device checks run `tests/sharding_worker.py` in subprocesses with
 ``--xla_force_host_platform_device_count`` virtual CPU devices, so this pytest process (and the
@@ -61,20 +61,27 @@ def free_loopback_port() -> int:
 
 @pytest.fixture(scope="module")
 def equivalence(tmp_path_factory) -> dict:
-    """One 8-device worker: sharded vs one-device training, then the checkpoint round trip."""
+    """One 8-device worker: the training chunk on meshes vs one device, the checkpoint round trip,
+    the training loop across meshes, labelling."""
     folder = tmp_path_factory.mktemp("meshes")
     run_worker(["meshes", str(folder / "result.json"), str(folder / "ckpt")], 8)
     return json.loads((folder / "result.json").read_text())
 
 
-def test_forty_attributes_sharded_over_eight_devices_match_one_device(equivalence):
-    """Must show: 40 attributes, the real step, attr-sharded on 8 devices == one device (1e-6)."""
+def test_forty_attributes_sharded_over_attr_match_one_device(equivalence):
+    """Must show: 40 attributes, the real chunk (3 steps), attr-sharded on 8 (or 6) devices == one
+    device. The official preset agrees bit for bit; the paper preset's MLP is compiled for 5 rows
+    per device instead of 40, so its matmuls round differently: the bulk agrees to 1e-7 and the
+    worst component (Adam magnifies rounding where |g| is near eps) stays under a tenth of a step."""
     assert equivalence["devices"] == 8
-    for name in ("official 8x1", "paper 8x1", "official 6x1", "official scan_indexed 8x1"):
+    for name in ("official 8x1", "paper 8x1", "official 6x1"):
         result = equivalence[name]
-        assert result["params_max_abs_diff"] <= 1e-6, (name, result)
-        assert result["opt_state_max_rel_diff"] <= 1e-6, (name, result)
-    assert equivalence["official scan_indexed 8x1"]["metrics_max_abs_diff"] <= 1e-6
+        lr = equivalence[f"{name.split()[0]} lr"]
+        assert result["params_p999_abs_diff"] <= 1e-7 and result["params_max_abs_diff"] <= 0.1 * lr, (name, result)
+        assert result["opt_state_max_rel_diff"] <= 1e-5, (name, result)
+        assert result["metrics_max_abs_diff"] <= 1e-5 and result["metrics_shape"] == [3, 40], (name, result)
+    for name in ("official 8x1", "official 6x1"):
+        assert equivalence[name]["params_max_abs_diff"] == 0.0, equivalence[name]
     # 5 attributes per device; 40 on 6 devices is padded to 42 (7 per device) and stripped again.
     assert equivalence["official 8x1"]["per_device_rows"] == 5
     assert equivalence["official 6x1"]["padded_attributes"] == 42
@@ -85,9 +92,8 @@ def test_attribute_axis_needs_no_communication_data_axis_all_reduces(equivalence
     """jit + NamedSharding partitions the vmapped step: no collective at all along "attr"."""
     for name in ("official 8x1", "official 6x1", "paper 8x1"):
         assert sum(equivalence[name]["collectives"].values()) == 0, equivalence[name]
-    for name in ("official 4x2",):
-        collectives = equivalence[name]["collectives"]
-        assert collectives["all-reduce"] >= 1 and collectives["all-gather"] == 0, (name, collectives)
+    collectives = equivalence["official 4x2"]["collectives"]
+    assert collectives["all-reduce"] >= 1 and collectives["all-gather"] == 0, collectives
 
 
 def test_data_axis_sharding_matches_one_device_up_to_summation_order(equivalence):
@@ -96,10 +102,9 @@ def test_data_axis_sharding_matches_one_device_up_to_summation_order(equivalence
     The bulk agrees to 1e-6 and the worst component stays a fraction of one lr step (a wrong
     gradient, e.g. from half of the batch, moves most components by about lr)."""
     lr = equivalence["official lr"]
-    for name in ("official 4x2",):
-        result = equivalence[name]
-        assert result["params_p999_abs_diff"] <= 1e-6, (name, result)
-        assert result["params_max_abs_diff"] <= 0.25 * lr, (name, result)
+    result = equivalence["official 4x2"]
+    assert result["params_p999_abs_diff"] <= 1e-6, result
+    assert result["params_max_abs_diff"] <= 0.25 * lr, result
 
 
 def test_checkpoint_from_4x2_restores_on_8x1_and_one_device(equivalence):
@@ -111,29 +116,22 @@ def test_checkpoint_from_4x2_restores_on_8x1_and_one_device(equivalence):
     for name, devices, rows in (("8x1", 8, 40), ("1 device", 1, 40), ("3x2 (padded to 42)", 6, 42)):
         restored = result[name]
         assert restored["equal"] and restored["max_abs_diff"] == 0.0, (name, restored)
-        assert (restored["step"], restored["num_attributes"], restored["rows"], restored["devices"]) == (
-            3,
-            40,
-            rows,
-            devices,
-        )
+        assert (restored["step"], restored["rows"], restored["devices"]) == (3, rows, devices), (name, restored)
         assert restored["spec"] == "P('attr',)"
-    assert result["8x1"]["continued_step_max_abs_diff"] <= 1e-6
+    assert result["8x1"]["continued_chunk_max_abs_diff"] <= 2e-6
 
 
 def test_train_transformers_stopped_on_8x1_resumed_on_6x1_equals_one_device(equivalence):
-    """The real training loop (jaxedit.training.transformers) on meshes: stopped half way on 8x1 (sharded
-    checkpoint), resumed on 6x1 (40 attributes padded to 42), the editors equal the one-device run;
-    likewise one device -> 8x1 and 8x1 -> one device."""
+    """The real training loop on meshes: stopped half way on 8x1, resumed on 6x1 (40 attributes
+    padded to 42), the editors equal the one-device run; likewise one device -> 8x1 and 8x1 ->
+    one device; the classifier data-parallel over 8 devices."""
     result = equivalence["train_transformers"]
     assert result["steps"] == [4, 2, 4] and result["attributes"] == 40 and result["checkpoint_steps"] == [2, 4]
-    assert result["params_max_abs_diff"] <= 1e-6, result
-    assert result["editors_dir_max_abs_diff"] <= 1e-6, result
-    # Checkpoints cross between the one-device and the sharded loop in both directions.
+    assert result["params_max_abs_diff"] <= 2e-6, result
+    assert result["editors_dir_max_abs_diff"] <= 2e-6, result
     assert result["resumed_steps"] == [4, 4]
-    assert result["one_device_checkpoint_resumed_on_8x1_max_abs_diff"] <= 1e-6, result
-    assert result["sharded_checkpoint_resumed_on_one_device_max_abs_diff"] <= 1e-6, result
-    # jaxedit.training.classifier data-parallel over 8 devices (the batch split 8 ways, gradients all-reduced).
+    assert result["one_device_checkpoint_resumed_on_8x1_max_abs_diff"] <= 2e-6, result
+    assert result["sharded_checkpoint_resumed_on_one_device_max_abs_diff"] <= 2e-6, result
     assert result["classifier_steps"] == [4, 4]
     assert result["classifier_params_p999_abs_diff"] <= 1e-6, result
     assert result["classifier_params_max_abs_diff"] <= 0.25 * result["classifier_lr"], result
@@ -147,17 +145,23 @@ def test_labelling_splits_batches_over_the_data_axis(equivalence):
     assert result["latents_max_abs_diff"] <= 1e-6 and result["probabilities_max_abs_diff"] <= 1e-6, result
 
 
-def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
-    """Must show: two jax.distributed processes on 127.0.0.1 (4 CPU devices each) train the 40
-    transformers (attr over all 8 devices) and the classifier (data over all 8, each process
-    feeding half of every batch), write one checkpoint together and restore it on another mesh;
-    this (one-device) process then restores the same checkpoint too."""
+def test_two_process_distributed_training_checkpoints_and_resumes(tmp_path):
+    """Must show: two jax.distributed processes on 127.0.0.1 (4 CPU devices each) run the training
+    loop: the 40 transformers stopped half way with "attr" over all 8 devices, the checkpoint
+    written by both processes into one directory, resumed on 4x2; the classifier with the batch
+    split over all 8. The results equal this one-device process's runs, which also resumes
+    the two-process checkpoint."""
+    from jaxedit.latent import load_editors
+    from jaxedit.training.classifier import train_classifier
+    from jaxedit.training.transformers import train_transformers
+    from tests.sharding_worker import QUIET, loop_problem, max_abs_diff, p999_abs_diff
+
     port = free_loopback_port()
-    checkpoint = tmp_path / "shared" / "ckpt"
+    shared = tmp_path / "shared"
     outs = [tmp_path / f"process{index}.json" for index in range(2)]
     processes = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), "distributed", str(outs[index]), str(checkpoint), str(port), "2", str(index)],
+            [sys.executable, str(WORKER), "distributed", str(outs[index]), str(shared), str(port), "2", str(index)],
             env=worker_env(4),
             cwd=ROOT,
             stdout=subprocess.PIPE,
@@ -167,6 +171,9 @@ def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
         for index in range(2)
     ]
     try:
+        config, data, classifier_params = loop_problem()
+        reference = train_transformers(config, data, classifier_params, "all", tmp_path / "one", log=QUIET)
+        reference_classifier = train_classifier(config, data, tmp_path / "one", log=QUIET)
         logs = [process.communicate(timeout=TIMEOUT_S) for process in processes]
     finally:
         for process in processes:
@@ -176,33 +183,22 @@ def test_two_process_distributed_run_trains_checkpoints_and_restores(tmp_path):
         assert process.returncode == 0, stderr[-4000:]
     results = [json.loads(out.read_text()) for out in outs]
     for index, result in enumerate(results):
-        assert (
-            result["process_index"],
-            result["process_count"],
-            result["local_devices"],
-            result["global_devices"],
-        ) == (index, 2, 4, 8)
-        assert result["transformer_params_max_abs_diff_vs_single"] <= 1e-6, result
-        assert result["transformer_opt_state_max_rel_diff_vs_single"] <= 1e-6, result
-        assert result["transformer_rows_fed"] == [0, 32]  # attr spans hosts: each host feeds the whole batch
-        assert result["classifier_rows_fed"] == [16 * index, 16 * index + 16]  # data spans hosts: half each
-        assert result["classifier_p999_abs_diff_vs_single"] <= 1e-6, result
-        assert result["classifier_max_abs_diff_vs_single"] <= 0.25 * result["classifier_lr"], result
-        assert result["classifier_loss_diff"] <= 1e-5, result
-        assert result["restored_step"] == 3 and result["restored_equal"], result
-    # The two-host checkpoint restores on this single-device process as well.
-    from jaxedit.training.steps import TransformerTrainer
-    from tests.sharding_worker import NUM_ATTRIBUTES, small_official_preset
-
-    template = jax.eval_shape(
-        lambda: TransformerTrainer.create(small_official_preset()).init(jax.random.key(0), NUM_ATTRIBUTES)
-    )
-    step, restored, num = S.restore_sharded_checkpoint(checkpoint, template, S.single_device_mesh())
-    expected = np.load(tmp_path / "shared" / "expected.npz")
-    leaves = jax.tree_util.tree_leaves(S.gather_transformer_state(restored, num))
-    assert (step, num, len(leaves)) == (3, 40, len(expected.files))
-    for index, leaf in enumerate(leaves):
-        np.testing.assert_array_equal(leaf, expected[f"arr_{index}"])
+        assert (result["process_index"], result["process_count"], result["global_devices"]) == (index, 2, 8)
+        assert result["meshes"]["stopped"].startswith("mesh attr=8 x data=1 over 8 devices (cpu) in 2 process")
+        assert result["meshes"]["classifier"].startswith("mesh attr=1 x data=8 over 8 devices (cpu) in 2 process")
+        assert result["steps"] == [2, 4, 4] and result["checkpoint_steps"] == [2, 4], result
+        assert abs(result["heldout_loss"] - reference_classifier.heldout_loss) <= 1e-5, result
+    expected = np.load(shared / "params.npz")
+    got = [expected[f"arr_{index}"] for index in range(len(expected.files))]
+    assert max_abs_diff(got, jax.tree_util.tree_leaves(reference.params)) <= 2e-6
+    classifier = load_editors(shared / "classifier").classifier_params
+    assert p999_abs_diff(classifier, reference_classifier.params) <= 1e-6
+    assert max_abs_diff(classifier, reference_classifier.params) <= 0.25 * config.method.classifier_lr
+    # The two-process checkpoint resumes on this one-device process: step 4 of 4, the same params.
+    resumed = train_transformers(config, data, classifier_params, "all", shared, resume=True, log=QUIET)
+    assert resumed.steps == 4
+    for leaf, want in zip(jax.tree_util.tree_leaves(resumed.params), got):
+        np.testing.assert_array_equal(leaf, want)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,15 +238,13 @@ def test_padding_repeats_attribute_zero_and_strips_back():
         S.pad_attributes({"a": np.zeros((3, 2)), "b": np.zeros((4,))}, 5)
 
 
-def test_batch_size_must_divide_over_data_axis_and_host_rows():
+def test_tree_shardings_split_leading_axes_and_replicate_the_rest():
     mesh = S.make_mesh()
-    assert S.process_batch_rows(mesh, 8) == slice(0, 8)
-    batch = S.host_local_batch_to_global(np.ones((8, 3), np.float32), mesh, 8)
-    assert batch.shape == (8, 3)
-    with pytest.raises(InputError, match="expected 8 rows"):
-        S.host_local_batch_to_global(np.ones((4, 3), np.float32), mesh, 8)
-
-
-def test_restore_reports_missing_checkpoint(tmp_path):
-    with pytest.raises(Exception, match="no sharded checkpoint"):
-        S.restore_sharded_checkpoint(tmp_path / "nothing", {"w": np.zeros((2, 3))}, S.make_mesh())
+    tree = {"w": np.zeros((4, 3)), "count": np.int32(0)}
+    attr = S.tree_shardings(tree, mesh, S.ATTR_AXIS)
+    assert str(attr["w"].spec) == "P('attr',)" and str(attr["count"].spec) == "P()"
+    assert str(S.tree_shardings(tree, mesh)["w"].spec) == "P()"
+    two_way = jax.sharding.AbstractMesh((1, 2), (S.ATTR_AXIS, S.DATA_AXIS))  # shapes only, no devices needed
+    S.check_batch_size(4, two_way)
+    with pytest.raises(ConfigError, match=r"batch size 3 is not a multiple of the mesh data axis \(2 devices\)"):
+        S.check_batch_size(3, two_way)

@@ -1,7 +1,8 @@
-"""Training stopped and continued ends exactly where an uninterrupted run ends (issue 3 and 7).
+"""Training stopped and continued ends exactly where an uninterrupted run ends.
 
-In process: a stop request after a few chunks (what SIGTERM does), a damaged newest checkpoint,
-a NaN injected into one attribute's params. The real-signal subprocess checks are in
+In process, on the real training path: a stop request after a few chunks (what SIGTERM does), a
+bit flipped in the newest checkpoint (resume falls back to the previous intact step), a NaN put
+into one attribute's params by the jitted step itself. The real-signal subprocess checks are in
 test_train_signals.py.
 """
 
@@ -19,11 +20,11 @@ import pytest
 from jaxedit.errors import ConfigError, TrainingError
 from jaxedit.latent.editors import load_editors, save_editors
 from jaxedit.latent.modules import init_classifier_params
-from jaxedit.training.checkpoint import COMMIT_FILE, PreemptionGuard, TrainCheckpointer
+from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer
 from jaxedit.training.classifier import classifier_schedule, train_classifier
-from jaxedit.training.loop import TrainingInterrupted
+from jaxedit.training.loop import BatchOrder, TrainingInterrupted
 from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
-from jaxedit.training.transformers import train_transformers
+from jaxedit.training.transformers import train_transformers, transformer_schedule
 from tests.train_tiny import tiny_config, tiny_data
 
 ATTRS = ["Smiling", "Eyeglasses", "Young"]
@@ -51,23 +52,27 @@ def reference(setup, tmp_path_factory):
     return run, workdir
 
 
-def _stopping_advance(trainer, data, classifier_params, attributes, guard, stop_after_calls):
-    """The default chunk function, plus a stop request (what a signal does) after some calls."""
-    from jaxedit.latent.losses import correlation_matrix
+class StopAfterChunks(PreemptionGuard):
+    """A guard that asks the loop to stop (as a SIGTERM would) when it polls after `chunks` chunks."""
 
-    latents = jnp.asarray(data.train_latents)
-    correlation = correlation_matrix(jnp.asarray(data.labels))
-    ids = jnp.asarray(attributes, jnp.int32)
-    calls = {"n": 0}
+    def __init__(self, chunks: int, name: str = "SIGTERM"):
+        super().__init__()
+        self.polls, self.chunks, self.name = 0, chunks, name
 
-    def advance(state, indices):
-        result = trainer.scan_indexed(state, classifier_params, correlation, ids, latents, jnp.asarray(indices))
-        calls["n"] += 1
-        if calls["n"] == stop_after_calls:
-            guard.request("SIGTERM")
-        return result
+    @property
+    def requested(self) -> bool:
+        self.polls += 1
+        if self.polls == self.chunks:
+            self.request(self.name)
+        return super().requested
 
-    return advance
+
+def flip_a_bit(step_dir):
+    """Flip one bit in the middle of the largest file of a saved step (the arrays' data)."""
+    largest = max((p for p in step_dir.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    data = bytearray(largest.read_bytes())
+    data[len(data) // 2] ^= 0x04
+    largest.write_bytes(bytes(data))
 
 
 def _leaves(tree):
@@ -84,11 +89,9 @@ def test_transformers_stopped_and_resumed_match_uninterrupted_bitwise(setup, ref
     run, reference_dir = reference
     assert run.steps == 2 * (360 // 16)  # 2 epochs x 22 drop-last batches
 
-    guard = PreemptionGuard()
-    advance = _stopping_advance(trainer, data, classifier_params, [31, 15, 39], guard, stop_after_calls=3)
     with pytest.raises(TrainingInterrupted) as stopped:
         train_transformers(
-            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard, advance=advance, log=QUIET
+            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=StopAfterChunks(3), log=QUIET
         )
     assert stopped.value.step == 12 and stopped.value.exit_status == 75
     with TrainCheckpointer(tmp_path / "checkpoints" / "transformers") as checkpointer:
@@ -111,32 +114,56 @@ def test_transformers_stopped_and_resumed_match_uninterrupted_bitwise(setup, ref
     assert (tmp_path / "transformer_losses.png").stat().st_size > 1000
 
 
-def test_resume_skips_a_damaged_newest_checkpoint_and_still_matches(setup, reference, tmp_path):
+def test_a_flipped_bit_falls_back_to_the_previous_intact_step_and_still_matches(setup, reference, tmp_path):
+    """A bit flipped in the newest step's arrays: --resume says it skips that step and why, sets
+    it aside, resumes from the previous one and ends bit-identical; a staging directory left by a
+    killed save is removed and reported; the next run lists the damaged step."""
     config, data, trainer, _, classifier_params = setup
     run, _ = reference
-    guard = PreemptionGuard()
-    advance = _stopping_advance(trainer, data, classifier_params, [31, 15, 39], guard, stop_after_calls=5)
     with pytest.raises(TrainingInterrupted):
         train_transformers(
-            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=guard, advance=advance, log=QUIET
+            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, guard=StopAfterChunks(5), log=QUIET
         )
     directory = tmp_path / "checkpoints" / "transformers"
     assert sorted(p.name for p in directory.iterdir()) == ["16", "20"]
-    # What a kill during the save of step 20 can leave: no commit marker (orbax writes it last,
-    # then renames); and a tmp directory of a later save.
-    (directory / "20" / COMMIT_FILE).unlink()
-    shutil.copytree(directory / "16", directory / "24.orbax-checkpoint-tmp-1700000000")
-    (directory / "24.orbax-checkpoint-tmp-1700000000" / COMMIT_FILE).unlink()
+    flip_a_bit(directory / "20")
+    shutil.copytree(directory / "16", directory / "24.orbax-checkpoint-tmp-1700000000")  # a save killed midway
 
-    warnings = []
+    messages = []
     resumed = train_transformers(
-        config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer, log=warnings.append
+        config, data, classifier_params, ATTRS, tmp_path, resume=True, trainer=trainer, log=messages.append
     )
-    assert any("incomplete checkpoint 20" in w for w in warnings)
-    assert any("24.orbax-checkpoint-tmp" in w for w in warnings)
-    assert any("resuming at step 16/44" in w for w in warnings)
+    skipped = [m for m in messages if "skipping checkpoint step 20" in m]
+    assert len(skipped) == 1 and "set aside as damaged-20" in skipped[0], messages
+    assert "checksum" in skipped[0] or "cannot read" in skipped[0], skipped
+    assert any("removed 24.orbax-checkpoint-tmp-1700000000" in m for m in messages), messages
+    assert any("resuming at step 16/44" in m for m in messages), messages
     for got, want in zip(_leaves(resumed.params), _leaves(run.params)):
         np.testing.assert_array_equal(got, want)
+    names = sorted(p.name for p in directory.iterdir())
+    assert "damaged-20" in names and not any("tmp" in name for name in names), names
+    with TrainCheckpointer(directory) as checkpointer:
+        assert any(note.startswith("damaged-20: set aside") for note in checkpointer.notes), checkpointer.notes
+
+
+def test_the_checksum_catches_changed_values_that_orbax_reads_without_complaint(tmp_path):
+    """Flipping a bit inside an uncompressed array's bytes gives different numbers, not an error;
+    only the checksum tells. Both steps flipped: nothing intact, so the run starts afresh."""
+    state = {"w": np.arange(4096, dtype=np.float32).reshape(4, 1024), "count": np.int64(7)}
+    with TrainCheckpointer(tmp_path) as checkpointer:
+        checkpointer.save(1, state, {"epoch": 0})
+        checkpointer.save(2, state, {"epoch": 0})
+    for step in ("1", "2"):
+        flip_a_bit(tmp_path / step)
+    messages = []
+    with TrainCheckpointer(tmp_path) as checkpointer:
+        assert checkpointer.restore_latest(state, warn=messages.append) is None
+        assert checkpointer.complete_steps() == []
+    assert [m.split(":")[0] for m in messages] == [
+        "skipping checkpoint step 2 (set aside as damaged-2)",
+        "skipping checkpoint step 1 (set aside as damaged-1)",
+    ]
+    assert all(m.endswith("the arrays do not match the checksum saved with them") for m in messages), messages
 
 
 def test_classifier_stopped_across_the_lr_decay_resumes_exactly(setup, tmp_path):
@@ -144,18 +171,9 @@ def test_classifier_stopped_across_the_lr_decay_resumes_exactly(setup, tmp_path)
     reference = train_classifier(config, data, tmp_path / "a", trainer=trainer, log=QUIET)
     assert reference.steps == 2 * 9 and reference.heldout_accuracy is not None
 
-    latents, labels = jnp.asarray(data.train_latents), jnp.asarray(data.train_labels)
-    guard = PreemptionGuard()
-    calls = {"n": 0}
-
-    def advance(state, indices):
-        calls["n"] += 1
-        if calls["n"] == 4:  # chunks [0,4) [4,8) [8,9) [9,13): stops past the epoch-1 lr decay at step 9
-            guard.request("SIGINT")
-        return trainer.scan_indexed(state, latents, labels, jnp.asarray(indices))
-
+    guard = StopAfterChunks(4, "SIGINT")  # chunks [0,4) [4,8) [8,9) [9,13): past the epoch-1 lr decay at step 9
     with pytest.raises(TrainingInterrupted) as stopped:
-        train_classifier(config, data, tmp_path / "b", trainer=trainer, guard=guard, advance=advance, log=QUIET)
+        train_classifier(config, data, tmp_path / "b", trainer=trainer, guard=guard, log=QUIET)
     assert stopped.value.step == 13
     resumed = train_classifier(config, data, tmp_path / "b", resume=True, trainer=trainer, log=QUIET)
     for got, want in zip(_leaves(resumed.params), _leaves(reference.params)):
@@ -215,26 +233,20 @@ def test_an_attribute_trained_alone_matches_its_slot_in_a_group(setup, reference
 
 
 def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_checkpoint(setup, tmp_path):
+    """The real loop with a step that turns Eyeglasses' (slot 1) params into NaN when it reads the
+    batch of step 17 (the chunk of steps 17..20): training stops naming both, keeps step 16."""
     config, data, trainer, _, classifier_params = setup
-    from jaxedit.latent.losses import correlation_matrix
+    schedule_rows = BatchOrder(transformer_schedule(config, data.num_train), config.seed).indices(16, 1)[0]
 
-    latents = jnp.asarray(data.train_latents)
-    correlation = correlation_matrix(jnp.asarray(data.labels))
-    ids = jnp.asarray([31, 15, 39], jnp.int32)
-    calls = {"n": 0}
+    def poisoned_scan(state, classifier_params, correlation, attributes, latents, indices):
+        poison = jnp.all(indices[0] == jnp.asarray(schedule_rows))
+        params = jax.tree.map(lambda leaf: leaf.at[1].set(jnp.where(poison, jnp.nan, leaf[1])), state.params)
+        return trainer.scan(state._replace(params=params), classifier_params, correlation, attributes, latents, indices)
 
-    def poisoned_advance(state, indices):
-        calls["n"] += 1
-        if calls["n"] == 5:  # poison Eyeglasses (slot 1) before the chunk of steps 17..20
-            params = jax.tree.map(lambda leaf: leaf.at[1].set(jnp.nan), state.params)
-            state = state._replace(params=params)
-        return trainer.scan_indexed(state, classifier_params, correlation, ids, latents, jnp.asarray(indices))
-
+    poisoned = dataclasses.replace(trainer, scan=poisoned_scan)
     with pytest.raises(TrainingError, match=r"non-finite \w+ for attribute Eyeglasses at step 17"):
-        train_transformers(
-            config, data, classifier_params, ATTRS, tmp_path, trainer=trainer, advance=poisoned_advance, log=QUIET
-        )
-    with TrainCheckpointer(tmp_path / "checkpoints" / "transformers") as checkpointer:
+        train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=poisoned, log=QUIET)
+    with TrainCheckpointer(tmp_path / "checkpoints" / "transformers", num_attributes=3) as checkpointer:
         assert checkpointer.complete_steps() == [8, 16]
         step, state, _ = checkpointer.restore_latest(jax.tree.map(np.asarray, trainer.init(jax.random.PRNGKey(0), 3)))
     assert step == 16 and all(np.isfinite(leaf).all() for leaf in _leaves(state))
@@ -280,3 +292,38 @@ def test_official_class_loss_is_finite_under_jit_for_one_sided_batches():
         value = jax.jit(official_class_loss)(logits, target)
         np.testing.assert_allclose(value, np.mean(np.asarray(bce_with_logits(logits, target))), rtol=1e-6)
         assert np.isfinite(np.asarray(jax.jit(jax.grad(official_class_loss))(logits, target))).all()
+
+
+def test_cli_resume_past_a_flipped_bit_says_so_and_matches_the_uninterrupted_run(setup, reference, tmp_path, capsys):
+    """`python -m train.transformers ... --resume` after a bit flip in the newest checkpoint: exit 0,
+    a line naming the skipped step and why, no traceback, editors equal to an uninterrupted run."""
+    from jaxedit.cli.train import transformers_main as main
+    from tests.train_tiny import TINY_CLI, write_tiny_npz
+
+    _, _, _, _, classifier_params = setup
+    run, _ = reference
+    save_editors(tmp_path / "classifier", tiny_config().method, classifier_params, None, [])
+    command = [
+        "--config",
+        "official",
+        *TINY_CLI,
+        "--latents",
+        str(write_tiny_npz(tmp_path / "data.npz")),
+        "--attributes",
+        ",".join(ATTRS),
+        "--classifier",
+        str(tmp_path / "classifier"),
+        "--workdir",
+        str(tmp_path / "run"),
+    ]
+    assert main([*command, "--max_steps", "20"]) == 0  # checkpoints at 16 and 20 (two kept)
+    flip_a_bit(tmp_path / "run" / "checkpoints" / "transformers" / "20")
+    capsys.readouterr()
+    assert main([*command, "--resume"]) == 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err, err
+    skipped = [line for line in err.splitlines() if "skipping checkpoint step 20" in line]
+    assert len(skipped) == 1 and ("checksum" in skipped[0] or "cannot read" in skipped[0]), err
+    assert "resuming at step 16/44" in err, err
+    for got, want in zip(_leaves(load_editors(tmp_path / "run" / "editors").transformer_params), _leaves(run.params)):
+        np.testing.assert_array_equal(got, want)

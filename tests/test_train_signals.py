@@ -3,8 +3,10 @@
 - `python -m train.transformers` gets SIGTERM (or SIGINT) once its metric log shows progress:
   it must finish the chunk in flight, save, exit 75 and print the resume command; running that
   command must end with exactly the params of an uninterrupted run (computed in this process).
-- A process saving checkpoints in a loop is SIGKILLed while a save is in flight (a tmp directory
-  on disk): the leftover is detected and restoring gives the last complete step.
+- A process saving checkpoints in a loop is SIGKILLed while a save is in flight (a staging
+  directory on disk): the next opening removes and reports it, restoring gives the last complete step.
+- A full disk (a file size limit) while saving, and a workdir whose name is not UTF-8: one line
+  on stderr, no traceback.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import pytest
 
 from jaxedit.latent.editors import load_editors, save_editors
 from jaxedit.latent.modules import classifier_from_preset, init_classifier_params
-from jaxedit.training.checkpoint import TMP_MARKER, PreemptionGuard, TrainCheckpointer
+from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer
 from jaxedit.training.loop import TrainingInterrupted
 from jaxedit.training.steps import TransformerTrainer
 from jaxedit.training.transformers import train_transformers
@@ -184,9 +186,15 @@ SAVER = textwrap.dedent(
 )
 
 
-def test_sigkill_during_a_save_leaves_a_detected_leftover_and_the_last_complete_step_restores(tmp_path):
+def _staging(directory: Path) -> list[str]:
+    import orbax.checkpoint as ocp
+
+    return sorted(ocp.step.tmp_checkpoints(directory)) if directory.is_dir() else []
+
+
+def test_sigkill_during_a_save_leaves_staging_that_is_removed_and_the_last_complete_step_restores(tmp_path):
     directory = tmp_path / "checkpoints"
-    leftovers: list[Path] = []
+    leftovers: list[str] = []
     for _attempt in range(5):  # the kill must land while a save is in flight; retry if it lands between saves
         process = subprocess.Popen(
             [sys.executable, "-c", SAVER, str(directory)], cwd=REPO, env=_env(), stderr=subprocess.PIPE, text=True
@@ -194,25 +202,78 @@ def test_sigkill_during_a_save_leaves_a_detected_leftover_and_the_last_complete_
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             names = os.listdir(directory) if directory.is_dir() else []
-            if any(n.isdigit() for n in names) and any(TMP_MARKER in n for n in names):
+            if any(n.isdigit() for n in names) and _staging(directory):
                 break
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.001)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=60)
         process.stderr.close()
-        leftovers = [p for p in directory.iterdir() if TMP_MARKER in p.name]
+        leftovers = _staging(directory)
         if leftovers:
             break
     assert leftovers, "never caught a save in flight"
 
     complete_before = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
-    messages: list[str] = []
     template = {"params": np.zeros((24, 512, 512), np.float32), "count": np.int64(0)}
     with TrainCheckpointer(directory) as checkpointer:
-        assert [p.name for p in checkpointer.found_incomplete] == [p.name for p in sorted(leftovers)]
-        step, state, record = checkpointer.restore_latest(template, warn=messages.append)
+        assert checkpointer.notes == [f"removed {name}: a save that did not finish" for name in leftovers]
+        step, state, record = checkpointer.restore_latest(template, warn=pytest.fail)
     assert step == max(complete_before) and record["step"] == step
     assert int(state["count"]) == step and float(state["params"][3, 7, 11]) == float(step)
-    assert any("ignoring incomplete checkpoint" in m and TMP_MARKER in m for m in messages)
-    assert not any(TMP_MARKER in p.name for p in directory.iterdir())  # cleaned before the next save
+    assert _staging(directory) == []
+
+
+def _tiny_cli(tmp_path: Path, workdir: Path) -> list[str]:
+    """A tiny transformer run of the CLI (classifier and data written under tmp_path)."""
+    config = tiny_config()
+    classifier_params = init_classifier_params(classifier_from_preset(config.method), jax.random.PRNGKey(3))
+    save_editors(tmp_path / "classifier", config.method, classifier_params, None, [])
+    data_file = write_tiny_npz(tmp_path / "data.npz")
+    return [
+        sys.executable,
+        "-m",
+        "train.transformers",
+        "--config",
+        "official",
+        *TINY_CLI,
+        "--latents",
+        str(data_file),
+        "--attributes",
+        ATTRIBUTES,
+        "--classifier",
+        str(tmp_path / "classifier"),
+        "--workdir",
+        os.fsdecode(workdir),
+    ]
+
+
+LIMITED = (  # the CLI in a process whose writes past 6000 bytes fail with EFBIG, as on a full disk
+    "import resource, runpy, signal; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (6000, 6000)); runpy.run_module('train.transformers', run_name='__main__')"
+)
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_next_run_removes_the_staging(tmp_path):
+    command = [*_tiny_cli(tmp_path, tmp_path / "run"), "--max_steps", "8"]
+    limited = [sys.executable, "-c", LIMITED, *command[3:]]
+    failed = subprocess.run(limited, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    lines = failed.stderr.strip().splitlines()
+    assert failed.returncode == 1, failed.stderr
+    assert len(lines) == 1 and "cannot write checkpoint step 8" in lines[0] and "File too large" in lines[0], lines
+    directory = tmp_path / "run" / "checkpoints" / "transformers"
+    staging = _staging(directory)
+    assert staging, sorted(os.listdir(directory))
+    resumed = subprocess.run(command + ["--resume"], cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"removed {staging[0]}: a save that did not finish" in resumed.stderr
+    assert _staging(directory) == []
+
+
+def test_a_workdir_name_that_is_not_utf8_is_one_line(tmp_path):
+    workdir = Path(os.fsdecode(os.fsencode(tmp_path) + b"/run\xff"))
+    result = subprocess.run(
+        _tiny_cli(tmp_path, workdir), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and "not a UTF-8 path" in lines[0], result.stderr

@@ -1,23 +1,32 @@
-"""Preemption-safe training state: checkpoints that survive kills, and a SIGTERM/SIGINT guard.
+"""Training checkpoints that survive kills and bit rot, and a SIGTERM/SIGINT guard.
 
-- `TrainCheckpointer` keeps a training run's state (any pytree of arrays: params, optimizer state,
-  step counters) plus a small JSON record in numbered orbax step directories under
-  `WORKDIR/checkpoints/`. orbax writes each step to `<step>.orbax-checkpoint-tmp-<time>/` and renames
-  it to `<step>/` only once complete (a `commit_success.txt` is written inside before the rename);
-  a process killed while saving leaves only the tmp directory. `complete_steps()` lists just the
-  finalized steps (named by a number, holding `commit_success.txt` at the top and in every item,
-  with a readable JSON record), and `restore_latest()` falls back to the previous complete step
-  when the newest one cannot be read, so a resume always starts from the last complete checkpoint.
+- `TrainCheckpointer` keeps a training run's state (any pytree of arrays: params, optimizer state)
+  plus a small JSON record in numbered steps under `WORKDIR/checkpoints/<stage>/`, through orbax's
+  `CheckpointManager` (one `StandardSave` item for the state, one `JsonSave` item for the record).
+  orbax finalizes a step only once it is complete, and `complete_steps()` are the manager's steps.
+  The state may be numpy arrays or global `jax.Array`s on any mesh (every process writes its own
+  shards); a restore reads into the template's shardings, so a checkpoint saved on one mesh
+  restores on another mesh shape or on one device.
+- Integrity: the record carries a sha256 of the state (the host arrays in canonical tree order,
+  without the dummy attribute rows of a padded state) and a sha256 of the record itself. A restore
+  verifies both; `restore_latest` sets a step that fails (unreadable, or a checksum that does not
+  match) aside as `damaged-<step>`, says so, and falls back to the previous intact step.
+  Staging directories of a save that never finished are removed when the directory is opened,
+  and `damaged-<step>` directories are listed then (`notes`), so nothing is left unexplained.
+- orbax's and tensorstore's own error logs (tracebacks from their threads) are held back during a
+  save or a restore (unless the "absl" logger is set to DEBUG); the failure comes back as one
+  `TrainingError` line, chained to the original exception.
 - `PreemptionGuard` turns the first SIGTERM or SIGINT into a flag the training loop polls between
   compiled calls: the call in flight finishes, the loop saves and exits with `EXIT_PREEMPTED` (75,
   EX_TEMPFAIL: "try again", i.e. rerun with `--resume`). A second SIGINT interrupts at once.
-- `all_finite_per_row` reports, for a pytree whose leaves have a leading attribute axis, which
-  rows are entirely finite (used to stop training on a NaN and name the attribute).
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -30,16 +39,17 @@ from types import FrameType
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
 from jaxedit.errors import ConfigError, TrainingError
+from jaxedit.training.sharding import gather_to_host, pad_attributes, unpad_attributes
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL from sysexits.h: stopped by a signal, state saved, rerun with --resume
-COMMIT_FILE = "commit_success.txt"
-TMP_MARKER = ".orbax-checkpoint-tmp"
 STATE_ITEM = "state"
 RECORD_ITEM = "record"
+DAMAGED_PREFIX = "damaged-"
 
 
 class PreemptionGuard:
@@ -91,59 +101,44 @@ class PreemptionGuard:
         self._previous.clear()
 
 
-def _to_host(tree: Any) -> Any:
-    return jax.tree_util.tree_map(lambda leaf: np.asarray(leaf), tree)
-
-
-def is_complete_step_dir(path: Path) -> bool:
-    """True for a finalized orbax step directory `<digits>/` holding commit files and a readable record."""
-    if not path.is_dir() or path.is_symlink() or not path.name.isdigit() or TMP_MARKER in path.name:
-        return False
-    if not (path / COMMIT_FILE).is_file():
-        return False
-    for item in (STATE_ITEM, RECORD_ITEM):
-        if not (path / item / COMMIT_FILE).is_file():
-            return False
-    try:
-        record = json.loads((path / RECORD_ITEM / "metadata").read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return False
-    return isinstance(record, dict) and record.get("step") == int(path.name)
-
-
 class TrainCheckpointer:
     """Numbered checkpoints of a training state (a pytree of arrays) and a JSON record per step.
 
-    `directory` is created if missing. `save(step, state, record)` is synchronous: when it returns
-    the step is on disk and finalized. `max_to_keep` old steps are kept (older ones deleted by orbax
-    after a newer one is complete).
+    `num_attributes`: the state's leaves are stacked ``[K_padded, ...]`` over attributes of which
+    the first K are real (`jaxedit.training.sharding.pad_attributes`); layouts and checksums then
+    cover those K rows only, and a restore re-pads to the template's row count. None: the state
+    has no attribute axis. `save` is synchronous: when it returns the step is on disk and
+    finalized; the newest `max_to_keep` steps are kept.
     """
 
-    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2, *, num_attributes: int | None = None):
         import orbax.checkpoint as ocp
 
         self.directory = Path(directory).absolute()
+        self.num_attributes = num_attributes
+        try:
+            str(self.directory).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{self.directory!r}: not a UTF-8 path; orbax checkpoints need one") from None
         if self.directory.exists() and not self.directory.is_dir():
             raise ConfigError(f"{self.directory}: exists and is not a directory (expected checkpoints)")
         self.directory.mkdir(parents=True, exist_ok=True)
-        # Found before orbax starts (it deletes its own tmp directories when it opens the directory).
-        self.found_incomplete: list[Path] = self.incomplete_entries()
-        for entry in self.found_incomplete:
-            if entry.name.isdigit():
-                self._quarantine(entry)
-            else:
-                shutil.rmtree(entry, ignore_errors=True)
+        self.notes = [
+            f"removed {name}: a save that did not finish" for name in sorted(ocp.step.tmp_checkpoints(self.directory))
+        ] + [
+            f"{path.name}: set aside in an earlier run (it failed verification); delete it when no longer needed"
+            for path in sorted(self.directory.glob(DAMAGED_PREFIX + "*"))
+        ]
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
-            create=True,
-            enable_async_checkpointing=False,
-            cleanup_tmp_directories=True,
+            max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
         )
         self._ocp = ocp
-        self._manager = ocp.CheckpointManager(self.directory, options=options)
+        with _quiet_orbax():
+            self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE_ITEM, RECORD_ITEM))
 
     def close(self) -> None:
-        self._manager.close()
+        with _quiet_orbax():
+            self._manager.close()
 
     def __enter__(self) -> TrainCheckpointer:
         return self
@@ -152,109 +147,171 @@ class TrainCheckpointer:
         self.close()
 
     def complete_steps(self) -> list[int]:
-        """Steps with a finalized, complete checkpoint, ascending (tmp and damaged ones left out)."""
-        return sorted(int(p.name) for p in self.directory.iterdir() if is_complete_step_dir(p))
-
-    def incomplete_entries(self) -> list[Path]:
-        """Leftovers that are not complete checkpoints (tmp dirs of interrupted saves, damaged steps)."""
-        return sorted(
-            p
-            for p in self.directory.iterdir()
-            if (TMP_MARKER in p.name or p.name.isdigit()) and not is_complete_step_dir(p)
-        )
-
-    def _quarantine(self, entry: Path) -> Path:
-        """Rename a damaged step directory out of orbax's sight (`damaged-<step>`, replacing an older one)."""
-        target = self.directory / f"damaged-{entry.name}"
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(entry, target)
-        return target
+        """The finalized steps, ascending."""
+        return sorted(self._manager.all_steps())
 
     def save(self, step: int, state: Any, record: dict) -> bool:
-        """Write `state` (pytree of arrays) and `record` (JSON-able dict; `step` is added) at `step`.
-
-        Returns False (and writes nothing) when `step` is already saved completely.
-        """
-        record = {**record, "step": int(step), "layout": state_layout(state)}
-        if is_complete_step_dir(self.directory / str(step)):
+        """Write `state` and `record` (JSON-able; `step`, the layout and the checksums are added) at
+        `step`. Returns False (and writes nothing) when `step` is already saved."""
+        if int(step) in self._manager.all_steps():
             return False
+        state = jax.tree_util.tree_map(lambda leaf: leaf if isinstance(leaf, jax.Array) else np.asarray(leaf), state)
+        record = {
+            **record,
+            "step": int(step),
+            "layout": state_layout(state, self.num_attributes),
+            "rows": _rows(state, self.num_attributes),
+            "state_sha256": state_digest(state, self.num_attributes),
+        }
+        record["record_sha256"] = record_digest(record)
         args = self._ocp.args.Composite(
-            **{
-                STATE_ITEM: self._ocp.args.StandardSave(_to_host(state)),
-                RECORD_ITEM: self._ocp.args.JsonSave(record),
-            }
+            **{STATE_ITEM: self._ocp.args.StandardSave(state), RECORD_ITEM: self._ocp.args.JsonSave(record)}
         )
-        self._manager.save(int(step), args=args, force=True)
-        self._manager.wait_until_finished()
+        try:
+            with _quiet_orbax():
+                self._manager.save(int(step), args=args, force=True)
+                self._manager.wait_until_finished()
+        except Exception as error:
+            raise TrainingError(
+                f"{self.directory}: cannot write checkpoint step {step} ({_one_line(error)})"
+            ) from error
         return True
 
     def restore(self, step: int, template: Any) -> tuple[Any, dict]:
-        """(state, record) at `step`; `template` is a pytree of arrays with the expected structure."""
-        path = self.directory / str(step)
-        if not is_complete_step_dir(path):
-            raise TrainingError(f"{path}: not a complete checkpoint")
-        saved_layout = json.loads((path / RECORD_ITEM / "metadata").read_text()).get("layout")
-        if saved_layout != state_layout(template):
+        """(state, record) at `step`, laid out like `template` (arrays or `jax.ShapeDtypeStruct`s;
+        `jax.Array`s and structs with a sharding are restored with it, numpy leaves as numpy).
+
+        TrainingError when the step cannot be read or fails its checksums; ConfigError when it
+        holds the state of another setup (other shapes, attributes or config)."""
+        where = self.directory / str(step)
+        args = self._ocp.args.Composite(**{RECORD_ITEM: self._ocp.args.JsonRestore()})
+        record = self._read(step, args, where)[RECORD_ITEM]
+        if not isinstance(record, dict) or record.get("record_sha256") != record_digest(record):
+            raise TrainingError(f"{where}: the record does not match its checksum")
+        wanted = state_layout(template, self.num_attributes)
+        if record.get("layout") != wanted:
             raise ConfigError(
-                f"{path}: checkpoint of a different training setup ({_first_difference(saved_layout, state_layout(template))}); "
+                f"{where}: checkpoint of a different training setup ({_first_difference(record.get('layout'), wanted)}); "
                 "resume with the same config, overrides and attributes as the interrupted run"
             )
-        abstract = jax.tree_util.tree_map(
-            lambda leaf: jax.ShapeDtypeStruct(
-                np.shape(leaf), np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype
-            ),
-            template,
-        )
-        args = self._ocp.args.Composite(
-            **{
-                STATE_ITEM: self._ocp.args.StandardRestore(abstract),
-                RECORD_ITEM: self._ocp.args.JsonRestore(),
-            }
-        )
-        try:
-            restored = self._manager.restore(int(step), args=args)
-        except Exception as error:  # orbax raises many types for damaged or mismatched directories
-            raise TrainingError(f"{path}: cannot restore ({type(error).__name__}: {error})".splitlines()[0]) from error
-        state = _to_host(restored[STATE_ITEM])
-        _check_same_structure(path, template, state)
-        return state, dict(restored[RECORD_ITEM])
+        saved_rows = record.get("rows")
+        target = jax.tree_util.tree_map(lambda leaf: _restore_target(leaf, saved_rows), template)
+        args = self._ocp.args.Composite(**{STATE_ITEM: self._ocp.args.StandardRestore(target)})
+        state = self._read(step, args, where)[STATE_ITEM]
+        if state_digest(state, self.num_attributes) != record.get("state_sha256"):
+            raise TrainingError(f"{where}: the arrays do not match the checksum saved with them")
+        return self._fit(state, template, saved_rows), record
 
     def restore_latest(self, template: Any, warn: Callable[[str], None] | None = None) -> tuple[int, Any, dict] | None:
-        """(step, state, record) of the newest checkpoint that restores, or None if there is none.
+        """(step, state, record) of the newest intact checkpoint, or None if there is none.
 
-        Damaged or unreadable newer steps are skipped with a warning (through `warn`).
+        Steps that cannot be read or fail their checksums are set aside as `damaged-<step>`,
+        each with a warning (through `warn`) naming the step and the reason.
         """
         warn = warn or (lambda message: warnings.warn(message, stacklevel=2))
-        for entry in self.found_incomplete:
-            warn(f"ignoring incomplete checkpoint {entry.name} in {self.directory} (a save that did not finish)")
-        failures = []
         for step in reversed(self.complete_steps()):
             try:
                 state, record = self.restore(step, template)
             except TrainingError as error:
-                failures.append(str(error))
-                moved = self._quarantine(self.directory / str(step))
-                self._manager.reload()
-                warn(f"skipping checkpoint step {step} (moved to {moved.name}): {error}")
+                warn(f"skipping checkpoint step {step} (set aside as {self._set_aside(step)}): {error}")
                 continue
             return step, state, record
-        if failures:
-            raise TrainingError(f"{self.directory}: no checkpoint restores ({failures[0]})")
         return None
 
+    def _read(self, step: int, args: Any, where: Path) -> Any:
+        try:
+            with _quiet_orbax():
+                return self._manager.restore(int(step), args=args)
+        except MemoryError:
+            raise
+        except Exception as error:  # orbax and tensorstore raise many types for damaged directories
+            raise TrainingError(f"{where}: cannot read it ({_one_line(error)})") from error
 
-def state_layout(tree: Any) -> list[list]:
-    """JSON-able description of a state pytree: [path, shape, dtype] per leaf."""
-    flat, _ = jax.tree_util.tree_flatten_with_path(tree)
-    return [
-        [
-            jax.tree_util.keystr(path),
-            list(np.shape(leaf)),
-            str(np.asarray(leaf).dtype if not hasattr(leaf, "dtype") else leaf.dtype),
-        ]
-        for path, leaf in flat
-    ]
+    def _fit(self, state: Any, template: Any, saved_rows: int | None) -> Any:
+        """A state read with `saved_rows` rows, re-padded to the template's row count."""
+        rows = _rows(template, self.num_attributes)
+        if rows is None or saved_rows == rows:
+            return state
+        refit = lambda tree: pad_attributes(unpad_attributes(tree, self.num_attributes), rows)
+        shardings = [getattr(leaf, "sharding", None) for leaf in jax.tree_util.tree_leaves(template)]
+        if any(sharding is None for sharding in shardings):
+            return refit(gather_to_host(state))
+        out = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), shardings)
+        return jax.jit(refit, out_shardings=out)(state)
+
+    def _set_aside(self, step: int) -> str:
+        """Move a damaged step out of the manager's sight (process 0 renames; all wait for it)."""
+        name = f"{DAMAGED_PREFIX}{step}"
+        if jax.process_index() == 0:
+            target = self.directory / name
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(self.directory / str(step), target)
+        if jax.process_count() > 1:
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices(f"jaxedit set aside {self.directory} {step}")
+        self._manager.reload()
+        return name
+
+
+def _rows(tree: Any, num_attributes: int | None) -> int | None:
+    if num_attributes is None:
+        return None
+    return next((int(np.shape(leaf)[0]) for leaf in jax.tree_util.tree_leaves(tree) if np.ndim(leaf) >= 1), None)
+
+
+def _dtype(leaf: Any) -> np.dtype:
+    return np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+
+
+def state_layout(tree: Any, num_attributes: int | None = None) -> list[list]:
+    """JSON-able description of a state pytree: [path, shape, dtype] per leaf (leading axes cut to
+    `num_attributes` when given)."""
+    layout = []
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        shape = list(np.shape(leaf))
+        if num_attributes is not None and shape:
+            shape[0] = min(shape[0], int(num_attributes))
+        layout.append([jax.tree_util.keystr(path), shape, str(_dtype(leaf))])
+    return layout
+
+
+def state_digest(tree: Any, num_attributes: int | None = None) -> str:
+    """sha256 over the host arrays of a state in tree order: each leaf's path, dtype, shape and
+    bytes (the first `num_attributes` rows of each leaf with a leading axis, when given)."""
+    digest = hashlib.sha256()
+    for path, leaf in jax.tree_util.tree_flatten_with_path(gather_to_host(tree))[0]:
+        array = np.asarray(leaf)
+        if num_attributes is not None and array.ndim:
+            array = array[: int(num_attributes)]
+        array = np.ascontiguousarray(array)
+        digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype}|{array.shape}|".encode())
+        digest.update(memoryview(array).cast("B"))
+    return digest.hexdigest()
+
+
+def record_digest(record: dict) -> str:
+    """sha256 of a record's canonical JSON, without its own `record_sha256`."""
+    body = {key: value for key, value in record.items() if key != "record_sha256"}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def _restore_target(leaf: Any, saved_rows: int | None) -> Any:
+    """What orbax reads a leaf into: the template's shape with the saved row count, in the
+    template's sharding (replicated on its mesh when the saved rows do not split over it)."""
+    shape = tuple(np.shape(leaf))
+    if saved_rows is not None and shape:
+        shape = (int(saved_rows),) + shape[1:]
+    sharding = getattr(leaf, "sharding", None)
+    if sharding is None:
+        return np.zeros(shape, _dtype(leaf))
+    if isinstance(sharding, NamedSharding):
+        try:
+            sharding.shard_shape(shape)
+        except ValueError:
+            sharding = NamedSharding(sharding.mesh, P())
+    return jax.ShapeDtypeStruct(shape, _dtype(leaf), sharding=sharding)
 
 
 def _first_difference(saved: Any, wanted: list[list]) -> str:
@@ -266,25 +323,40 @@ def _first_difference(saved: Any, wanted: list[list]) -> str:
     return f"saved {len(saved)} arrays, expected {len(wanted)}"
 
 
-def _check_same_structure(path: Path, template: Any, state: Any) -> None:
-    expected = jax.tree_util.tree_structure(template)
-    found = jax.tree_util.tree_structure(state)
-    if expected != found:
-        raise TrainingError(f"{path}: checkpoint holds a different state layout than this run expects")
-    for want, got in zip(jax.tree_util.tree_leaves(template), jax.tree_util.tree_leaves(state)):
-        if np.shape(want) != np.shape(got):
-            raise TrainingError(
-                f"{path}: checkpoint array of shape {np.shape(got)} where this run expects {np.shape(want)} "
-                "(different config or attributes?)"
-            )
+def _one_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0][:1000]}" if text else type(error).__name__
 
 
-@jax.jit
-def all_finite_per_row(tree: Any) -> jax.Array:
-    """[K] bool: row k is True when every leaf's slice `leaf[k]` is finite (leaves are [K, ...])."""
-    rows = [
-        jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
-        for leaf in jax.tree_util.tree_leaves(tree)
-        if jnp.issubdtype(leaf.dtype, jnp.inexact)
-    ]
-    return jnp.all(jnp.stack(rows), axis=0)
+@contextlib.contextmanager
+def _quiet_orbax():
+    """Hold back the error logs (with tracebacks) orbax writes from its threads; the failure is
+    raised as one line instead. Left alone when the "absl" logger is set to DEBUG."""
+    logger = logging.getLogger("absl")
+    if logger.isEnabledFor(logging.DEBUG):
+        yield
+        return
+    _drop_closed_loop_reports()
+    previous = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(previous)
+
+
+def _drop_closed_loop_reports() -> None:
+    """When a save or restore fails, tensorstore still finishes its abandoned reads and writes and
+    reports each to orbax's event loop, closed by then; Python prints every such RuntimeError
+    ("Event loop is closed") through `sys.unraisablehook`. Drop those reports, keep all others."""
+    previous = sys.unraisablehook
+    if getattr(previous, "drops_closed_loop_reports", False):
+        return
+
+    def hook(unraisable) -> None:
+        value = unraisable.exc_value
+        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
+            previous(unraisable)
+
+    hook.drops_closed_loop_reports = True
+    sys.unraisablehook = hook

@@ -20,7 +20,7 @@ import numpy as np
 
 from jaxedit.latent.editors import save_editors
 from jaxedit.training import sharding
-from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer, all_finite_per_row
+from jaxedit.training.checkpoint import PreemptionGuard
 from jaxedit.training.common import (
     data_digest,
     open_checkpointer,
@@ -32,8 +32,9 @@ from jaxedit.training.common import (
 )
 from jaxedit.training.configs import TrainConfig
 from jaxedit.training.data import TrainingData
-from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves
-from jaxedit.training.steps import CLASSIFIER_METRICS, ClassifierState, ClassifierTrainer
+from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves, rows_all_finite
+from jaxedit.training.sharding import DATA_AXIS, ChunkRunner, chunk_sharding, jit_step, place, replicated
+from jaxedit.training.steps import CLASSIFIER_METRICS, ClassifierTrainer
 from jaxedit.viz.plots import small_multiples
 
 STAGE = "classifier"
@@ -57,6 +58,15 @@ def classifier_schedule(config: TrainConfig, num_train: int) -> Schedule:
     return Schedule(num_train, method.classifier_batch_size, method.classifier_epochs, config.max_steps)
 
 
+def classifier_chunks(trainer: ClassifierTrainer, mesh: Any, latents: np.ndarray, labels: np.ndarray) -> ChunkRunner:
+    """`trainer.scan` jitted for `mesh`, data-parallel: ``advance(state, indices int32 [S, B]) ->
+    (state, {metric: numpy [S]})`` with the state, latents [N, *latent] and labels [N, A] on every
+    device and each step's batch split over "data" (XLA all-reduces the gradients)."""
+    repl = replicated(mesh)
+    scan = jit_step(trainer.scan, (repl, repl, repl, chunk_sharding(mesh, DATA_AXIS)), (repl, repl))
+    return ChunkRunner(scan, (place(latents, repl), place(labels, repl)), mesh)
+
+
 def train_classifier(
     config: TrainConfig,
     data: TrainingData,
@@ -65,27 +75,25 @@ def train_classifier(
     resume: bool = False,
     guard: PreemptionGuard | None = None,
     trainer: ClassifierTrainer | None = None,
-    advance: Callable[[ClassifierState, np.ndarray], tuple[ClassifierState, dict]] | None = None,
-    checkpointer: TrainCheckpointer | None = None,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
     mesh: Any = None,
 ) -> ClassifierRun:
     """Train C on `data` per `config` (its method's classifier_* fields), writing into `workdir`.
 
-    resume: continue from the newest complete checkpoint (else refuse to overwrite checkpoints).
+    resume: continue from the newest intact checkpoint (else refuse to overwrite checkpoints).
     guard: a `PreemptionGuard` whose signals stop the run at a chunk boundary (raises
       `TrainingInterrupted` after saving). None: no signal handling here.
-    trainer / advance / checkpointer: replace the jitted steps, the chunk function
-      `(state, indices [S, B]) -> (state, metrics [S])`, or the checkpointer (e.g. sharded ones).
+    trainer: the pure functions to train with (default `ClassifierTrainer.create(config.method,
+      ...)`); passing the same trainer to several runs compiles its steps once.
     Raises `TrainingError` on a non-finite loss or parameter (the last good checkpoint is kept).
-    mesh: a `jaxedit.training.sharding` mesh: the batches are split over all its devices (data parallel,
-    state replicated). None: the plain one-device program.
+    mesh: a `jaxedit.training.sharding` mesh whose devices all go on "data": the batches are split
+    over them (data parallel, state replicated). None: this process's first device.
     """
     workdir = Path(workdir)
     method = config.method
     data.check(method.latent_shape, method.num_attributes)
     schedule = classifier_schedule(config, data.num_train)
-    trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch, donate_state=True)
+    trainer = trainer or ClassifierTrainer.create(method, schedule.steps_per_epoch)
     fingerprint = run_fingerprint(
         config,
         {
@@ -95,14 +103,16 @@ def train_classifier(
             "data_sha256": data_digest(data.latents, data.labels),
         },
     )
-    own_checkpointer = checkpointer is None
-    checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
+    devices = list(mesh.devices.flat) if mesh is not None else [jax.local_devices()[0]]
+    mesh = sharding.make_mesh(1, None, devices=devices)  # every device on "data"
+    checkpointer = open_checkpointer(workdir, STAGE, config, resume)
     outputs = output_dir(workdir)
     metrics = MetricsLog(outputs / "metrics.jsonl")
-    if mesh is not None:
-        mesh = sharding.make_mesh(1, None, devices=list(mesh.devices.flat))  # every device on "data"
     try:
-        state = trainer.init(jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM))
+        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM)
+        state = jax.jit(trainer.init, out_shardings=replicated(mesh))(key)
+        if mesh.devices.size > 1:
+            log(f"{STAGE}: {sharding.describe_mesh(mesh)}")
         start, state = resume_state(
             state,
             checkpointer,
@@ -113,17 +123,6 @@ def train_classifier(
             total_steps=schedule.total_steps,
             log=log,
         )
-
-        if mesh is not None:
-            state = sharding.replicate(state, mesh)
-            log(f"{STAGE}: {sharding.describe_mesh(mesh)}")
-            advance = advance or sharding.classifier_scan_advance(trainer, mesh, data.train_latents, data.train_labels)
-        if advance is None:
-            latents = jnp.asarray(data.train_latents)
-            labels = jnp.asarray(data.train_labels)
-
-            def advance(state, indices):
-                return trainer.scan_indexed(state, latents, labels, jnp.asarray(indices))
 
         def record(step: int) -> dict:
             return {
@@ -139,24 +138,24 @@ def train_classifier(
             config,
             start=start,
             schedule=schedule,
-            advance=advance,
+            advance=classifier_chunks(trainer, mesh, data.train_latents, data.train_labels),
             checkpointer=checkpointer,
             record=record,
             row_names=[STAGE],
-            finite_rows=lambda s: all_finite_per_row(jax.tree.map(lambda leaf: leaf[None], s.params)),
+            finite_rows=lambda s: rows_all_finite(jax.tree.map(lambda leaf: leaf[None], s.params), 1),
             metrics=metrics,
             stage=STAGE,
             guard=guard,
             bar_label=STAGE,
         )
     finally:
-        if own_checkpointer:
-            checkpointer.close()
+        checkpointer.close()
 
-    params = jax.tree.map(np.asarray, result.state.params)
+    params = sharding.gather_to_host(result.state.params)
     heldout_loss = heldout_accuracy = None
     if data.heldout_latents.shape[0]:
-        evaluation = trainer.evaluate(params, jnp.asarray(data.heldout_latents), jnp.asarray(data.heldout_labels))
+        evaluate = jax.jit(trainer.evaluate)
+        evaluation = evaluate(params, jnp.asarray(data.heldout_latents), jnp.asarray(data.heldout_labels))
         heldout_loss = float(evaluation["loss"])
         heldout_accuracy = [float(a) for a in np.asarray(evaluation["accuracy"])]
         log(

@@ -98,16 +98,12 @@ def check_resume_fingerprint(saved: dict | None, current: dict, where: Path) -> 
 
 
 def open_checkpointer(
-    workdir: Path,
-    stage: str,
-    config: TrainConfig,
-    resume: bool,
-    make: Callable[..., TrainCheckpointer] = TrainCheckpointer,
+    workdir: Path, stage: str, config: TrainConfig, resume: bool, num_attributes: int | None = None
 ) -> TrainCheckpointer:
-    """The stage's checkpointer; refuses to start afresh over existing checkpoints unless `resume`.
-    `make(directory, max_to_keep=...)` builds it (e.g. a `jaxedit.training.sharding.ShardedTrainCheckpointer`)."""
+    """The stage's checkpointer (`num_attributes`: see `TrainCheckpointer`); refuses to start
+    afresh over existing checkpoints unless `resume`."""
     directory = checkpoint_dir(workdir, stage)
-    checkpointer = make(directory, max_to_keep=config.keep_checkpoints)
+    checkpointer = TrainCheckpointer(directory, max_to_keep=config.keep_checkpoints, num_attributes=num_attributes)
     if not resume and checkpointer.complete_steps():
         checkpointer.close()
         raise ConfigError(
@@ -130,12 +126,8 @@ def start_distributed(config: TrainConfig) -> None:
 
 
 def training_mesh(config: TrainConfig):
-    """The `jaxedit.training.sharding` mesh of `config.mesh_attributes` x `config.mesh_data`, or None when
-    there is one device in all (the plain one-device program then runs, unchanged)."""
-    import jax
-
-    if jax.device_count() == 1 and config.mesh_attributes in (0, 1) and config.mesh_data in (0, 1):
-        return None
+    """The `jaxedit.training.sharding` mesh of `config.mesh_attributes` x `config.mesh_data` (on
+    one device, the mesh of one)."""
     from jaxedit.training.sharding import make_mesh
 
     return make_mesh(config.mesh_attributes, config.mesh_data)
@@ -190,22 +182,21 @@ def resume_state(
     total_steps: int,
     log: Callable[[str], None],
 ) -> tuple[int, Any]:
-    """(start step, state): the newest complete checkpoint's when `resume` finds one (its run
-    fingerprint must match `fingerprint`), else (0, `state`). Cuts `metrics` back to `stage`'s
-    lines up to the start step (all of them when starting afresh)."""
-    import jax
-    import jax.numpy as jnp
-
+    """(start step, state): the newest intact checkpoint's when `resume` finds one (its run
+    fingerprint must match `fingerprint`; the state comes back laid out like `state`), else
+    (0, `state`). Cuts `metrics` back to `stage`'s lines up to the start step (all of them when
+    starting afresh)."""
+    for note in checkpointer.notes:
+        log(f"{stage}: {checkpointer.directory}: {note}")
     start = 0
     if resume:
-        restored = checkpointer.restore_latest(state, warn=log)
+        restored = checkpointer.restore_latest(state, warn=lambda message: log(f"{stage}: {message}"))
         if restored is not None:
-            start, host_state, saved = restored
+            start, state, saved = restored
             check_resume_fingerprint(saved.get("fingerprint"), fingerprint, checkpointer.directory)
-            state = jax.tree.map(jnp.asarray, host_state)
             log(f"{stage}: resuming at step {start}/{total_steps} from {checkpointer.directory}")
         else:
-            log(f"{stage}: no checkpoint in {checkpointer.directory}; starting from step 0")
+            log(f"{stage}: no intact checkpoint in {checkpointer.directory}; starting from step 0")
     metrics.truncate(stage, start) if start else metrics.reset(stage)
     return start, state
 

@@ -19,8 +19,9 @@ signal handling happen only at chunk boundaries. After every chunk:
 - if a SIGTERM/SIGINT arrived (`PreemptionGuard`), a checkpoint is written and `TrainingInterrupted`
   is raised (the CLI turns it into exit status 75).
 
-What the loop calls is injected (`advance`, `finite_rows`, the checkpointer), so a sharded step
-(`jaxedit.training.sharding`) drops in without touching the loop.
+What the loop calls is passed in (`advance`, `finite_rows`, the checkpointer): the stages
+(`jaxedit.training.classifier`, `jaxedit.training.transformers`) give it their step jitted for their
+mesh (one device is a mesh of one) and a `jaxedit.training.checkpoint.TrainCheckpointer`.
 """
 
 from __future__ import annotations
@@ -34,12 +35,15 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from jaxedit.data.latents import epoch_indices
 from jaxedit.errors import ConfigError, TrainingError
 from jaxedit.io import atomic_write_text
 from jaxedit.training.checkpoint import EXIT_PREEMPTED, PreemptionGuard
+from jaxedit.training.sharding import gather_to_host
 
 
 class TrainingInterrupted(Exception):
@@ -167,7 +171,7 @@ class MetricsLog:
 
 
 class Checkpointer(Protocol):
-    """What the loop needs from a checkpointer (`TrainCheckpointer`, or a sharded one)."""
+    """What the loop needs from a checkpointer (a `jaxedit.training.checkpoint.TrainCheckpointer`)."""
 
     directory: Path
 
@@ -181,6 +185,22 @@ class LoopResult:
     state: Any
     step: int
     seconds: float
+
+
+@jax.jit
+def _finite_per_row(tree: Any) -> jax.Array:
+    rows = [
+        jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
+        for leaf in jax.tree_util.tree_leaves(tree)
+        if jnp.issubdtype(leaf.dtype, jnp.inexact)
+    ]
+    return jnp.all(jnp.stack(rows), axis=0)
+
+
+def rows_all_finite(tree: Any, count: int) -> np.ndarray:
+    """bool [count]: row k is True when every leaf's slice `leaf[k]` is finite (leaves are
+    [K, ...], K >= count, on any mesh; the answer is gathered to every process)."""
+    return gather_to_host(_finite_per_row(tree))[:count]
 
 
 def _finite_float(value: float) -> float | None:

@@ -1,17 +1,24 @@
-"""Optimizers and jitted update steps: K attribute transformers at once, and the classifier.
+"""Optimizers and update steps as pure, unjitted functions: K attribute transformers at once, and
+the classifier.
 
 Transformer training keeps the params and optimizer state of K transformers (K = 1..40) stacked
 along a leading "slot" axis; slot k trains attribute `attributes[k]` (an int32 array [K]). Every
 slot sees the same batch of latents; C(w) is computed once per batch and shared by the slots. One
 call of `TransformerTrainer.step` advances every slot by one Adam step (a `jax.vmap` over the
-slot axis); `scan_steps` / `scan_indexed` run S steps in one compiled `lax.scan`.
+slot axis); `scan` runs S steps in one `lax.scan`, gathering each step's batch from latents that
+stay on the device.
+
+A trainer is a frozen dataclass of pure functions, in the manner of an optax transformation
+(`init`, then `step`/`scan` threading the state); nothing here is jitted. The caller jits each
+function once where it is used, with the shardings of its mesh
+(`jaxedit.training.sharding.jit_step`), so one device and a mesh of many run the same program.
+The functions are built once per trainer, so jitting them again (another run with the same
+trainer) finds JAX's compilation cache.
 
 States are NamedTuples (pytrees), so they can be checkpointed with orbax and sharded as they are:
 
     TransformerState(params={... leaves [K, ...]}, opt_state=(... leaves [K, ...]))
     ClassifierState(params={...}, opt_state=(...))
-
-All functions are pure: no state is kept in the trainer objects besides static configuration.
 """
 
 from __future__ import annotations
@@ -115,20 +122,19 @@ def transformer_loss_terms(
 
 @dataclasses.dataclass(frozen=True)
 class TransformerTrainer:
-    """Static configuration of transformer training plus its jitted pure functions.
+    """Static configuration of transformer training plus its pure functions (unjitted).
 
-    Build with `TransformerTrainer.create(preset)`. Functions (all pure; A = num_attributes):
+    Build with `TransformerTrainer.create(preset)`. Functions (A = num_attributes, K slots):
 
       init(key, num_slots) -> TransformerState                 params from split(key, K), Adam zeros
+      init_from_params(stacked_params [K, ...]) -> TransformerState        Adam moments zero
       step(state, classifier_params, correlation [A, A], attributes int32 [K], batch [B, *latent])
           -> (state, metrics {name: [K]})                       one Adam step per slot
-      scan_steps(state, classifier_params, correlation, attributes, batches [S, B, *latent])
-          -> (state, metrics {name: [S, K]})                    S steps in one lax.scan
-      scan_indexed(state, classifier_params, correlation, attributes, latents [N, *latent],
-                   indices int32 [S, B]) -> (state, metrics {name: [S, K]})
-          the same, gathering batch s as latents[indices[s]] on device inside the scan.
+      scan(state, classifier_params, correlation, attributes, latents [N, *latent], indices int32 [S, B])
+          -> (state, metrics {name: [S, K]})                    S steps in one lax.scan, batch s
+                                                                gathered as latents[indices[s]]
       loss_terms(transformer_params, classifier_params, correlation, attribute, w) -> {name: scalar}
-          (one slot, not jitted; for evaluation and tests)
+          (one slot; for evaluation and tests)
     """
 
     preset: MethodPreset
@@ -136,26 +142,25 @@ class TransformerTrainer:
     transformer: LatentTransformer
     optimizer: optax.GradientTransformation
     init: Callable
+    init_from_params: Callable
     step: Callable
-    scan_steps: Callable
-    scan_indexed: Callable
+    scan: Callable
 
     @classmethod
-    def create(
-        cls, preset: MethodPreset, donate_state: bool = False, matmul_precision: str | None = None
-    ) -> TransformerTrainer:
-        """Build the trainer; `donate_state=True` lets XLA reuse the input state's buffers
-        (the caller must not use a state after passing it in). `matmul_precision` ("highest",
-        "tensorfloat32", "bfloat16", ...; None: JAX's default, which is full float32 on CPU and
-        may be TF32 on recent GPUs) is applied to every matmul of the step."""
+    def create(cls, preset: MethodPreset, matmul_precision: str | None = None) -> TransformerTrainer:
+        """Build the trainer. `matmul_precision` ("highest", "tensorfloat32", "bfloat16", ...; None:
+        JAX's default, which is full float32 on CPU and may be TF32 on recent GPUs) is applied to
+        every matmul of the step."""
         classifier = classifier_from_preset(preset)
         transformer = transformer_from_preset(preset)
         optimizer = transformer_optimizer(preset)
 
+        def init_from_params(params):
+            return TransformerState(params, jax.vmap(optimizer.init)(params))
+
         def init(key: jax.Array, num_slots: int) -> TransformerState:
             keys = jax.random.split(key, num_slots)
-            params = jax.vmap(lambda k: init_transformer_params(transformer, k))(keys)
-            return TransformerState(params, jax.vmap(optimizer.init)(params))
+            return init_from_params(jax.vmap(lambda k: init_transformer_params(transformer, k))(keys))
 
         def update_one(params, opt_state, attribute, classifier_params, correlation, w, logits0):
             def objective(p):
@@ -170,7 +175,7 @@ class TransformerTrainer:
 
         update_slots = jax.vmap(update_one, in_axes=(0, 0, 0, None, None, None, None))
 
-        def step_fn(state, classifier_params, correlation, attributes, batch):
+        def step(state, classifier_params, correlation, attributes, batch):
             batch = jnp.asarray(batch, jnp.float32)
             with _precision(matmul_precision):
                 logits0 = classifier.apply({"params": classifier_params}, batch)
@@ -185,29 +190,13 @@ class TransformerTrainer:
                 )
             return TransformerState(params, opt_state), terms
 
-        def scan_steps_fn(state, classifier_params, correlation, attributes, batches):
-            def body(carry, batch):
-                return step_fn(carry, classifier_params, correlation, attributes, batch)
-
-            return jax.lax.scan(body, state, batches)
-
-        def scan_indexed_fn(state, classifier_params, correlation, attributes, latents, indices):
+        def scan(state, classifier_params, correlation, attributes, latents, indices):
             def body(carry, index):
-                return step_fn(carry, classifier_params, correlation, attributes, jnp.take(latents, index, axis=0))
+                return step(carry, classifier_params, correlation, attributes, jnp.take(latents, index, axis=0))
 
             return jax.lax.scan(body, state, indices)
 
-        donate = (0,) if donate_state else ()
-        return cls(
-            preset=preset,
-            classifier=classifier,
-            transformer=transformer,
-            optimizer=optimizer,
-            init=jax.jit(init, static_argnums=1),
-            step=jax.jit(step_fn, donate_argnums=donate),
-            scan_steps=jax.jit(scan_steps_fn, donate_argnums=donate),
-            scan_indexed=jax.jit(scan_indexed_fn, donate_argnums=donate),
-        )
+        return cls(preset, classifier, transformer, optimizer, init, init_from_params, step, scan)
 
     def loss_terms(self, transformer_params, classifier_params, correlation, attribute, w) -> dict[str, jax.Array]:
         return transformer_loss_terms(
@@ -237,21 +226,15 @@ def slot(tree: Any, index: int) -> Any:
     return jax.tree.map(lambda leaf: leaf[index], tree)
 
 
-def state_from_params(trainer: TransformerTrainer, stacked_params: Any) -> TransformerState:
-    """A fresh TransformerState (Adam moments zero) starting from given stacked params [K, ...]."""
-    return TransformerState(stacked_params, jax.vmap(trainer.optimizer.init)(stacked_params))
-
-
 @dataclasses.dataclass(frozen=True)
 class ClassifierTrainer:
-    """Static configuration of classifier training plus its jitted pure functions.
+    """Static configuration of classifier training plus its pure functions (unjitted).
 
     Build with `ClassifierTrainer.create(preset, steps_per_epoch)`. Functions:
 
       init(key) -> ClassifierState
       step(state, latents [B, *latent], labels [B, A] in {0, 1}) -> (state, {"loss", "accuracy"} scalars)
-      scan_steps(state, latents [S, B, *latent], labels [S, B, A]) -> (state, metrics {name: [S]})
-      scan_indexed(state, latents [N, *latent], labels [N, A], indices int32 [S, B]) -> (state, metrics [S])
+      scan(state, latents [N, *latent], labels [N, A], indices int32 [S, B]) -> (state, metrics {name: [S]})
       evaluate(params, latents [B, *latent], labels [B, A]) -> {"loss": scalar, "accuracy": [A]}
     """
 
@@ -261,15 +244,14 @@ class ClassifierTrainer:
     steps_per_epoch: int
     init: Callable
     step: Callable
-    scan_steps: Callable
-    scan_indexed: Callable
+    scan: Callable
     evaluate: Callable
 
     @classmethod
     def create(
-        cls, preset: MethodPreset, steps_per_epoch: int, donate_state: bool = False, matmul_precision: str | None = None
+        cls, preset: MethodPreset, steps_per_epoch: int, matmul_precision: str | None = None
     ) -> ClassifierTrainer:
-        """Build the trainer (`donate_state`, `matmul_precision`: as `TransformerTrainer.create`)."""
+        """Build the trainer (`matmul_precision`: as `TransformerTrainer.create`)."""
         classifier = classifier_from_preset(preset)
         optimizer = classifier_optimizer(preset, steps_per_epoch)
 
@@ -277,7 +259,7 @@ class ClassifierTrainer:
             params = init_classifier_params(classifier, key)
             return ClassifierState(params, optimizer.init(params))
 
-        def step_fn(state, latents, labels):
+        def step(state, latents, labels):
             labels = jnp.asarray(labels, jnp.float32)
 
             def objective(params):
@@ -293,12 +275,9 @@ class ClassifierTrainer:
                 "accuracy": accuracy,
             }
 
-        def scan_steps_fn(state, latents, labels):
-            return jax.lax.scan(lambda carry, xs: step_fn(carry, *xs), state, (latents, labels))
-
-        def scan_indexed_fn(state, latents, labels, indices):
+        def scan(state, latents, labels, indices):
             def body(carry, index):
-                return step_fn(carry, jnp.take(latents, index, axis=0), jnp.take(labels, index, axis=0))
+                return step(carry, jnp.take(latents, index, axis=0), jnp.take(labels, index, axis=0))
 
             return jax.lax.scan(body, state, indices)
 
@@ -308,15 +287,4 @@ class ClassifierTrainer:
             accuracy = jnp.mean(((logits > 0).astype(jnp.float32) == labels).astype(jnp.float32), axis=0)
             return {"loss": L.classifier_loss(logits, labels), "accuracy": accuracy}
 
-        donate = (0,) if donate_state else ()
-        return cls(
-            preset=preset,
-            classifier=classifier,
-            optimizer=optimizer,
-            steps_per_epoch=int(steps_per_epoch),
-            init=jax.jit(init),
-            step=jax.jit(step_fn, donate_argnums=donate),
-            scan_steps=jax.jit(scan_steps_fn, donate_argnums=donate),
-            scan_indexed=jax.jit(scan_indexed_fn, donate_argnums=donate),
-            evaluate=jax.jit(evaluate),
-        )
+        return cls(preset, classifier, optimizer, int(steps_per_epoch), init, step, scan, evaluate)

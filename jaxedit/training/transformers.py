@@ -3,7 +3,9 @@
 
 The library entry point is `train_transformers(config, data, classifier_params, attributes,
 workdir, ...)`: the K transformers are stacked along a leading axis and advanced together by one
-vmapped, `lax.scan`ned program (`jaxedit.training.steps.TransformerTrainer.scan_indexed`). Attribute
+vmapped, `lax.scan`ned program (`jaxedit.training.steps.TransformerTrainer.scan`, jitted for the
+device mesh by `transformer_chunks`: the K transformers over its "attr" axis, batches over "data";
+one device is the mesh of one). Attribute
 j's transformer starts from `fold_in(fold_in(PRNGKey(seed), 1), j)`, so it does not depend on which
 other attributes train beside it. The result is `DIR/editors/` (the classifier and the K
 transformers, `jaxedit.load_editors` reads it); checkpoints go to `DIR/checkpoints/transformers/`,
@@ -17,7 +19,6 @@ loss curves per attribute to `DIR/transformer_losses.png`.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -33,9 +34,8 @@ from jaxedit.latent.editors import load_editors, save_editors
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.latent.modules import init_transformer_params
 from jaxedit.training import sharding
-from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer, all_finite_per_row
+from jaxedit.training.checkpoint import PreemptionGuard
 from jaxedit.training.common import (
-    checkpoint_dir,
     data_digest,
     open_checkpointer,
     output_dir,
@@ -46,13 +46,9 @@ from jaxedit.training.common import (
 )
 from jaxedit.training.configs import TrainConfig
 from jaxedit.training.data import TrainingData
-from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves
-from jaxedit.training.steps import (
-    TransformerState,
-    TransformerTrainer,
-    stack_slots,
-    state_from_params,
-)
+from jaxedit.training.loop import LoopResult, MetricsLog, Schedule, loss_curves, rows_all_finite
+from jaxedit.training.sharding import ATTR_AXIS, DATA_AXIS, ChunkRunner, chunk_sharding, jit_step, place, replicated
+from jaxedit.training.steps import TransformerState, TransformerTrainer, stack_slots
 from jaxedit.viz.plots import small_multiples
 
 STAGE = "transformers"
@@ -79,7 +75,36 @@ def initial_state(trainer: TransformerTrainer, seed: int, attributes: Sequence[i
     """Stacked fresh params (attribute j from fold_in(fold_in(PRNGKey(seed), 1), j)) and zero Adam moments."""
     base = jax.random.fold_in(jax.random.PRNGKey(seed), TRANSFORMER_SEED_STREAM)
     params = [init_transformer_params(trainer.transformer, jax.random.fold_in(base, int(j))) for j in attributes]
-    return state_from_params(trainer, stack_slots(params))
+    return trainer.init_from_params(stack_slots(params))
+
+
+def transformer_chunks(
+    trainer: TransformerTrainer,
+    mesh: Any,
+    state: TransformerState,
+    classifier_params: Any,
+    correlation: Any,
+    attributes: Sequence[int],
+    latents: np.ndarray,
+) -> ChunkRunner:
+    """`trainer.scan` jitted for `mesh` and fed by the loop: ``advance(state, indices int32 [S, B])
+    -> (state, {metric: numpy [S, K]})``.
+
+    `state` is the padded, attr-split state (`sharding.place_per_attribute`), whose layout the
+    step keeps; the attribute ids are padded alike and split over "attr"; latents [N, *latent],
+    the classifier params and the correlation [A, A] are put on every device once. The metrics
+    come back to every process stripped of the dummy attributes.
+    """
+    repl = replicated(mesh)
+    ids = sharding.place_per_attribute(np.asarray(attributes, np.int32), mesh)
+    state_shardings = sharding.tree_shardings(state, mesh, ATTR_AXIS)
+    scan = jit_step(
+        trainer.scan,
+        (state_shardings, repl, repl, ids.sharding, repl, chunk_sharding(mesh, DATA_AXIS)),
+        (state_shardings, chunk_sharding(mesh, ATTR_AXIS)),
+    )
+    constants = (place(classifier_params, repl), place(np.asarray(correlation), repl), ids, place(latents, repl))
+    return ChunkRunner(scan, constants, mesh, rows=len(attributes))
 
 
 def tree_digest(tree: Any) -> str:
@@ -122,8 +147,6 @@ def train_transformers(
     resume: bool = False,
     guard: PreemptionGuard | None = None,
     trainer: TransformerTrainer | None = None,
-    advance: Callable[[TransformerState, np.ndarray], tuple[TransformerState, dict]] | None = None,
-    checkpointer: TrainCheckpointer | None = None,
     editors_dir: str | Path | None = None,
     log: Callable[[str], None] = lambda message: print(message, file=sys.stderr),
     mesh: Any = None,
@@ -132,12 +155,11 @@ def train_transformers(
 
     The correlation matrix comes from all of `data.labels` (the official code's choice); batches
     from the first `data.num_train` rows. Writes `editors_dir` (default `workdir/editors`).
-    resume / guard / trainer / advance / checkpointer: as in `jaxedit.training.classifier.train_classifier`;
-    `advance(state, indices int32 [S, B]) -> (state, {metric: [S, K]})` may be a sharded version.
+    resume / guard / trainer: as in `jaxedit.training.classifier.train_classifier`.
     Raises `TrainingError` naming the attribute and step on a non-finite loss or parameter.
-    mesh: a `jaxedit.training.sharding.make_mesh` mesh: the K transformers go over its "attr" axis (padded
-    with dummy copies to a multiple of it), batches over "data"; checkpoints are written sharded
-    (`ShardedTrainCheckpointer`) and resume onto any mesh. None: the plain one-device program.
+    mesh: a `jaxedit.training.sharding.make_mesh` mesh: the K transformers go over its "attr" axis
+    (padded with dummy copies to a multiple of it), batches over "data". None: this process's
+    first device. Checkpoints hold the state as laid out and resume onto any mesh.
     """
     workdir = Path(workdir)
     method = config.method
@@ -148,9 +170,8 @@ def train_transformers(
     names = tuple(attribute_name(j) for j in indices)
     schedule = transformer_schedule(config, data.num_train)
     log(f"{STAGE}: {method.describe_training()}")
-    trainer = trainer or TransformerTrainer.create(
-        method, donate_state=True
-    )  # the loop never reuses a state it passed on
+    trainer = trainer or TransformerTrainer.create(method)
+    mesh = mesh if mesh is not None else sharding.single_device_mesh()
     fingerprint = run_fingerprint(
         config,
         {
@@ -163,28 +184,14 @@ def train_transformers(
         },
     )
     fingerprint.pop("attributes", None)
-    classifier_params = jax.tree.map(jnp.asarray, classifier_params)
-    own_checkpointer = checkpointer is None
-    if (
-        mesh is None
-        and checkpointer is None
-        and resume
-        and sharding.holds_sharded_checkpoints(checkpoint_dir(workdir, STAGE))
-    ):
-        mesh = sharding.single_device_mesh()  # checkpoints of a sharded run: read them with the sharded checkpointer
-    if mesh is not None:
-        make = functools.partial(sharding.ShardedTrainCheckpointer, mesh=mesh, num_attributes=len(indices))
-        checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume, make=make)
-    checkpointer = checkpointer or open_checkpointer(workdir, STAGE, config, resume)
+    checkpointer = open_checkpointer(workdir, STAGE, config, resume, num_attributes=len(indices))
     outputs = output_dir(workdir)
     metrics = MetricsLog(outputs / "metrics.jsonl")
     try:
-        state = initial_state(trainer, config.seed, indices)
-        if mesh is not None:
-            state = sharding.shard_transformer_state(state, mesh)
-            log(
-                f"{STAGE}: {sharding.describe_mesh(mesh)}, {len(indices)} attributes padded to {len(jax.tree.leaves(state)[0])}"
-            )
+        state = sharding.place_per_attribute(initial_state(trainer, config.seed, indices), mesh)
+        if mesh.devices.size > 1:
+            padded = sharding.leading_size(state)
+            log(f"{STAGE}: {sharding.describe_mesh(mesh)}, {len(indices)} attributes padded to {padded}")
         start, state = resume_state(
             state,
             checkpointer,
@@ -195,25 +202,15 @@ def train_transformers(
             total_steps=schedule.total_steps,
             log=log,
         )
-
-        if advance is None and mesh is not None:
-            advance = sharding.sharded_scan_advance(
-                trainer,
-                mesh,
-                classifier_params,
-                correlation_matrix(jnp.asarray(data.labels)),
-                indices,
-                data.train_latents,
-            )
-        if advance is None:
-            latents = jnp.asarray(data.train_latents)
-            correlation = correlation_matrix(jnp.asarray(data.labels))
-            attribute_ids = jnp.asarray(indices, jnp.int32)
-
-            def advance(state, batch_indices):
-                return trainer.scan_indexed(
-                    state, classifier_params, correlation, attribute_ids, latents, jnp.asarray(batch_indices)
-                )
+        advance = transformer_chunks(
+            trainer,
+            mesh,
+            state,
+            classifier_params,
+            correlation_matrix(jnp.asarray(data.labels)),
+            indices,
+            data.train_latents,
+        )
 
         def record(step: int) -> dict:
             return {
@@ -222,6 +219,7 @@ def train_transformers(
                 "epoch": schedule.epoch_of(step) if step < schedule.total_steps else method.epochs,
                 "position": step % schedule.steps_per_epoch,
                 "attributes": list(names),
+                "mesh": sharding.mesh_shape(mesh),
                 "fingerprint": fingerprint,
             }
 
@@ -234,22 +232,16 @@ def train_transformers(
             checkpointer=checkpointer,
             record=record,
             row_names=list(names),
-            finite_rows=(lambda s: all_finite_per_row(s.params))
-            if mesh is None
-            else (lambda s: sharding.finite_rows_on_host(s, len(indices))),
+            finite_rows=lambda s: rows_all_finite(s.params, len(indices)),
             metrics=metrics,
             stage=STAGE,
             guard=guard,
             bar_label=f"{STAGE} x{len(names)}",
         )
     finally:
-        if own_checkpointer:
-            checkpointer.close()
+        checkpointer.close()
 
-    if mesh is not None:
-        params = sharding.gather_transformer_state(result.state, len(indices)).params
-    else:
-        params = jax.tree.map(np.asarray, result.state.params)
+    params = sharding.unpad_attributes(sharding.gather_to_host(result.state.params), len(indices))
     training = {
         "stage": STAGE,
         "config": config.name,
