@@ -5,10 +5,10 @@
 
 For each device count n it runs, in a fresh subprocess, the programs training uses:
 
-- `transformers (attr=n)`: `jaxedit.training.sharding.sharded_scan_advance`, the K vmapped transformers split
-  over an n x 1 mesh (K padded to a multiple of n), `--chunk` steps per call in a `lax.scan`;
+- `transformers (attr=n)`: `jaxedit.training.transformers.transformer_chunks`, the K vmapped transformers
+  split over an n x 1 mesh (K padded to a multiple of n), `--chunk` steps per call in a `lax.scan`;
 - `transformers (attr=n/2 x data=2)`: the same on an (n/2) x 2 mesh (batch split in two), n >= 2;
-- `classifier (data=n)`: `jaxedit.training.sharding.classifier_scan_advance`, the batch split n ways.
+- `classifier (data=n)`: `jaxedit.training.classifier.classifier_chunks`, the batch split n ways.
 
 On a CPU (no accelerator found) the n devices are virtual: the subprocess runs with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=n``, so they share the same cores and the
@@ -70,7 +70,9 @@ def worker(args) -> dict:
     from jaxedit.latent import get_preset
     from jaxedit.latent.losses import correlation_matrix
     from jaxedit.training import sharding as S
+    from jaxedit.training.classifier import classifier_chunks
     from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
+    from jaxedit.training.transformers import transformer_chunks
 
     n = args.worker
     devices = jax.devices()[:n]
@@ -85,9 +87,9 @@ def worker(args) -> dict:
     correlation = np.asarray(correlation_matrix(labels))
     attributes = np.arange(args.attributes) % preset.num_attributes
     classifier_trainer = ClassifierTrainer.create(preset, 100)
-    classifier_state = classifier_trainer.init(jax.random.key(1))
+    classifier_state = jax.jit(classifier_trainer.init)(jax.random.key(1))
     trainer = TransformerTrainer.create(preset)
-    state0 = trainer.init(jax.random.key(0), args.attributes)
+    state0 = jax.jit(trainer.init, static_argnums=1)(jax.random.key(0), args.attributes)
 
     def indices_for(batch):
         return lambda call: np.random.default_rng(call).integers(0, POOL, size=(args.chunk, batch), dtype=np.int32)
@@ -96,8 +98,8 @@ def worker(args) -> dict:
     meshes = [(n, 1)] + ([(n // 2, 2)] if n >= 2 and n % 2 == 0 else [])
     for num_attr, num_data in meshes:
         mesh = S.make_mesh(num_attr, num_data, devices=devices)
-        advance = S.sharded_scan_advance(trainer, mesh, classifier_state.params, correlation, attributes, latents)
-        state = S.shard_transformer_state(state0, mesh)
+        state = S.place_per_attribute(state0, mesh)
+        advance = transformer_chunks(trainer, mesh, state, classifier_state.params, correlation, attributes, latents)
         seconds, _ = _time_rounds(advance, state, indices_for(preset.batch_size), args.steps, args.chunk, args.rounds)
         rows.append(
             {
@@ -113,10 +115,10 @@ def worker(args) -> dict:
             }
         )
     mesh = S.make_mesh(1, n, devices=devices)
-    advance = S.classifier_scan_advance(classifier_trainer, mesh, latents, labels)
+    advance = classifier_chunks(classifier_trainer, mesh, latents, labels)
     batch = preset.classifier_batch_size
     seconds, _ = _time_rounds(
-        advance, S.replicate(classifier_state, mesh), indices_for(batch), args.steps, args.chunk, args.rounds
+        advance, S.place(classifier_state, S.replicated(mesh)), indices_for(batch), args.steps, args.chunk, args.rounds
     )
     rows.append(
         {

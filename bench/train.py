@@ -4,7 +4,7 @@
 
 For each preset it times, on the same random latents and classifier (full-size modules):
 
-- `vmapped scan`: the program training uses, `TransformerTrainer.scan_indexed`: K attributes vmapped,
+- `vmapped scan`: the program training uses, `TransformerTrainer.scan` (jitted, state donated): K attributes vmapped,
   `--chunk` steps per call in a `lax.scan`, batches gathered on device;
 - `vmapped step`: the same vmapped step, one call per step;
 - `python loop`: the same jitted step built for ONE attribute, called K times per step (what
@@ -64,7 +64,9 @@ def bench_preset(
     labels = jnp.asarray((rng.random((POOL, preset.num_attributes)) < 0.3).astype(np.float32))
     correlation = correlation_matrix(labels)
     attributes = list(range(num_attributes))
-    trainer = TransformerTrainer.create(preset, donate_state=True)
+    trainer = TransformerTrainer.create(preset)
+    scan = jax.jit(trainer.scan, donate_argnums=0)
+    one_step = jax.jit(trainer.step, donate_argnums=0)
     classifier_params = init_classifier_params(trainer.classifier, jax.random.PRNGKey(1))
     indices = rng.integers(0, POOL, size=(steps + chunk, batch)).astype(np.int32)
     rows = []
@@ -99,7 +101,7 @@ def bench_preset(
 
         def run_scan(count: int) -> None:
             for call in range(max(1, count // chunk)):
-                shared["state"], metrics = trainer.scan_indexed(
+                shared["state"], metrics = scan(
                     shared["state"],
                     classifier_params,
                     correlation,
@@ -111,7 +113,7 @@ def bench_preset(
 
         def run_step(count: int) -> None:
             for step in range(count):
-                shared["state"], metrics = trainer.step(
+                shared["state"], metrics = one_step(
                     shared["state"], classifier_params, correlation, ids, latents[indices[step]]
                 )
             _block((shared["state"], metrics))
@@ -128,7 +130,7 @@ def bench_preset(
             for step in range(count):
                 batch_w = latents[indices[step]]
                 for k in range(num_attributes):
-                    states[k], metrics = trainer.step(states[k], classifier_params, correlation, single_ids[k], batch_w)
+                    states[k], metrics = one_step(states[k], classifier_params, correlation, single_ids[k], batch_w)
             _block((states, metrics))
 
         runners["python-loop"] = (run_loop, steps)
