@@ -60,15 +60,16 @@ def problem(preset):
     return trainer, classifier_params, correlation, attributes, latents, indices, state0
 
 
-def run_chunk(mesh, problem_, state=None, indices=None):
-    """(runner, state placed on mesh before the chunk, state after, metrics) of one chunk."""
+def run_chunk(mesh, problem_, state=None, indices=None, hlo=False):
+    """(runner, state after one chunk on `mesh`, metrics, the compiled program's text if `hlo`)."""
     from jaxedit.training.sharding import place_per_attribute
     from jaxedit.training.transformers import transformer_chunks
 
     trainer, classifier_params, correlation, attributes, latents, default_indices, state0 = problem_
     placed = place_per_attribute(state0 if state is None else state, mesh)
     runner = transformer_chunks(trainer, mesh, placed, classifier_params, correlation, attributes, latents)
-    hlo = runner.scan.lower(placed, *runner.args, runner.indices(default_indices)).compile().as_text()
+    if hlo:
+        hlo = runner.scan.lower(placed, *runner.args, runner.indices(default_indices)).compile().as_text()
     after, metrics = runner(placed, default_indices if indices is None else indices)
     return runner, after, metrics, hlo
 
@@ -123,7 +124,7 @@ def mode_meshes(out: Path, directory: Path) -> None:
         meshes = [(8, 1), (4, 2), (6, 1)] if name == "official" else [(8, 1)]
         for num_attr, num_data in meshes:
             mesh = S.make_mesh(num_attr, num_data, devices=jax.devices()[: num_attr * num_data])
-            _, state, metrics, hlo = run_chunk(mesh, problem_)
+            _, state, metrics, hlo = run_chunk(mesh, problem_, hlo=True)
             gathered = unpadded(state)
             result[f"{name} {num_attr}x{num_data}"] = {
                 "params_max_abs_diff": max_abs_diff(gathered.params, reference.params),

@@ -23,7 +23,7 @@ from jaxedit.training import sharding as S
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("sharding_worker.py")
-TIMEOUT_S = 300  # generous for a loaded 2-core machine; each worker takes ~10-30 s alone
+TIMEOUT_S = 900  # generous for a loaded 2-core machine; the meshes worker takes ~140 s of CPU alone
 
 
 def worker_env(num_devices: int) -> dict:

@@ -133,8 +133,8 @@ class TransformerTrainer:
       scan(state, classifier_params, correlation, attributes, latents [N, *latent], indices int32 [S, B])
           -> (state, metrics {name: [S, K]})                    S steps in one lax.scan, batch s
                                                                 gathered as latents[indices[s]]
-      loss_terms(transformer_params, classifier_params, correlation, attribute, w) -> {name: scalar}
-          (one slot; for evaluation and tests)
+
+    `transformer_loss_terms` gives one slot's loss terms on a batch (for evaluation).
     """
 
     preset: MethodPreset
@@ -197,18 +197,6 @@ class TransformerTrainer:
             return jax.lax.scan(body, state, indices)
 
         return cls(preset, classifier, transformer, optimizer, init, init_from_params, step, scan)
-
-    def loss_terms(self, transformer_params, classifier_params, correlation, attribute, w) -> dict[str, jax.Array]:
-        return transformer_loss_terms(
-            self.preset,
-            self.classifier,
-            self.transformer,
-            transformer_params,
-            classifier_params,
-            correlation,
-            attribute,
-            w,
-        )
 
 
 def _precision(name: str | None):
