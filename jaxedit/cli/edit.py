@@ -53,9 +53,17 @@ def add_parser(subparsers) -> None:
         "photo: its face is aligned and encoded, the strip starts with the aligned photo and its reconstruction, "
         "and with --paste-back OUT is the photo itself, at its own size, with the last step's face pasted back.",
     )
-    parser.add_argument("gen_dir", metavar="GEN_DIR", help="generator directory (jaxedit convert stylegan2)")
     parser.add_argument(
-        "editors_dir", metavar="EDITORS_DIR", help="editors directory (training or jaxedit convert latent-transformer)"
+        "gen_dir",
+        metavar="GEN_DIR",
+        help="generator directory (jaxedit convert stylegan2), or a python -m train RUN_DIR alone: its editors and "
+        "its generator, or the schematic of its synthetic world",
+    )
+    parser.add_argument(
+        "editors_dir",
+        metavar="EDITORS_DIR",
+        nargs="?",
+        help="editors directory (training or jaxedit convert latent-transformer); omitted with a RUN_DIR",
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -138,6 +146,16 @@ def add_parser(subparsers) -> None:
         "extension: the photo's own format)",
     )
     parser.add_argument(
+        "--fps",
+        type=types.finite_float,
+        default=10.0,
+        metavar="FPS",
+        help="frames per second of a video OUT (default 10)",
+    )
+    parser.add_argument(
+        "--pingpong", action="store_true", help="a video OUT plays the sweep forward, then back (loops smoothly)"
+    )
+    parser.add_argument(
         "--save-latents", metavar="F.npy", help="also save every panel's W+ latents [panels, B, num_ws, w_dim]"
     )
     photo = parser.add_argument_group("editing a photo (--image)")
@@ -154,8 +172,6 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from jaxedit.editing.render import edit_strip, edit_sweep, load_latent_file, save_latents, seeds_latents
-    from jaxedit.latent import load_editors
-    from jaxedit.stylegan2 import load_generator
     from jaxedit.stylegan2.render import check_output_path
     from jaxedit.viz.grid import save_png
 
@@ -166,8 +182,11 @@ def run(args) -> int:
     if args.paste_back and len(methods) != 1:
         raise ConfigError("--paste-back writes one edited photo: give one --method")
     outputs = [("--save-latents", args.save_latents, (".npy",))]
+    video = Path(args.out).suffix.lower() in VIDEO_SUFFIXES
+    if video:
+        _check_video_flags(args, methods)
     if not args.paste_back:
-        outputs.append(("--out", args.out, (".png",)))
+        outputs.append(("--out", args.out, VIDEO_SUFFIXES if video else (".png",)))
     for flag, path, suffixes in outputs:
         if path is not None:
             with flag_named(flag):
@@ -176,8 +195,7 @@ def run(args) -> int:
         _check_photo_output(args.out)
     if not args.attr and args.sweep is None:
         raise ConfigError("nothing to edit: give at least one --attr NAME=ALPHA or a --sweep")
-    generator = load_generator(args.gen_dir)
-    editors = load_editors(args.editors_dir)
+    generator, editors, bound = _load_models(args)
     photo, panels, faces = None, {}, None
     seeds = [args.seed] if args.seed is not None else args.seeds
     if seeds is not None:
@@ -187,7 +205,10 @@ def run(args) -> int:
             latents = load_latent_file(args.latent, generator, args.truncation)
     else:
         photo, latents, panels = _encode_photo(args, generator, editors)
-    check_generator(editors, generator, args.editors_dir, args.force)  # before any edit is made or rendered
+    if not bound:
+        check_generator(editors, generator, args.editors_dir, args.force)  # before any edit is made or rendered
+    if video:
+        return _write_video(args, generator, editors, latents)
     methods = _fit_baselines(args, methods, generator, editors)
     options = dict(layers=args.layers, methods=methods)
     if args.paste_back:  # only the last step is rendered
@@ -318,4 +339,61 @@ def _write_pasted(args, generator, photo, latents, label: str) -> int:
     if args.save_latents is not None:
         saved = save_latents(args.save_latents, latents)
         print(f"wrote {saved}: latents {list(latents.shape)}")
+    return 0
+
+
+VIDEO_SUFFIXES = (".gif", ".webp", ".mp4")
+
+
+def _load_models(args) -> tuple:
+    """(generator, editors, bound): from GEN_DIR EDITORS_DIR, or from a run directory alone (bound: the run
+    directory already pairs them, with the schematic of its world when it recorded no generator)."""
+    from jaxedit.latent import load_editors
+    from jaxedit.stylegan2 import load_generator
+
+    if args.editors_dir is None:
+        from jaxedit.data.schematic import SchematicRenderer
+        from jaxedit.serve.models import load_run
+
+        generator, editors = load_run(args.gen_dir)
+        if isinstance(generator, SchematicRenderer):
+            print(f"faces: {generator.describe()}", file=sys.stderr)
+        return generator, editors, True
+    return load_generator(args.gen_dir), load_editors(args.editors_dir), False
+
+
+def _check_video_flags(args, methods) -> None:
+    if args.sweep is None:
+        raise ConfigError(f"--out {args.out}: a video shows a --sweep NAME=START:STOP:COUNT; give one")
+    if args.paste_back or args.image is not None:
+        raise ConfigError(f"--out {args.out}: videos of photos are not supported; write a .png strip")
+    if methods != ["ours"]:
+        raise ConfigError(f"--out {args.out}: a video shows ours only; use a .png OUT for --method rows")
+    if not args.fps > 0:
+        raise ConfigError(f"--fps: must be a positive number of frames per second, got {args.fps:g}")
+
+
+def _write_video(args, generator, editors, latents) -> int:
+    from jaxedit.editing.render import save_latents
+    from jaxedit.editing.video import sweep_video
+
+    name, alphas = args.sweep
+    path, ws = sweep_video(
+        args.out,
+        generator,
+        editors,
+        latents,
+        name,
+        alphas,
+        steps=args.attr,
+        layers=args.layers,
+        noise_mode=args.noise,
+        fps=args.fps,
+        pingpong=args.pingpong,
+    )
+    frames = 2 * len(alphas) - 2 if args.pingpong and len(alphas) > 2 else len(alphas)
+    print(f"wrote {path}: {frames} frames of {name} from {alphas[0]:g} to {alphas[-1]:g} at {args.fps:g} fps")
+    if args.save_latents is not None:
+        saved = save_latents(args.save_latents, ws)
+        print(f"wrote {saved}: latents {list(ws.shape)}")
     return 0
