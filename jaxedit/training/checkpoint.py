@@ -186,7 +186,9 @@ class TrainCheckpointer:
         where = self.directory / str(step)
         args = self._ocp.args.Composite(**{RECORD_ITEM: self._ocp.args.JsonRestore()})
         record = self._read(step, args, where)[RECORD_ITEM]
-        if not isinstance(record, dict) or record.get("record_sha256") != record_digest(record):
+        if not isinstance(record, dict) or "record_sha256" not in record:
+            raise TrainingError(f"{where}: the record holds no checksum (not written by this version of jaxedit)")
+        if record["record_sha256"] != record_digest(record):
             raise TrainingError(f"{where}: the record does not match its checksum")
         wanted = state_layout(template, self.num_attributes)
         if record.get("layout") != wanted:
