@@ -29,11 +29,19 @@ STRENGTH_CURVES = ("target_probability", "attribute_preservation", "identity_pre
 """Sweep keys plotted against strength."""
 
 TRADEOFF_CURVES = {
-    "attribute_preservation": ("attribute_preservation_successful", "attributes kept (other labels unchanged)"),
-    "identity_preservation": ("identity_preservation_successful", "identity kept (cosine > 0.1% FAR threshold)"),
-    "identity_cosine": ("identity_cosine_successful", "identity cosine, mean"),
+    "attribute_preservation": (
+        "attribute_preservation_successful",
+        "attributes kept",
+        "attributes kept (share of the other labels unchanged)",
+    ),
+    "identity_preservation": (
+        "identity_preservation_successful",
+        "identity kept",
+        "identity kept (share with cosine above the 0.1%-FAR threshold)",
+    ),
+    "identity_cosine": ("identity_cosine_successful", "identity cosine", "mean identity cosine"),
 }
-"""name -> (sweep key, y-axis label) of the trade-off plots (all over edits that flipped the target)."""
+"""name -> (sweep key, y-axis label, what it measures) of the trade-off plots (over edits that flipped the target)."""
 
 
 def tradeoff_curve(curve: dict, key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -96,7 +104,7 @@ def write_plots(
                 markers=True,
             )
         )
-    for name, (key, label) in TRADEOFF_CURVES.items():
+    for name, (key, label, measure) in TRADEOFF_CURVES.items():
         panels = {
             attribute: {m: tradeoff_curve(c, key) for m, c in evaluation.sweeps[attribute].items()}
             for attribute in shown
@@ -110,7 +118,7 @@ def write_plots(
                 directory / f"tradeoff_{name}.png",
                 xlabel="classification accuracy (target flipped)",
                 ylabel=label,
-                title=f"{label} against accuracy, over flipped edits (one point per sweep strength)",
+                title=f"{measure} against accuracy, over the edits that flipped the target (one point per strength)",
                 markers=True,
             )
         )

@@ -74,13 +74,19 @@ def _draw(axes, data: dict, colours: dict, markers: bool, font_size: float) -> N
     axes.tick_params(labelsize=font_size - 2)
 
 
-def _legend(figure, colours: dict, font_size: float) -> None:
+def _legend(figure, colours: dict, font_size: float, below: bool = False) -> None:
+    """One legend outside the panels: to the right, or in a row below them (`below`)."""
     from matplotlib.lines import Line2D
 
     if not colours:
         return
     handles = [Line2D([], [], color=colour, linewidth=1.6) for colour in colours.values()]
-    figure.legend(handles, list(colours), loc="outside right upper", fontsize=font_size - 1, frameon=False)
+    if below:
+        figure.legend(
+            handles, list(colours), loc="outside lower center", ncols=min(len(colours), 6), fontsize=font_size - 1
+        )
+    else:
+        figure.legend(handles, list(colours), loc="outside right upper", fontsize=font_size - 1, frameon=False)
 
 
 def _write_png(figure, path: str | os.PathLike) -> Path:
@@ -125,7 +131,7 @@ def small_multiples(
     """A grid with one panel per key of `panels` (its title), each `{series name: (xs, ys)}`.
 
     The image is `columns * panel_size[0]` x `rows * panel_size[1]` pixels; one legend for all
-    panels sits to the right of the grid.
+    panels sits below the grid when there is a `title` (so the two never meet), else to its right.
     """
     if not panels:
         raise InputError("small_multiples: no panels to draw")
@@ -152,6 +158,6 @@ def small_multiples(
         if index % columns == 0:
             axes.set_ylabel(ylabel, fontsize=font_size - 1)
     if title:
-        figure.suptitle(title, fontsize=font_size + 2)
-    _legend(figure, colours, font_size)
+        figure.suptitle(title, fontsize=font_size + 2, wrap=True)
+    _legend(figure, colours, font_size, below=bool(title))
     return _write_png(figure, path)
