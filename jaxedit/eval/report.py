@@ -352,7 +352,7 @@ def summary_text(
     reference = matched.get("reference", "ours")
     lines = [
         f"3. At matched accuracy: each baseline's strength moved along its sweep (interpolated) until its accuracy "
-        f"equals {reference}'s on that attribute; preservation over flipped edits; means over the attributes where "
+        f"equals that of {reference} on that attribute; preservation over flipped edits; means over the attributes where "
         f"the baseline got there, {reference} on the same attributes. Higher is better.",
         "",
     ]
