@@ -1,12 +1,10 @@
-"""Shared test helpers: where the golden fixtures live."""
+"""Shared pytest fixtures (shared code lives in tests/helpers/)."""
 
 from pathlib import Path
 
 import pytest
 
-FIXTURES = Path(__file__).parent / "fixtures"
-STYLEGAN2_FIXTURES = FIXTURES / "stylegan2"
-LATENT_FIXTURES = FIXTURES / "latent_transformer"
+from tests.helpers.paths import FIXTURES
 
 
 @pytest.fixture(scope="session")

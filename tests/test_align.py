@@ -17,7 +17,7 @@ from jaxedit.encoders.align import (
     resolve_transform_size,
 )
 from jaxedit.errors import ConfigError, InputError
-from tests.conftest import FIXTURES
+from tests.helpers.paths import FIXTURES
 
 ENCODER_FIXTURES = FIXTURES / "encoders"
 

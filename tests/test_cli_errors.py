@@ -25,7 +25,7 @@ from jaxedit.latent.modules import init_classifier_params, init_transformer_para
 from jaxedit.latent.provenance import make_provenance
 from jaxedit.stylegan2 import load_generator
 from jaxedit.training.steps import stack_slots
-from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ROOT = Path(__file__).resolve().parents[1]
 ROSINALITY = STYLEGAN2_FIXTURES / "rosinality_small.pt"

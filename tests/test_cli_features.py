@@ -14,7 +14,7 @@ from jaxedit.cli import train
 from jaxedit.cli.main import build_parser
 from jaxedit.cli.main import main as cli_main
 from jaxedit.viz.grid import grid, gutter_width, labelled_grid, to_uint8
-from tests.conftest import STYLEGAN2_FIXTURES
+from tests.helpers.paths import STYLEGAN2_FIXTURES
 
 
 def _all_parsers() -> dict[str, argparse.ArgumentParser]:

@@ -21,7 +21,7 @@ from jaxedit.errors import CheckpointError, ConfigError
 from jaxedit.latent import PRESETS
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.training.steps import TransformerTrainer, slot, stack_slots
-from tests.conftest import LATENT_FIXTURES
+from tests.helpers.paths import LATENT_FIXTURES
 
 CLASSIFIER = LATENT_FIXTURES / "latent_classifier_small.pth"
 TNET = LATENT_FIXTURES / "tnet_small.pth.tar"
@@ -175,7 +175,7 @@ def test_bad_inputs_fail_in_one_line_and_write_nothing(tmp_path, capsys):
 
 def test_non_finite_tnet_values_are_refused(tmp_path):
     """A tnet (here 3 layers of 8, not the fixture's shape) holding a NaN: refused naming file and key."""
-    from tests.torch_checkpoint_writers import Tensor, write_torch_zip
+    from tests.helpers.torch_writers import Tensor, write_torch_zip
 
     tnets = tmp_path / "tnets"
     tnets.mkdir()
@@ -203,7 +203,7 @@ def test_classifier_only_conversion(tmp_path):
 def test_full_size_official_tnets_written_without_torch(tmp_path):
     """18-layer tnets in the official layout (keys and shapes from official_manifest.json), one of
     them wrapped as {'state_dict': {'module.<key>': ...}}; a classifier 9216-16-8-40."""
-    from tests.torch_checkpoint_writers import Tensor, write_torch_zip
+    from tests.helpers.torch_writers import Tensor, write_torch_zip
 
     manifest = json.loads((LATENT_FIXTURES / "official_manifest.json").read_text())
     rng = np.random.default_rng(0)

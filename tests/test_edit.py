@@ -18,7 +18,7 @@ from jaxedit.errors import AttributeNameError, ConfigError, InputError
 from jaxedit.latent import PRESETS, classifier_from_preset, editors_from_params, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
 from jaxedit.training.steps import stack_slots
-from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ATTRS = ("Smiling", "Eyeglasses", "Young")
 

@@ -15,7 +15,7 @@ from jaxedit.latent.losses import correlation_matrix
 from jaxedit.latent.provenance import make_provenance
 from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
 from jaxedit.viz.grid import gutter_width, panel_origin, to_uint8
-from tests.conftest import STYLEGAN2_FIXTURES
+from tests.helpers.paths import STYLEGAN2_FIXTURES
 
 RES = 64  # the fixture generator's resolution
 STEPS = ["--attr", "Smiling=1.25", "--attr", "eyeglasses=-1", "--attr", "YOUNG=1"]

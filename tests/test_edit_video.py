@@ -9,7 +9,7 @@ from PIL import Image, ImageSequence
 
 from jaxedit.cli.main import main as cli_main
 from jaxedit.viz.grid import to_uint8
-from tests.serve_helpers import shared_editor_dirs
+from tests.helpers.serve import shared_editor_dirs
 
 
 @pytest.fixture(scope="module")

@@ -26,8 +26,8 @@ from jaxedit.encoders import EncoderConfig, count_parameters, load_encoder, prep
 from jaxedit.errors import CheckpointError, ConfigError, InputError, UnsafeCheckpointError
 from jaxedit.modeldir import read_manifest
 from jaxedit.stylegan2 import load_generator
-from tests.conftest import FIXTURES, LATENT_FIXTURES, STYLEGAN2_FIXTURES
-from tests.torch_checkpoint_writers import Tensor, write_torch_zip
+from tests.helpers.paths import FIXTURES, LATENT_FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.torch_writers import Tensor, write_torch_zip
 
 ENCODER_FIXTURES = FIXTURES / "encoders"
 KINDS = ("psp", "e4e")

@@ -8,7 +8,7 @@ import pytest
 
 from jaxedit.attributes import ATTRIBUTES
 from jaxedit.errors import InputError
-from tests.conftest import STYLEGAN2_FIXTURES
+from tests.helpers.paths import STYLEGAN2_FIXTURES
 
 
 @pytest.fixture(scope="module")

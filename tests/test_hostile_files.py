@@ -29,11 +29,11 @@ from jaxedit.convert.stylegan2 import params_from_checkpoint
 from jaxedit.convert.torch_reader import read_checkpoint
 from jaxedit.errors import CheckpointError, ConfigError, InputError, JaxeditError, sanitize
 from jaxedit.io import load_array, load_npz
-from tests.torch_checkpoint_writers import Tensor, nvlabs_module_tree, write_nvlabs_pickle, write_torch_zip
+from tests.helpers.torch_writers import Tensor, nvlabs_module_tree, write_nvlabs_pickle, write_torch_zip
 
 MAX_SECONDS = 10.0
 MAX_MEMORY_MB = 1024.0
-WORKER = Path(__file__).with_name("hostile_worker.py")
+WORKER = Path(__file__).parent / "helpers" / "hostile_worker.py"
 MEASURED: list[tuple[str, float, float, str]] = []  # (case, seconds, MB, how memory was measured)
 
 

@@ -13,7 +13,7 @@ from jaxedit.cli.info import describe, format_info
 from jaxedit.cli.main import main as cli_main
 from jaxedit.io import sha256_file
 from jaxedit.modeldir import read_model_dir
-from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ROSINALITY = STYLEGAN2_FIXTURES / "rosinality_small.pt"
 

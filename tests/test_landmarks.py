@@ -18,7 +18,7 @@ from jaxedit.encoders.landmarks import LandmarkDetector, find_predictor_file, lo
 from jaxedit.encoders.paste import paste_back, square_coordinates
 from jaxedit.encoders.photo import load_photo, save_photo
 from jaxedit.errors import ConfigError, InputError
-from tests.conftest import FIXTURES
+from tests.helpers.paths import FIXTURES
 
 ASTRONAUT = FIXTURES / "encoders" / "astronaut_face.jpg"
 ASTRONAUT_LANDMARKS = FIXTURES / "encoders" / "astronaut_face_landmarks.json"

@@ -39,7 +39,7 @@ from jaxedit.modeldir import MANIFEST_FILE, PARAMS_DIR, read_manifest, write_mod
 from .conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ROSINALITY = STYLEGAN2_FIXTURES / "rosinality_small.pt"
-WORKER = Path(__file__).parent / "output_safety_worker.py"
+WORKER = Path(__file__).parent / "helpers" / "output_safety_worker.py"
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -6,7 +6,7 @@ import pytest
 from jaxedit.encoders.align import align_face
 from jaxedit.encoders.paste import feather_mask, paste_back, square_coordinates
 from jaxedit.errors import InputError
-from tests.conftest import FIXTURES
+from tests.helpers.paths import FIXTURES
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from jaxedit.encoders.photo import load_photo
 from jaxedit.latent import PRESETS, classifier_from_preset, save_editors, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
 from jaxedit.viz.grid import gutter_width, panel_origin, to_uint8
-from tests.conftest import FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import FIXTURES, STYLEGAN2_FIXTURES
 
 ENCODERS = FIXTURES / "encoders"
 PSP = ENCODERS / "psp_encoder_small.pt"

@@ -30,7 +30,7 @@ import pytest
 from jaxedit.cli.main import main
 from jaxedit.convert.stylegan2 import convert_stylegan2
 from jaxedit.latent.editors import load_editors
-from tests.conftest import STYLEGAN2_FIXTURES
+from tests.helpers.paths import STYLEGAN2_FIXTURES
 
 REPO = Path(__file__).resolve().parents[1]
 FLAGS = [

@@ -40,7 +40,7 @@ from jaxedit.latent.provenance import (
 from jaxedit.modeldir import write_model_dir
 from jaxedit.stylegan2 import GeneratorConfig
 from jaxedit.stylegan2.loading import param_shapes
-from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 PAPER_32 = PRESETS["paper"].replace(w_dim=32, classifier_hidden=(8,), transformer_hidden=8)
 WORLD = {"seed": 5, "w_dim": 32, "z_dim": 32, "mapping_layers": 2, "num_ws": 10}

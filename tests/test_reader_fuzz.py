@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from jaxedit.convert import torch_reader
 from jaxedit.convert.torch_reader import CheckpointReader, NamespaceRecord, PersistentObject
 from jaxedit.errors import JaxeditError
-from tests.conftest import FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import FIXTURES, STYLEGAN2_FIXTURES
 
 TARGETS = {
     "rosinality_small.pt": (STYLEGAN2_FIXTURES / "rosinality_small.pt", 300),

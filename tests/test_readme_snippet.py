@@ -20,7 +20,7 @@ from jaxedit.convert.stylegan2 import convert_stylegan2
 from jaxedit.latent import PRESETS, classifier_from_preset, save_editors, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
 from jaxedit.latent.provenance import make_provenance
-from tests.conftest import STYLEGAN2_FIXTURES
+from tests.helpers.paths import STYLEGAN2_FIXTURES
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 GENERATOR_PATH = "ported_weights/stylegan2-ffhq-config-f"

@@ -30,7 +30,7 @@ import pytest
 from PIL import Image
 
 from jaxedit.serve.server import make_server, serve_in_thread
-from tests.serve_helpers import PHOTO_FIXTURE, make_renderer, shared_editor_dirs
+from tests.helpers.serve import PHOTO_FIXTURE, make_renderer, shared_editor_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 CHROME_FLAGS = (

@@ -18,7 +18,7 @@ import pytest
 
 from jaxedit.cli.main import main as cli_main
 from jaxedit.errors import ConfigError
-from tests.serve_helpers import random_official_editors, shared_editor_dirs
+from tests.helpers.serve import random_official_editors, shared_editor_dirs
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ from jaxedit.editing import edits as edit_lib
 from jaxedit.serve import uploads
 from jaxedit.serve.server import make_server, serve_in_thread
 from jaxedit.viz.grid import to_uint8
-from tests.serve_helpers import PHOTO_FIXTURE, make_renderer, shared_editor_dirs
+from tests.helpers.serve import PHOTO_FIXTURE, make_renderer, shared_editor_dirs
 
 PREVIEW = 32
 

@@ -1,6 +1,6 @@
 """The mesh, training on it, its checkpoints across mesh shapes and a two-process jax.distributed run.
 
-Multi-device checks run `tests/sharding_worker.py` in subprocesses with
+Multi-device checks run `tests/helpers/sharding_worker.py` in subprocesses with
 ``--xla_force_host_platform_device_count`` virtual CPU devices, so this pytest process (and the
 rest of the suite) keeps its single device. The in-process tests below use one device only.
 """
@@ -22,7 +22,7 @@ from jaxedit.errors import ConfigError, InputError
 from jaxedit.training import sharding as S
 
 ROOT = Path(__file__).resolve().parents[1]
-WORKER = Path(__file__).with_name("sharding_worker.py")
+WORKER = Path(__file__).parent / "helpers" / "sharding_worker.py"
 TIMEOUT_S = 900  # generous for a loaded 2-core machine; the meshes worker takes ~140 s of CPU alone
 
 
@@ -154,7 +154,7 @@ def test_two_process_distributed_training_checkpoints_and_resumes(tmp_path):
     from jaxedit.latent import load_editors
     from jaxedit.training.classifier import train_classifier
     from jaxedit.training.transformers import train_transformers
-    from tests.sharding_worker import QUIET, loop_problem, max_abs_diff, p999_abs_diff
+    from tests.helpers.sharding_worker import QUIET, loop_problem, max_abs_diff, p999_abs_diff
 
     port = free_loopback_port()
     shared = tmp_path / "shared"

@@ -1,6 +1,6 @@
 """`jaxedit convert stylegan2` and `jaxedit generate`: full config-f layouts, and one-line errors.
 
-Checkpoint files are written here without torch (`tests/torch_checkpoint_writers.py`): the full
+Checkpoint files are written here without torch (`tests/helpers/torch_writers.py`): the full
 1024 layouts from `*_ffhq1024_manifest.json` with random values, and the small fixtures with one
 key removed, added or reshaped. Every refusal must come out of the CLI as exit code 2 with one
 line on stderr, no traceback, and nothing left at OUT.
@@ -18,8 +18,8 @@ import pytest
 from jaxedit.cli.main import main
 from jaxedit.convert.torch_reader import init_kwargs, module_state_dict, read_checkpoint
 from jaxedit.stylegan2 import GeneratorConfig, load_generator, nvlabs_channels
-from tests.conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
-from tests.torch_checkpoint_writers import Tensor, nvlabs_module_tree, write_nvlabs_pickle, write_torch_zip
+from tests.helpers.paths import LATENT_FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.torch_writers import Tensor, nvlabs_module_tree, write_nvlabs_pickle, write_torch_zip
 
 FIR_1D = np.array([1.0, 3.0, 3.0, 1.0], np.float32)
 FIR_2D = np.outer(FIR_1D, FIR_1D) / 64.0

@@ -12,7 +12,7 @@ import pytest
 
 from jaxedit.cli.main import main
 from jaxedit.stylegan2 import load_generator
-from tests.conftest import STYLEGAN2_FIXTURES
+from tests.helpers.paths import STYLEGAN2_FIXTURES
 
 TOLERANCE = 1e-4
 ROSINALITY_LIKE = ["rosinality_small", "psp_small"]

@@ -26,7 +26,7 @@ from jaxedit.convert.torch_reader import (
     read_checkpoint,
 )
 from jaxedit.errors import CheckpointError, UnsafeCheckpointError
-from tests.conftest import FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import FIXTURES, STYLEGAN2_FIXTURES
 
 READER_FIXTURES = FIXTURES / "reader"
 REFERENCE = json.loads((READER_FIXTURES / "torch_reference.json").read_text())

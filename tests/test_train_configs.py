@@ -16,7 +16,7 @@ from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer
 from jaxedit.training.configs import CONFIGS, TrainConfig, get_config
 from jaxedit.training.loop import BatchOrder, MetricsLog, Schedule
 from jaxedit.viz.plots import PALETTE, line_plot, small_multiples
-from tests.train_tiny import TINY_CLI, write_tiny_npz
+from tests.helpers.train_tiny import TINY_CLI, write_tiny_npz
 
 
 def test_named_configs_carry_the_reference_presets():
@@ -232,7 +232,7 @@ def test_guard_restores_the_previous_handlers():
 
 def test_training_data_from_the_official_npy_pair_and_from_a_synthetic_hook(tmp_path):
     from jaxedit.training.data import load_training_data
-    from tests.train_tiny import tiny_arrays, tiny_config, tiny_data
+    from tests.helpers.train_tiny import tiny_arrays, tiny_config, tiny_data
 
     latents, labels = tiny_arrays(200)
     np.save(tmp_path / "dlatents.npy", latents)

@@ -25,7 +25,7 @@ from jaxedit.training.classifier import classifier_schedule, train_classifier
 from jaxedit.training.loop import BatchOrder, TrainingInterrupted
 from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
 from jaxedit.training.transformers import train_transformers, transformer_schedule
-from tests.train_tiny import tiny_config, tiny_data
+from tests.helpers.train_tiny import tiny_config, tiny_data
 
 ATTRS = ["Smiling", "Eyeglasses", "Young"]
 QUIET = lambda message: None
@@ -255,7 +255,7 @@ def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_
 
 def test_an_absurd_learning_rate_fails_with_a_one_line_error(setup, tmp_path, capsys):
     from jaxedit.cli.train import transformers_main as main
-    from tests.train_tiny import TINY_CLI, write_tiny_npz
+    from tests.helpers.train_tiny import TINY_CLI, write_tiny_npz
 
     _, _, trainer, _, classifier_params = setup
     config = tiny_config()
@@ -298,7 +298,7 @@ def test_cli_resume_past_a_flipped_bit_says_so_and_matches_the_uninterrupted_run
     """`python -m train.transformers ... --resume` after a bit flip in the newest checkpoint: exit 0,
     a line naming the skipped step and why, no traceback, editors equal to an uninterrupted run."""
     from jaxedit.cli.train import transformers_main as main
-    from tests.train_tiny import TINY_CLI, write_tiny_npz
+    from tests.helpers.train_tiny import TINY_CLI, write_tiny_npz
 
     _, _, _, _, classifier_params = setup
     run, _ = reference

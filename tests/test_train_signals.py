@@ -30,7 +30,7 @@ from jaxedit.training.checkpoint import PreemptionGuard, TrainCheckpointer
 from jaxedit.training.loop import TrainingInterrupted
 from jaxedit.training.steps import TransformerTrainer
 from jaxedit.training.transformers import train_transformers
-from tests.train_tiny import TINY_CLI, tiny_config, tiny_data, write_tiny_npz
+from tests.helpers.train_tiny import TINY_CLI, tiny_config, tiny_data, write_tiny_npz
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS = 30  # 30 x 22 single-step chunks: long enough to signal mid-run, a few seconds in all

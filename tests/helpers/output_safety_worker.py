@@ -1,12 +1,12 @@
 """Run `jaxedit` in a fresh process with a pause inside the write of a model directory (used by
 test_output_safety.py).
 
-    python tests/output_safety_worker.py barrier DIR COUNT -- JAXEDIT_ARGS...
+    python tests/helpers/output_safety_worker.py barrier DIR COUNT -- JAXEDIT_ARGS...
         once the model is staged, wait until COUNT workers have staged theirs (files in DIR), then
         publish: every writer reaches the final rename together.
-    python tests/output_safety_worker.py stall -- JAXEDIT_ARGS...
+    python tests/helpers/output_safety_worker.py stall -- JAXEDIT_ARGS...
         once the model is staged, print "staged" and sleep (to be killed with SIGKILL).
-    python tests/output_safety_worker.py peaks OUT_ARGS_JSON -- GEN_DIR
+    python tests/helpers/output_safety_worker.py peaks OUT_ARGS_JSON -- GEN_DIR
         run `jaxedit generate GEN_DIR` once per entry of the JSON list of argument lists and print
         one JSON line: the process's peak resident memory (MB) after each run.
 

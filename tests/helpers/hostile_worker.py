@@ -1,6 +1,6 @@
 """Read one hostile file in a fresh process and report how it ended (used by test_hostile_files.py).
 
-    python tests/hostile_worker.py OPERATION PATH [JSON_ARGUMENTS]
+    python tests/helpers/hostile_worker.py OPERATION PATH [JSON_ARGUMENTS]
 
 prints one JSON line: {"error": the JaxeditError subclass raised or null, "message": its text,
 "seconds": the operation's wall time, "max_rss_mb": the process's peak resident memory}. Any other

@@ -8,7 +8,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from tests.conftest import FIXTURES
+from tests.helpers.paths import FIXTURES
 
 PSP_FIXTURE = FIXTURES / "encoders" / "psp_encoder_small.pt"
 PHOTO_FIXTURE = FIXTURES / "encoders" / "astronaut_face.jpg"
