@@ -35,8 +35,7 @@ from jaxedit.atomic import STAGING_PREFIX, atomic_directory, atomic_file, stagin
 from jaxedit.cli.main import main
 from jaxedit.errors import ConfigError
 from jaxedit.modeldir import MANIFEST_FILE, PARAMS_DIR, read_manifest, write_model_dir
-
-from .conftest import LATENT_FIXTURES, STYLEGAN2_FIXTURES
+from tests.helpers.paths import LATENT_FIXTURES, STYLEGAN2_FIXTURES
 
 ROSINALITY = STYLEGAN2_FIXTURES / "rosinality_small.pt"
 WORKER = Path(__file__).parent / "helpers" / "output_safety_worker.py"
