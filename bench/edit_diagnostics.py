@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> dict:
     basis = subspace_basis(world)
 
     trainer = TransformerTrainer.create(preset)
+    scan = jax.jit(trainer.scan, donate_argnums=0)
     state = trainer.init(jax.random.fold_in(key, 5), len(names))
     classifier_params = editors.classifier_params
     logits_fresh = np.asarray(trainer.classifier.apply({"params": classifier_params}, fresh))
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> dict:
     for epoch in range(preset.epochs):
         order = jax.random.permutation(jax.random.fold_in(key, 1000 + epoch), args.transformer_samples)
         batches = order[: steps_per_epoch * preset.batch_size].reshape(steps_per_epoch, preset.batch_size)
-        state, metrics = trainer.scan_indexed(state, classifier_params, correlation, indices, train, batches)
+        state, metrics = scan(state, classifier_params, correlation, indices, train, batches)
         losses = {k: np.asarray(v).mean(axis=0) for k, v in metrics.items()}
         for k, name in enumerate(names):
             j = ATTRIBUTES.index(name)

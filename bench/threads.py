@@ -6,9 +6,10 @@
 Each variant runs in its own process (XLA reads its flags once, at start-up) on the same fixed
 slice of the pipeline, with full-size paper-preset modules (W, 512):
 
-- `transformers`: all 40 transformers trained at once (`TransformerTrainer.scan_indexed`, batch 16,
-  50 steps per call in a `lax.scan`), `--steps` steps after a compiled warm-up call;
-- `classifier`: the latent classifier's training (batch 256, 50 steps per call), `--steps` steps;
+- `transformers`: all 40 transformers trained at once (`transformer_chunks`, the training loop's
+  program: batch 16, 50 steps per call in a `lax.scan`), `--steps` steps after a compiled warm-up;
+- `classifier`: the latent classifier's training (`classifier_chunks`, batch 256, 50 steps per
+  call), `--steps` steps;
 - `labelling`: the synthetic world's labeller and identity embedder on `--label-count` latents in
   chunks of 1000 (what the evaluation does for every method, attribute and sweep point).
 
@@ -18,8 +19,8 @@ Variants (`XLA_FLAGS` of the child process):
 - `one-thread`: `--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1`;
 - `eigen-2`: `--xla_cpu_multi_thread_eigen=true intra_op_parallelism_threads=2`;
 - `devices-2`: `--xla_force_host_platform_device_count=2`: two host devices, the 40 transformers
-  split over them on the "attr" mesh axis (`jaxedit.training.sharding`), the classifier's batch
-  on the "data" axis; labelling is not sharded (it runs on device 0).
+  split over them on the "attr" mesh axis (`jaxedit.training.sharding.make_mesh(2, 1)`), the
+  classifier's batch on the "data" axis (`make_mesh(1, 2)`); labelling is not sharded.
 
 For every slice it records wall time and CPU time (user + system of the child process, all
 threads), their ratio (`cores busy`: 1.0 = one core's worth of work, 2.0 = both cores), and how
@@ -107,7 +108,9 @@ def worker(args: argparse.Namespace) -> dict:
     from jaxedit.latent.losses import correlation_matrix
     from jaxedit.latent.presets import get_preset
     from jaxedit.training import sharding
+    from jaxedit.training.classifier import classifier_chunks
     from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
+    from jaxedit.training.transformers import initial_state, transformer_chunks
 
     devices = jax.devices()
     preset = get_preset("paper")
@@ -119,22 +122,14 @@ def worker(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(0)
     rows = {}
 
-    # classifier
+    # classifier: data-parallel over every device ("data" axis), as `train_classifier` runs on a mesh
     trainer_c = ClassifierTrainer.create(preset, steps_per_epoch=len(latents) // preset.classifier_batch_size)
-    state_c = trainer_c.init(jax.random.PRNGKey(2))
+    mesh_c = sharding.make_mesh(1, len(devices))
+    state_c = sharding.place(trainer_c.init(jax.random.PRNGKey(2)), sharding.replicated(mesh_c))
+    advance_c = classifier_chunks(trainer_c, mesh_c, latents, labels)
     indices_c = [
         rng.integers(0, len(latents), (chunk, preset.classifier_batch_size)).astype(np.int32) for _ in range(calls + 1)
     ]
-    if len(devices) > 1:
-        mesh_c = sharding.make_mesh(1, None)
-        advance_c = sharding.classifier_scan_advance(trainer_c, mesh_c, latents, labels)
-        state_c = sharding.replicate(state_c, mesh_c)
-    else:
-        lat, lab = jnp.asarray(latents), jnp.asarray(labels)
-
-        def advance_c(state, idx):
-            return trainer_c.scan_indexed(state, lat, lab, jnp.asarray(idx))
-
     state_c, _ = advance_c(state_c, indices_c[0])  # compile + warm up
     jax.block_until_ready(state_c)
     wall = cpu = 0.0
@@ -145,23 +140,14 @@ def worker(args: argparse.Namespace) -> dict:
     rows["classifier"] = {"steps": calls * chunk, "wall_s": wall, "cpu_s": cpu, **_thread_summary(ticks)}
     classifier_params = jax.tree.map(np.asarray, state_c.params)
 
-    # transformers
-    trainer_t = TransformerTrainer.create(preset, donate_state=True)
+    # transformers: the 40 attributes split over every device ("attr" axis), as `train_transformers`
+    trainer_t = TransformerTrainer.create(preset)
     attributes = list(range(40))
-    state_t = trainer_t.init(jax.random.PRNGKey(3), len(attributes))
+    mesh_t = sharding.make_mesh(len(devices), 1)
+    state_t = sharding.place_per_attribute(initial_state(trainer_t, 0, attributes), mesh_t)
     correlation = correlation_matrix(jnp.asarray(labels))
+    advance_t = transformer_chunks(trainer_t, mesh_t, state_t, classifier_params, correlation, attributes, latents)
     indices_t = [rng.integers(0, len(latents), (chunk, preset.batch_size)).astype(np.int32) for _ in range(calls + 1)]
-    if len(devices) > 1:
-        mesh = sharding.make_mesh(len(devices), 1)
-        state_t = sharding.shard_transformer_state(state_t, mesh)
-        advance_t = sharding.sharded_scan_advance(trainer_t, mesh, classifier_params, correlation, attributes, latents)
-    else:
-        lat = jnp.asarray(latents)
-        ids = jnp.asarray(attributes, jnp.int32)
-
-        def advance_t(state, idx):
-            return trainer_t.scan_indexed(state, classifier_params, correlation, ids, lat, jnp.asarray(idx))
-
     state_t, _ = advance_t(state_t, indices_t[0])
     jax.block_until_ready(state_t)
     wall = cpu = 0.0
