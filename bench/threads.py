@@ -170,14 +170,32 @@ def worker(args: argparse.Namespace) -> dict:
     return {"devices": [str(d) for d in devices], "rows": rows}
 
 
-def watch(pid: int, interval: float) -> list[dict]:
+def _runnable_threads(pid: str) -> int:
+    """How many threads of `pid` are running or waiting for a core right now (state R)."""
+    count = 0
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            count += (task / "stat").read_text().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):
+            continue
+    return count
+
+
+def watch(pid: int, interval: float, poll: float = 0.02) -> list[dict]:
     """Sample process `pid` every `interval` s until it ends: per interval, its CPU seconds, the
-    busiest thread's share of them and the threads doing >= 10% (printed as they come)."""
+    busiest thread's share of them, the threads doing >= 10%, and (polled every `poll` s) the
+    share of polls with two or more threads runnable at once: work that two cores could run in
+    parallel, whatever other jobs the machine has (printed as they come)."""
     tick = os.sysconf("SC_CLK_TCK")
     samples, before = [], _thread_ticks(str(pid))
     started = time.perf_counter()
     while Path(f"/proc/{pid}").exists():
-        time.sleep(interval)
+        polls = parallel = 0
+        until = time.perf_counter() + interval
+        while time.perf_counter() < until and Path(f"/proc/{pid}").exists():
+            parallel += _runnable_threads(str(pid)) >= 2
+            polls += 1
+            time.sleep(poll)
         after = _thread_ticks(str(pid))
         if not after:
             break
@@ -185,6 +203,7 @@ def watch(pid: int, interval: float) -> list[dict]:
         before = after
         row = {"t": round(time.perf_counter() - started, 1), "cpu_s": sum(deltas.values()) / tick}
         row.update(_thread_summary(deltas))
+        row["two_runnable_share"] = parallel / max(polls, 1)
         samples.append(row)
         print(json.dumps(row), flush=True)
     return samples
