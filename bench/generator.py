@@ -174,7 +174,7 @@ def main(argv=None) -> int:
         source = args.gen
     else:
         config = GeneratorConfig(resolution=args.resolution, channels=nvlabs_channels(args.resolution))
-        base = random_generator(config, jax.random.PRNGKey(args.seed))
+        base = random_generator(config, jax.random.key(args.seed))
         source = f"random config-f params at {args.resolution}"
     cfg = base.config
     device = jax.devices()[0]

@@ -44,7 +44,7 @@ POOL = 2048  # distinct random latents the batches are gathered from
 def _block(tree) -> None:
     import jax
 
-    jax.tree_util.tree_map(lambda leaf: leaf.block_until_ready() if hasattr(leaf, "block_until_ready") else leaf, tree)
+    jax.tree.map(lambda leaf: leaf.block_until_ready() if hasattr(leaf, "block_until_ready") else leaf, tree)
 
 
 def _time_rounds(advance, state, make_indices, steps: int, chunk: int, rounds: int) -> tuple[float, object]:

@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> dict:
     print(world.describe(), file=sys.stderr)
     label = synthetic.labeller(world)
     embed = synthetic.identity_embedder(world)
-    key = jax.random.fold_in(jax.random.PRNGKey(args.seed), 77)
+    key = jax.random.fold_in(jax.random.key(args.seed), 77)
     key_fit, key_svm, key_id, key_pairs, key_eval = jax.random.split(key, 5)
 
     fit_latents = np.asarray(synthetic.sample_latents(world, key_fit, args.baseline_samples, space=space))

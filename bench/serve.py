@@ -75,7 +75,7 @@ def random_editors(num_ws: int, w_dim: int, seed: int = 0):
     preset = PRESETS["official"].replace(num_ws=num_ws, w_dim=w_dim, classifier_hidden=(16,))
     rng = np.random.default_rng(seed)
     shapes = jax.eval_shape(lambda: init_classifier_params(classifier_from_preset(preset), jax.random.key(0)))
-    classifier = jax.tree_util.tree_map(
+    classifier = jax.tree.map(
         lambda leaf: (
             (rng.standard_normal(leaf.shape, np.float32) / np.sqrt(leaf.shape[0]))
             if len(leaf.shape) == 2

@@ -49,7 +49,7 @@ POOL = 4096  # distinct random latents the batches are drawn from (the data size
 
 
 def _block(tree) -> None:
-    jax.tree_util.tree_map(lambda leaf: leaf.block_until_ready() if hasattr(leaf, "block_until_ready") else leaf, tree)
+    jax.tree.map(lambda leaf: leaf.block_until_ready() if hasattr(leaf, "block_until_ready") else leaf, tree)
 
 
 def bench_preset(
@@ -67,7 +67,7 @@ def bench_preset(
     trainer = TransformerTrainer.create(preset)
     scan = jax.jit(trainer.scan, donate_argnums=0)
     one_step = jax.jit(trainer.step, donate_argnums=0)
-    classifier_params = init_classifier_params(trainer.classifier, jax.random.PRNGKey(1))
+    classifier_params = init_classifier_params(trainer.classifier, jax.random.key(1))
     indices = rng.integers(0, POOL, size=(steps + chunk, batch)).astype(np.int32)
     rows = []
 

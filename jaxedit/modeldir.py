@@ -118,7 +118,7 @@ def _check_declared_sizes(checkpointer: Any, directory: Path) -> None:
     metadata = checkpointer.metadata(directory).item_metadata
     tree = getattr(metadata, "tree", metadata)
     declared = 0
-    for leaf in jax.tree_util.tree_leaves(tree):
+    for leaf in jax.tree.leaves(tree):
         shape, dtype = getattr(leaf, "shape", None), getattr(leaf, "dtype", None)
         if shape is not None and dtype is not None:
             declared += int(np.prod([int(d) for d in shape], dtype=object)) * np.dtype(dtype).itemsize

@@ -55,7 +55,7 @@ def _official_numpy(params, k, w, alpha):
 
 def _paper_numpy(params, k, w, alpha, slope=0.2):
     """T(w, a) = w + a * (LeakyReLU(w @ K0 + b0) @ K1 + b1), in float64."""
-    p = jax.tree_util.tree_map(lambda x: np.asarray(x[k], np.float64), params)
+    p = jax.tree.map(lambda x: np.asarray(x[k], np.float64), params)
     w = np.asarray(w, np.float64)
     h = w @ p["fc_0"]["kernel"] + p["fc_0"]["bias"]
     h = np.where(h > 0, h, slope * h)
@@ -193,7 +193,7 @@ def test_sweep_rows_are_single_edits(wplus_editors):
 
 def test_editor_is_a_pytree_usable_in_jit_and_vmap(wplus_editors):
     editor = edit.get_editor(wplus_editors, "Eyeglasses")
-    leaves, treedef = jax.tree_util.tree_flatten(editor)
+    leaves, treedef = jax.tree.flatten(editor)
     assert len(leaves) == 2  # kernel and bias: the module and the layer range are static
     w = _wplus()
     eager = np.asarray(editor(w, 0.8))

@@ -21,7 +21,7 @@ def linear_world():
 
 def test_svm_recovers_known_boundaries(linear_world):
     x, scores, normals = linear_world
-    fit = baselines.fit_interfacegan(x, scores, jax.random.PRNGKey(0))
+    fit = baselines.fit_interfacegan(x, scores, jax.random.key(0))
     cosines = np.sum(np.asarray(fit.normals) * normals, axis=1)
     assert np.all(cosines > 0.93), (
         cosines

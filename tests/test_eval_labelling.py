@@ -21,7 +21,7 @@ def generator(tmp_path_factory):
     return load_generator(out)
 
 
-PROJECTION = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3, 40)))
+PROJECTION = np.asarray(jax.random.normal(jax.random.key(0), (3, 40)))
 
 
 def image_classifier(images):
@@ -66,10 +66,10 @@ def test_protocol_runs_on_rendered_images(generator):
 
     labeller = protocol.image_labeller(generator, image_classifier, batch_size=32)
     embedder = protocol.image_embedder(generator, face_recogniser, batch_size=32)
-    w = generator.mapping(jax.random.normal(jax.random.PRNGKey(1), (200, generator.z_dim)))[:, 0]
+    w = generator.mapping(jax.random.normal(jax.random.key(1), (200, generator.z_dim)))[:, 0]
     probs = np.asarray(labeller(w[:160]))
-    fit = baselines.fit_interfacegan(w[:160], probs, jax.random.PRNGKey(2), keep_fraction=0.1)
-    threshold = identity.far_threshold(embedder, w[:100], jax.random.PRNGKey(3), num_pairs=2000)
+    fit = baselines.fit_interfacegan(w[:160], probs, jax.random.key(2), keep_fraction=0.1)
+    threshold = identity.far_threshold(embedder, w[:100], jax.random.key(3), num_pairs=2000)
     method = protocol.interfacegan_method(fit, ATTRIBUTES, distance=3.0)
     result = protocol.evaluate([method], labeller, embedder, w[160:], ["Male"], threshold, sweep=(0.0, 1.0))
     values = result.table["Male"]["interfacegan"]

@@ -63,14 +63,14 @@ def test_threshold_at_far_is_the_exact_order_statistic():
 def test_far_threshold_of_random_unit_vectors_matches_theory():
     # cosines of independent random unit vectors in D dims are ~ N(0, 1/D): the 0.1% point is 3.09/sqrt(D)
     dim = 64
-    embeddings = np.asarray(jax.random.normal(jax.random.PRNGKey(0), (3000, dim)))
-    threshold = identity.far_threshold(lambda x: x, embeddings, jax.random.PRNGKey(1), num_pairs=200_000, far=1e-3)
+    embeddings = np.asarray(jax.random.normal(jax.random.key(0), (3000, dim)))
+    threshold = identity.far_threshold(lambda x: x, embeddings, jax.random.key(1), num_pairs=200_000, far=1e-3)
     assert threshold == pytest.approx(3.09 / np.sqrt(dim), rel=0.12)
-    cosines = identity.impostor_cosines(embeddings, jax.random.PRNGKey(2), 100_000)
+    cosines = identity.impostor_cosines(embeddings, jax.random.key(2), 100_000)
     assert abs(np.mean(cosines > threshold) - 1e-3) < 6e-4  # holds on fresh pairs too
 
 
 def test_impostor_pairs_never_pair_a_latent_with_itself():
     embeddings = np.eye(5)  # any self-pair would give cosine 1, distinct rows give 0
-    cosines = identity.impostor_cosines(embeddings, jax.random.PRNGKey(0), 5000)
+    cosines = identity.impostor_cosines(embeddings, jax.random.key(0), 5000)
     assert np.all(cosines == 0.0)

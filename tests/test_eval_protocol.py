@@ -43,9 +43,9 @@ def idle_edit(x, attribute, strength):
 
 @pytest.fixture(scope="module")
 def evaluation():
-    latents = jax.random.normal(jax.random.PRNGKey(0), (400, 6))
+    latents = jax.random.normal(jax.random.key(0), (400, 6))
     threshold = identity.far_threshold(
-        toy_embedder, jax.random.normal(jax.random.PRNGKey(1), (2000, 6)), jax.random.PRNGKey(2), num_pairs=20000
+        toy_embedder, jax.random.normal(jax.random.key(1), (2000, 6)), jax.random.key(2), num_pairs=20000
     )
     methods = [
         protocol.EditMethod("oracle", oracle_edit, 1.0),
@@ -162,12 +162,12 @@ def test_transformer_method_applies_the_attribute_transformer():
     from jaxedit.training.steps import stack_slots
 
     preset = get_preset("paper").replace(w_dim=8, transformer_hidden=8, classifier_hidden=(8,))
-    c_params = init_classifier_params(classifier_from_preset(preset), jax.random.PRNGKey(0))
+    c_params = init_classifier_params(classifier_from_preset(preset), jax.random.key(0))
     t_module = transformer_from_preset(preset)
-    t_params = stack_slots([init_transformer_params(t_module, jax.random.PRNGKey(i)) for i in range(2)])
+    t_params = stack_slots([init_transformer_params(t_module, jax.random.key(i)) for i in range(2)])
     editors = editors_from_params(preset, c_params, t_params, ["Male", "Young"])
     method = protocol.transformer_method(editors, alpha=1.25)
-    latents = jax.random.normal(jax.random.PRNGKey(3), (5, 8))
+    latents = jax.random.normal(jax.random.key(3), (5, 8))
     strength = jnp.array([1.25, -1.25, 1.25, 0.0, -1.25])
     expected = editors.transform(latents, "Young", strength)
     np.testing.assert_allclose(np.asarray(method.edit(latents, "Young", strength)), np.asarray(expected), atol=1e-6)

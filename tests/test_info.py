@@ -43,7 +43,7 @@ def converted(tmp_path_factory):
 
 
 def _sizes(tree) -> int:
-    return sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(tree))
+    return sum(int(np.size(leaf)) for leaf in jax.tree.leaves(tree))
 
 
 def test_generator_info_matches_the_fixture_architecture(converted, capsys):
@@ -70,7 +70,7 @@ def test_generator_info_matches_the_fixture_architecture(converted, capsys):
     assert described["parameters"] == _sizes(params)  # every stored value, from the metadata alone
     noise_and_avg = sum(
         int(np.size(leaf))
-        for path, leaf in jax.tree_util.tree_leaves_with_path(params)
+        for path, leaf in jax.tree.leaves_with_path(params)
         if "noise_const" in jax.tree_util.keystr(path) or "w_avg" in jax.tree_util.keystr(path)
     )
     assert described["generator"]["parameters"] == _sizes(params) - noise_and_avg

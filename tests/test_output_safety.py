@@ -304,7 +304,7 @@ def tiny_generator(tmp_path_factory) -> Path:
     from jaxedit.stylegan2.loading import random_generator
 
     config = GeneratorConfig(resolution=32, z_dim=8, w_dim=8, mapping_layers=2, channels={4: 4, 8: 4, 16: 4, 32: 4})
-    generator = random_generator(config, jax.random.PRNGKey(0))
+    generator = random_generator(config, jax.random.key(0))
     tree = dict(jax.tree.map(np.asarray, generator.params))
     tree["w_avg"] = np.asarray(generator.w_avg)
     return write_model_dir(tmp_path_factory.mktemp("models") / "gen32", "generator", config.to_dict(), tree)

@@ -169,7 +169,7 @@ def _smiling_walk(world, w, step=0.25, target=3.0, max_steps=100):
 
 def test_an_edit_through_the_world_moves_the_mouth(world):
     renderer = schematic.SchematicRenderer(world, resolution=SIZE)
-    ws = synthetic.sample_latents(world, jax.random.PRNGKey(7), 64)
+    ws = synthetic.sample_latents(world, jax.random.key(7), 64)
     logits = np.asarray(synthetic.attribute_logits(world, ws))
     w = ws[int(np.argmin(logits[:, ATTRIBUTES.index("Smiling")]))]  # the least smiling of 64
     pair = jnp.stack([w, _smiling_walk(world, w)])
@@ -187,7 +187,7 @@ def test_an_edit_through_the_world_moves_the_mouth(world):
 def test_renderer_mirrors_the_generator_interface(world):
     renderer = schematic.SchematicRenderer(world, resolution=SIZE)
     assert (renderer.resolution, renderer.num_ws, renderer.w_dim, renderer.z_dim) == (SIZE, 18, 128, 128)
-    z = jax.random.normal(jax.random.PRNGKey(0), (2, 128))
+    z = jax.random.normal(jax.random.key(0), (2, 128))
     ws = renderer.mapping(z)
     assert ws.shape == (2, 18, 128)
     np.testing.assert_allclose(np.asarray(ws[:, 0]), np.asarray(world.mapping(z)), rtol=1e-5, atol=1e-5)

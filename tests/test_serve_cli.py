@@ -48,8 +48,8 @@ def _run_dir(root: Path, generator: str = "") -> Path:
     save_editors(
         root / "editors",
         preset,
-        jax.tree_util.tree_map(draw, classifier),
-        jax.tree_util.tree_map(lambda leaf: draw(leaf, (3,)), transformer),
+        jax.tree.map(draw, classifier),
+        jax.tree.map(lambda leaf: draw(leaf, (3,)), transformer),
         ["Smiling", "Eyeglasses", "Young"],
         training={"world_config": world, "generator": generator},
     )

@@ -190,14 +190,14 @@ def test_two_process_distributed_training_checkpoints_and_resumes(tmp_path):
         assert abs(result["heldout_loss"] - reference_classifier.heldout_loss) <= 1e-5, result
     expected = np.load(shared / "params.npz")
     got = [expected[f"arr_{index}"] for index in range(len(expected.files))]
-    assert max_abs_diff(got, jax.tree_util.tree_leaves(reference.params)) <= 2e-6
+    assert max_abs_diff(got, jax.tree.leaves(reference.params)) <= 2e-6
     classifier = load_editors(shared / "classifier").classifier_params
     assert p999_abs_diff(classifier, reference_classifier.params) <= 1e-6
     assert max_abs_diff(classifier, reference_classifier.params) <= 0.25 * config.method.classifier_lr
     # The two-process checkpoint resumes on this one-device process: step 4 of 4, the same params.
     resumed = train_transformers(config, data, classifier_params, "all", shared, resume=True, log=QUIET)
     assert resumed.steps == 4
-    for leaf, want in zip(jax.tree_util.tree_leaves(resumed.params), got):
+    for leaf, want in zip(jax.tree.leaves(resumed.params), got):
         np.testing.assert_array_equal(leaf, want)
 
 

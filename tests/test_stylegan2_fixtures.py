@@ -182,9 +182,9 @@ def test_random_noise_is_keyed_and_differs_from_const(generators):
     import jax
 
     g, io = generators["nvlabs_small"], io_of("nvlabs_small")
-    a = g.synthesis(io["ws"], "random", rng=jax.random.PRNGKey(1))
-    b = g.synthesis(io["ws"], "random", rng=jax.random.PRNGKey(1))
-    c = g.synthesis(io["ws"], "random", rng=jax.random.PRNGKey(2))
+    a = g.synthesis(io["ws"], "random", rng=jax.random.key(1))
+    b = g.synthesis(io["ws"], "random", rng=jax.random.key(1))
+    c = g.synthesis(io["ws"], "random", rng=jax.random.key(2))
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert np.max(np.abs(np.asarray(a) - np.asarray(c))) > 1e-2
     assert np.max(np.abs(nchw(a) - io["img_const"])) > 1e-2

@@ -142,13 +142,13 @@ def test_truncation_cutoff_and_mixing():
 def test_mapping_init_is_equalized_lr():
     """Random params as stored (N(0,1)/lr, biases 0) give effective weights N(0, 1/fan_in)."""
     cfg = GeneratorConfig(resolution=8, z_dim=64, w_dim=128, mapping_layers=4, channels={4: 8, 8: 8})
-    params = MappingNetwork(cfg).init(jax.random.PRNGKey(0), jnp.zeros((1, 64)))["params"]
+    params = MappingNetwork(cfg).init(jax.random.key(0), jnp.zeros((1, 64)))["params"]
     assert set(params) == {"fc0", "fc1", "fc2", "fc3"}
     assert params["fc0"]["kernel"].shape == (64, 128) and params["fc1"]["kernel"].shape == (128, 128)
     effective = np.asarray(params["fc1"]["kernel"]) * cfg.lr_multiplier / np.sqrt(128)
     assert abs(effective.std() * np.sqrt(128) - 1) < 0.05
     assert np.all(np.asarray(params["fc0"]["bias"]) == 0)
-    w = MappingNetwork(cfg).apply({"params": params}, jax.random.normal(jax.random.PRNGKey(1), (256, 64)))
+    w = MappingNetwork(cfg).apply({"params": params}, jax.random.normal(jax.random.key(1), (256, 64)))
     assert w.shape == (256, 128) and 0.3 < float(jnp.sqrt(jnp.mean(w**2))) < 3.0
 
 
@@ -158,7 +158,7 @@ def small_generator():
     cfg = GeneratorConfig(
         resolution=32, z_dim=12, w_dim=20, mapping_layers=2, channels={4: 16, 8: 12, 16: 8, 32: 6}, conv_clamp=4.0
     )
-    return random_generator(cfg, jax.random.PRNGKey(0))
+    return random_generator(cfg, jax.random.key(0))
 
 
 def test_any_architecture_renders(small_generator):
@@ -203,7 +203,7 @@ def test_noise_modes_and_explicit_noise(small_generator):
     g = small_generator
     ws = g.mapping(np.random.default_rng(3).standard_normal((2, 12)).astype(np.float32))
     # give the noise a visible strength (random init has noise_strength 0)
-    params = jax.tree_util.tree_map_with_path(
+    params = jax.tree.map_with_path(
         lambda p, v: jnp.full_like(v, 0.5) if jax.tree_util.keystr(p).endswith("['noise_strength']") else v, g.params
     )
     g = dataclasses.replace(g, params=params)

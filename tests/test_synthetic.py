@@ -22,7 +22,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def sample(world):
-    w = S.sample_latents(world, jax.random.PRNGKey(11), 16000)
+    w = S.sample_latents(world, jax.random.key(11), 16000)
     return np.asarray(w), np.asarray(S.attribute_labels(world, w))
 
 
@@ -31,12 +31,12 @@ def test_same_seed_same_world_and_latents():
     a, b = S.build_world(config), S.build_world(config)
     for key in a.params:
         np.testing.assert_array_equal(np.asarray(a.params[key]), np.asarray(b.params[key]), err_msg=key)
-    wa = S.sample_latents(a, jax.random.PRNGKey(0), 64)
-    wb = S.sample_latents(b, jax.random.PRNGKey(0), 64)
+    wa = S.sample_latents(a, jax.random.key(0), 64)
+    wb = S.sample_latents(b, jax.random.key(0), 64)
     np.testing.assert_array_equal(np.asarray(wa), np.asarray(wb))
     other = S.build_world(dataclasses.replace(config, seed=6))
     assert not np.allclose(np.asarray(other.params["bias"]), np.asarray(a.params["bias"]))
-    assert not np.allclose(np.asarray(S.sample_latents(other, jax.random.PRNGKey(0), 64)), np.asarray(wa))
+    assert not np.allclose(np.asarray(S.sample_latents(other, jax.random.key(0), 64)), np.asarray(wa))
 
 
 def test_latents_come_from_an_anisotropic_mapping_network(sample):
@@ -123,7 +123,7 @@ def test_identity_ignores_attributes_and_separates_latents(world, sample):
     )
     assert changed.mean() > 0.3
     # a small random move keeps identity, a large one loses it
-    direction = np.array(jax.random.normal(jax.random.PRNGKey(1), w[:500].shape))
+    direction = np.array(jax.random.normal(jax.random.key(1), w[:500].shape))
     direction /= np.linalg.norm(direction, axis=1, keepdims=True)
     near = np.sum(np.asarray(S.identity_embedding(world, w[:500] + 0.5 * direction)) * emb[:500], axis=1)
     far = np.sum(np.asarray(S.identity_embedding(world, w[:500] + 30.0 * direction)) * emb[:500], axis=1)
@@ -131,7 +131,7 @@ def test_identity_ignores_attributes_and_separates_latents(world, sample):
 
 
 def test_w_plus_broadcast_matches_w_and_jitter_perturbs(world):
-    key = jax.random.PRNGKey(2)
+    key = jax.random.key(2)
     w = S.sample_latents(world, key, 200)
     ws = S.sample_latents(world, key, 200, space="w+")
     assert ws.shape == (200, world.config.num_ws, world.w_dim)
@@ -149,4 +149,4 @@ def test_bad_inputs_raise_one_line_errors(world):
     with pytest.raises(ConfigError, match="subspace_dim"):
         S.WorldConfig(w_dim=8, z_dim=8)
     with pytest.raises(ConfigError, match="latent space"):
-        S.sample_latents(world, jax.random.PRNGKey(0), 4, space="z")
+        S.sample_latents(world, jax.random.key(0), 4, space="z")

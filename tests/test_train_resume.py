@@ -39,7 +39,7 @@ def setup():
     classifier_trainer = ClassifierTrainer.create(
         config.method, classifier_schedule(config, data.num_train).steps_per_epoch
     )
-    classifier_params = init_classifier_params(transformer_trainer.classifier, jax.random.PRNGKey(5))
+    classifier_params = init_classifier_params(transformer_trainer.classifier, jax.random.key(5))
     return config, data, transformer_trainer, classifier_trainer, classifier_params
 
 
@@ -76,7 +76,7 @@ def flip_a_bit(step_dir):
 
 
 def _leaves(tree):
-    return [np.asarray(leaf) for leaf in jax.tree_util.tree_leaves(tree)]
+    return [np.asarray(leaf) for leaf in jax.tree.leaves(tree)]
 
 
 def _metric_lines(workdir, stage):
@@ -248,7 +248,7 @@ def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_
         train_transformers(config, data, classifier_params, ATTRS, tmp_path, trainer=poisoned, log=QUIET)
     with TrainCheckpointer(tmp_path / "checkpoints" / "transformers", num_attributes=3) as checkpointer:
         assert checkpointer.complete_steps() == [8, 16]
-        step, state, _ = checkpointer.restore_latest(jax.tree.map(np.asarray, trainer.init(jax.random.PRNGKey(0), 3)))
+        step, state, _ = checkpointer.restore_latest(jax.tree.map(np.asarray, trainer.init(jax.random.key(0), 3)))
     assert step == 16 and all(np.isfinite(leaf).all() for leaf in _leaves(state))
     assert not (tmp_path / "editors").exists()
 

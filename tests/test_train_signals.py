@@ -48,7 +48,7 @@ def _env() -> dict:
 def prepared(tmp_path_factory):
     root = tmp_path_factory.mktemp("signals")
     config = tiny_config(epochs=EPOCHS, steps_per_call=1, checkpoint_every=0)
-    classifier_params = init_classifier_params(classifier_from_preset(config.method), jax.random.PRNGKey(3))
+    classifier_params = init_classifier_params(classifier_from_preset(config.method), jax.random.key(3))
     save_editors(root / "classifier", config.method, classifier_params, None, [])
     data_file = write_tiny_npz(root / "data.npz")
     trainer = TransformerTrainer.create(config.method)
@@ -122,9 +122,7 @@ def test_sigterm_saves_exits_75_and_cli_resume_matches_an_uninterrupted_run(prep
     assert f"resuming at step {stopped_at}/{total}" in resumed.stderr
     editors = load_editors(workdir / "editors")
     assert editors.attributes == ("Smiling", "Young")
-    for got, want in zip(
-        jax.tree_util.tree_leaves(editors.transformer_params), jax.tree_util.tree_leaves(reference.params)
-    ):
+    for got, want in zip(jax.tree.leaves(editors.transformer_params), jax.tree.leaves(reference.params)):
         np.testing.assert_array_equal(np.asarray(got), want)
 
 
@@ -170,7 +168,7 @@ def test_a_real_sigint_in_process_stops_at_a_chunk_boundary_and_resume_matches(p
         trainer=trainer,
         log=lambda message: None,
     )
-    for got, want in zip(jax.tree_util.tree_leaves(resumed.params), jax.tree_util.tree_leaves(reference.params)):
+    for got, want in zip(jax.tree.leaves(resumed.params), jax.tree.leaves(reference.params)):
         np.testing.assert_array_equal(np.asarray(got), want)
 
 
@@ -227,7 +225,7 @@ def test_sigkill_during_a_save_leaves_staging_that_is_removed_and_the_last_compl
 def _tiny_cli(tmp_path: Path, workdir: Path) -> list[str]:
     """A tiny transformer run of the CLI (classifier and data written under tmp_path)."""
     config = tiny_config()
-    classifier_params = init_classifier_params(classifier_from_preset(config.method), jax.random.PRNGKey(3))
+    classifier_params = init_classifier_params(classifier_from_preset(config.method), jax.random.key(3))
     save_editors(tmp_path / "classifier", config.method, classifier_params, None, [])
     data_file = write_tiny_npz(tmp_path / "data.npz")
     return [

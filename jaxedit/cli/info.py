@@ -50,9 +50,7 @@ def array_metadata(params_dir: str | Path) -> dict[str, tuple[tuple[int, ...], s
         tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", None)
         if tree is None:
             tree = metadata.item_metadata
-        flat = jax.tree_util.tree_flatten_with_path(
-            tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype")
-        )[0]
+        flat = jax.tree.flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))[0]
     except Exception as error:  # orbax raises many types on damaged directories
         raise ConfigError(
             f"{params_dir}: cannot read array metadata ({type(error).__name__}: {error})".splitlines()[0]

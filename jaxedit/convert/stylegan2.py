@@ -682,8 +682,8 @@ def estimate_w_avg(
 
     from jaxedit.stylegan2.networks import MappingNetwork
 
-    z = jax.random.normal(jax.random.PRNGKey(seed), (samples, config.z_dim))
-    w = MappingNetwork(config).apply({"params": jax.tree_util.tree_map(jnp.asarray, mapping_params)}, z)
+    z = jax.random.normal(jax.random.key(seed), (samples, config.z_dim))
+    w = MappingNetwork(config).apply({"params": jax.tree.map(jnp.asarray, mapping_params)}, z)
     return _f32(np.asarray(jnp.mean(w, axis=0)))
 
 

@@ -9,7 +9,7 @@ builds the latent/label dataset the method trains on, and `save_latent_dataset` 
 Batches are rendered and classified on every local device at once: with more than one device the
 batch is laid out along the "data" axis of a `jaxedit.training.sharding` mesh over `jax.local_devices()`
 (split on the batch axis; params replicated by jit), with one device it is a plain jitted call. Seeds make the z
-sample reproducible: batch i uses `fold_in(PRNGKey(seed), i)`.
+sample reproducible: batch i uses `fold_in(key(seed), i)`.
 """
 
 from __future__ import annotations
@@ -91,7 +91,7 @@ def label_generator_samples(
     try:
         while done < count:
             z = jax.random.normal(
-                jax.random.fold_in(jax.random.PRNGKey(seed), index), (batch_size, int(generator.z_dim)), jnp.float32
+                jax.random.fold_in(jax.random.key(seed), index), (batch_size, int(generator.z_dim)), jnp.float32
             )
             ws = generator.mapping(place(z), truncation_psi)
             images = generator.synthesis(ws, noise_mode=noise_mode)

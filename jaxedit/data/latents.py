@@ -8,7 +8,7 @@ Accepted files:
   attribute name of each label column; CelebA names, in any order: columns are put in CelebA order).
 
 Batching: `epoch_indices(seed, epoch, n, batch_size)` is a deterministic permutation from
-`fold_in(PRNGKey(seed), epoch)`, cut into `n // batch_size` full batches (the last partial batch is
+`fold_in(key(seed), epoch)`, cut into `n // batch_size` full batches (the last partial batch is
 dropped, as the official DataLoader does), int32 [S, B]. Batches are gathered on device
 (`jnp.take(latents, indices[s], axis=0)`), so a whole epoch is one `lax.scan` over `indices`.
 """
@@ -213,7 +213,7 @@ def epoch_indices(seed: int | jax.Array, epoch: int | jax.Array, num_samples: in
     """int32 [S, B] sample indices of one epoch: a permutation from fold_in(key(seed), epoch),
     S = num_samples // batch_size full batches. `seed` may be an int or a PRNG key."""
     steps = steps_per_epoch(num_samples, batch_size)
-    key = jax.random.PRNGKey(int(seed)) if isinstance(seed, (int, np.integer)) else seed
+    key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
     order = jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
     return order[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
 

@@ -257,7 +257,7 @@ def random_mapping(config: WorldConfig) -> Callable[[jax.Array], jax.Array]:
         resolution=4, z_dim=config.z_dim, w_dim=config.w_dim, mapping_layers=config.mapping_layers
     )
     module = MappingNetwork(gconfig)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.seed), 1)
+    key = jax.random.fold_in(jax.random.key(config.seed), 1)
     variables = module.init(key, jnp.zeros((1, config.z_dim), jnp.float32))
     return jax.jit(lambda z: module.apply(variables, z))
 
@@ -295,7 +295,7 @@ def build_world(
         source = source or f"random StyleGAN2 mapping network (seed {config.seed}, {config.mapping_layers} layers)"
     rng = np.random.default_rng(config.seed)
     z = jax.random.normal(
-        jax.random.fold_in(jax.random.PRNGKey(config.seed), 2), (config.calibration_samples, config.z_dim)
+        jax.random.fold_in(jax.random.key(config.seed), 2), (config.calibration_samples, config.z_dim)
     )
     w = np.asarray(map_in_batches(mapping, z), np.float64)
     if w.ndim != 2 or w.shape[1] != config.w_dim:
@@ -381,7 +381,7 @@ def build_world(
             else:
                 bias[j] = _bisect_bias(main[:, j], target, lambda v, g=g: softmin(g, v))
     params["bias"] = bias.astype(np.float32)
-    params = jax.tree_util.tree_map(jnp.asarray, params)
+    params = jax.tree.map(jnp.asarray, params)
     return SyntheticWorld(config=config, params=params, mapping=mapping, source=source or "given mapping")
 
 

@@ -355,7 +355,7 @@ def _short_list(names: Sequence[str], limit: int = 8) -> str:
 def transformer_params_of(editors: Any, attribute: str | int) -> Any:
     """One attribute's slice of the stacked `editors.transformer_params`."""
     k = resolve_attribute(editors, attribute)
-    return jax.tree_util.tree_map(lambda leaf: leaf[k], editors.transformer_params)
+    return jax.tree.map(lambda leaf: leaf[k], editors.transformer_params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -388,7 +388,7 @@ jax.tree_util.register_dataclass(
 def get_editor(editors: Any, attribute: str | int) -> Editor:
     """The `Editor` of one attribute of a loaded `Editors` (name case-insensitive, or CelebA index)."""
     k = resolve_attribute(editors, attribute)
-    params = jax.tree_util.tree_map(lambda leaf: leaf[k], editors.transformer_params)
+    params = jax.tree.map(lambda leaf: leaf[k], editors.transformer_params)
     return Editor(
         params=params,
         module=editors.transformer_module,

@@ -60,7 +60,7 @@ class LoadedEncoder:
             if part not in params:
                 raise ConfigError(f"encoder params lack {part!r}")
         check_param_shapes(config, params)
-        tree = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float32), dict(params))
+        tree = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), dict(params))
         return cls(config=config, params=tree, precision=precision, **kwargs)
 
     # ---- sizes --------------------------------------------------------------------------
@@ -153,17 +153,13 @@ def param_shapes(config: EncoderConfig) -> dict:
     """The encoder module's params pytree as `jax.ShapeDtypeStruct` leaves (nothing computed)."""
     module = build_encoder(config)
     images = jax.ShapeDtypeStruct((1, config.input_size, config.input_size, config.in_channels), jnp.float32)
-    return jax.eval_shape(lambda k, x: module.init(k, x)["params"], jax.random.PRNGKey(0), images)
+    return jax.eval_shape(lambda k, x: module.init(k, x)["params"], jax.random.key(0), images)
 
 
 def check_param_shapes(config: EncoderConfig, params: dict, where: str = "encoder params") -> None:
     """Raise ConfigError naming the first leaf of `params` that does not match `config`."""
-    expected = {
-        jax.tree_util.keystr(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(param_shapes(config))
-    }
-    got = {
-        jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_leaves_with_path(params["encoder"])
-    }
+    expected = {jax.tree_util.keystr(p): tuple(v.shape) for p, v in jax.tree.leaves_with_path(param_shapes(config))}
+    got = {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree.leaves_with_path(params["encoder"])}
     for key, shape in expected.items():
         if key not in got:
             raise ConfigError(f"{where}: missing encoder{key}")
@@ -207,6 +203,6 @@ def random_encoder(config: EncoderConfig, seed: int = 0, precision: str = "highe
         fan_in = int(np.prod(shape[:-1])) if getattr(path[-2], "key", "") != "linear" else 1
         return (rng.standard_normal(shape, np.float32) / np.sqrt(fan_in)).astype(np.float32)
 
-    encoder = jax.tree_util.tree_map_with_path(draw, param_shapes(config))
+    encoder = jax.tree.map_with_path(draw, param_shapes(config))
     params = {"encoder": encoder, "latent_avg": np.zeros((config.n_styles, config.w_dim), np.float32)}
     return LoadedEncoder.from_params(config, params, precision)

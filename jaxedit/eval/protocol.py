@@ -93,7 +93,7 @@ def transformer_method(editors, alpha: float = 1.25, name: str = "ours", layers=
         if attribute not in names:
             raise AttributeNameError(f"the editors have no transformer for {attribute!r}")
         k = names.index(attribute)
-        params_k = jax.tree_util.tree_map(lambda leaf: leaf[k], editors.transformer_params)
+        params_k = jax.tree.map(lambda leaf: leaf[k], editors.transformer_params)
         return run(params_k, jnp.asarray(latents, jnp.float32), jnp.asarray(strength, jnp.float32))
 
     return EditMethod(name, edit, float(alpha), "alpha", names)

@@ -156,7 +156,7 @@ def run_suite(
         raise AttributeNameError(f"the editors cover no transformer for {', '.join(unknown)}")
     if settings.alpha is None:
         settings = dataclasses.replace(settings, alpha=editors.preset.table_alpha)
-    key = jax.random.fold_in(jax.random.PRNGKey(settings.seed), 23)
+    key = jax.random.fold_in(jax.random.key(settings.seed), 23)
     key_fit, key_svm, key_identity, key_pairs, key_eval = jax.random.split(key, 5)
     timings = {}
 

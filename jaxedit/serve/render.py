@@ -118,7 +118,7 @@ def _edit_function(editors: Any, num_ws: int):
         keep = mask[:, None]
 
         def step(i, current):
-            params = jax.tree_util.tree_map(lambda leaf: leaf[slots[i]], transformer_params)
+            params = jax.tree.map(lambda leaf: leaf[slots[i]], transformer_params)
             edited = module.apply({"params": params}, current, alphas[i][None])
             return edited if w_space else jnp.where(keep, edited, current)
 

@@ -58,7 +58,7 @@ class LoadedGenerator:
     def from_params(
         cls, config: GeneratorConfig, params: dict, w_avg: Any, precision: str = "highest", **kwargs
     ) -> LoadedGenerator:
-        params = jax.tree_util.tree_map(
+        params = jax.tree.map(
             lambda a: jnp.asarray(a, jnp.float32), {"mapping": params["mapping"], "synthesis": params["synthesis"]}
         )
         w_avg = jnp.asarray(w_avg, jnp.float32)
@@ -221,7 +221,7 @@ def param_shapes(config: GeneratorConfig) -> dict:
     """The params pytree structure as `jax.ShapeDtypeStruct` leaves (nothing computed)."""
     z = jax.ShapeDtypeStruct((1, config.z_dim), jnp.float32)
     ws = jax.ShapeDtypeStruct((1, config.num_ws, config.w_dim), jnp.float32)
-    key = jax.random.PRNGKey(0)
+    key = jax.random.key(0)
     return {
         "mapping": jax.eval_shape(lambda k, z: MappingNetwork(config).init(k, z)["params"], key, z),
         "synthesis": jax.eval_shape(lambda k, ws: SynthesisNetwork(config).init(k, ws, "none")["params"], key, ws),
@@ -231,7 +231,7 @@ def param_shapes(config: GeneratorConfig) -> dict:
 @functools.lru_cache(maxsize=8)
 def _jitted_init(config: GeneratorConfig):
     shapes = param_shapes(config)
-    leaves, treedef = jax.tree_util.tree_flatten_with_path(shapes)
+    leaves, treedef = jax.tree.flatten_with_path(shapes)
     sizes = [int(np.prod(leaf.shape)) for _, leaf in leaves]
 
     def init(key):
@@ -250,7 +250,7 @@ def _jitted_init(config: GeneratorConfig):
             else:
                 value = normal
             values.append(value.astype(jnp.float32))
-        return jax.tree_util.tree_unflatten(treedef, values)
+        return jax.tree.unflatten(treedef, values)
 
     return jax.jit(init)
 
@@ -268,8 +268,8 @@ def _check_tree_shapes(config: GeneratorConfig, tree: dict, directory) -> None:
     expected = param_shapes(config)
     expected = {"mapping": expected["mapping"], "synthesis": expected["synthesis"]}
     got = {"mapping": tree["mapping"], "synthesis": tree["synthesis"]}
-    flat_expected = {jax.tree_util.keystr(p): tuple(v.shape) for p, v in jax.tree_util.tree_leaves_with_path(expected)}
-    flat_got = {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree_util.tree_leaves_with_path(got)}
+    flat_expected = {jax.tree_util.keystr(p): tuple(v.shape) for p, v in jax.tree.leaves_with_path(expected)}
+    flat_got = {jax.tree_util.keystr(p): tuple(np.shape(v)) for p, v in jax.tree.leaves_with_path(got)}
     for key, shape in flat_expected.items():
         if key not in flat_got:
             raise ConfigError(f"{directory}: saved params lack {key}")

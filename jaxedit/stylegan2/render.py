@@ -229,7 +229,7 @@ def _render_chunks(
     generator, latents, kind, truncation_psi, truncation_cutoff, noise_mode, noise_seed, batch_size, progress, noise
 ) -> Iterator[np.ndarray]:
     chunk_size = min(batch_size, len(latents))
-    noise_key = jax.random.PRNGKey(noise_seed) if noise_mode == "random" and noise is None else None
+    noise_key = jax.random.key(noise_seed) if noise_mode == "random" and noise is None else None
     for index, chunk in _chunks(latents, chunk_size, progress):
         count = len(chunk)
         if count < chunk_size:  # pad the last chunk so every call has one shape (one compilation)

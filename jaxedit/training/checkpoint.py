@@ -155,7 +155,7 @@ class TrainCheckpointer:
         `step`. Returns False (and writes nothing) when `step` is already saved."""
         if int(step) in self._manager.all_steps():
             return False
-        state = jax.tree_util.tree_map(lambda leaf: leaf if isinstance(leaf, jax.Array) else np.asarray(leaf), state)
+        state = jax.tree.map(lambda leaf: leaf if isinstance(leaf, jax.Array) else np.asarray(leaf), state)
         record = {
             **record,
             "step": int(step),
@@ -197,7 +197,7 @@ class TrainCheckpointer:
                 "resume with the same config, overrides and attributes as the interrupted run"
             )
         saved_rows = record.get("rows")
-        target = jax.tree_util.tree_map(lambda leaf: _restore_target(leaf, saved_rows), template)
+        target = jax.tree.map(lambda leaf: _restore_target(leaf, saved_rows), template)
         args = self._ocp.args.Composite(**{STATE_ITEM: self._ocp.args.StandardRestore(target)})
         state = self._read(step, args, where)[STATE_ITEM]
         if state_digest(state, self.num_attributes) != record.get("state_sha256"):
@@ -235,10 +235,10 @@ class TrainCheckpointer:
         if rows is None or saved_rows == rows:
             return state
         refit = lambda tree: pad_attributes(unpad_attributes(tree, self.num_attributes), rows)
-        shardings = [getattr(leaf, "sharding", None) for leaf in jax.tree_util.tree_leaves(template)]
+        shardings = [getattr(leaf, "sharding", None) for leaf in jax.tree.leaves(template)]
         if any(sharding is None for sharding in shardings):
             return refit(gather_to_host(state))
-        out = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), shardings)
+        out = jax.tree.unflatten(jax.tree.structure(template), shardings)
         return jax.jit(refit, out_shardings=out)(state)
 
     def _set_aside(self, step: int) -> str:
@@ -260,7 +260,7 @@ class TrainCheckpointer:
 def _rows(tree: Any, num_attributes: int | None) -> int | None:
     if num_attributes is None:
         return None
-    return next((int(np.shape(leaf)[0]) for leaf in jax.tree_util.tree_leaves(tree) if np.ndim(leaf) >= 1), None)
+    return next((int(np.shape(leaf)[0]) for leaf in jax.tree.leaves(tree) if np.ndim(leaf) >= 1), None)
 
 
 def _dtype(leaf: Any) -> np.dtype:
@@ -271,7 +271,7 @@ def state_layout(tree: Any, num_attributes: int | None = None) -> list[list]:
     """JSON-able description of a state pytree: [path, shape, dtype] per leaf (leading axes cut to
     `num_attributes` when given)."""
     layout = []
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    for path, leaf in jax.tree.flatten_with_path(tree)[0]:
         shape = list(np.shape(leaf))
         if num_attributes is not None and shape:
             shape[0] = min(shape[0], int(num_attributes))
@@ -283,7 +283,7 @@ def state_digest(tree: Any, num_attributes: int | None = None) -> str:
     """sha256 over the host arrays of a state in tree order: each leaf's path, dtype, shape and
     bytes (the first `num_attributes` rows of each leaf with a leading axis, when given)."""
     digest = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(gather_to_host(tree))[0]:
+    for path, leaf in jax.tree.flatten_with_path(gather_to_host(tree))[0]:
         array = np.asarray(leaf)
         if num_attributes is not None and array.ndim:
             array = array[: int(num_attributes)]

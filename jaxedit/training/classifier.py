@@ -38,7 +38,7 @@ from jaxedit.training.steps import CLASSIFIER_METRICS, ClassifierTrainer
 from jaxedit.viz.plots import small_multiples
 
 STAGE = "classifier"
-CLASSIFIER_SEED_STREAM = 0  # init key = fold_in(PRNGKey(seed), 0); the transformers use stream 1
+CLASSIFIER_SEED_STREAM = 0  # init key = fold_in(key(seed), 0); the transformers use stream 1
 
 
 @dataclasses.dataclass
@@ -109,7 +109,7 @@ def train_classifier(
     outputs = output_dir(workdir)
     metrics = MetricsLog(outputs / "metrics.jsonl")
     try:
-        key = jax.random.fold_in(jax.random.PRNGKey(config.seed), CLASSIFIER_SEED_STREAM)
+        key = jax.random.fold_in(jax.random.key(config.seed), CLASSIFIER_SEED_STREAM)
         state = jax.jit(trainer.init, out_shardings=replicated(mesh))(key)
         if mesh.devices.size > 1:
             log(f"{STAGE}: {sharding.describe_mesh(mesh)}")

@@ -132,7 +132,7 @@ def synthetic_data(config: TrainConfig) -> TrainingData:
         num_ws=method.num_ws if method.space == "w+" else 1,
     )
     world = world_lib.build_world(world_config)
-    key = jax.random.fold_in(jax.random.PRNGKey(config.synthetic_seed), 7)
+    key = jax.random.fold_in(jax.random.key(config.synthetic_seed), 7)
     latents = world_lib.sample_latents(world, key, config.synthetic_samples, space=method.space)
     labels = world_lib.attribute_labels(world, latents)
     return from_arrays(

@@ -191,7 +191,7 @@ class LoopResult:
 def _finite_per_row(tree: Any) -> jax.Array:
     rows = [
         jnp.all(jnp.isfinite(leaf.reshape(leaf.shape[0], -1)), axis=1)
-        for leaf in jax.tree_util.tree_leaves(tree)
+        for leaf in jax.tree.leaves(tree)
         if jnp.issubdtype(leaf.dtype, jnp.inexact)
     ]
     return jnp.all(jnp.stack(rows), axis=0)

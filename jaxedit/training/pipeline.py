@@ -110,7 +110,7 @@ def _log(message: str) -> None:
 
 
 LABELLED_SAMPLE_STREAM = 11
-"""The labelled sample (C's data, the baselines' fit) is drawn with fold_in(PRNGKey(seed), 11)."""
+"""The labelled sample (C's data, the baselines' fit) is drawn with fold_in(key(seed), 11)."""
 
 
 def load_generator_for(settings: PipelineSettings):
@@ -143,11 +143,11 @@ def build_world_for(settings: PipelineSettings, log: Callable[[str], None] = _lo
 
 def labelled_sample(world, seed: int, count: int, space: str) -> tuple[np.ndarray, np.ndarray]:
     """The run's labelled latents: `count` latents of `world` in `space` drawn with
-    fold_in(PRNGKey(seed), LABELLED_SAMPLE_STREAM), and the labeller's probabilities [count, 40]
+    fold_in(key(seed), LABELLED_SAMPLE_STREAM), and the labeller's probabilities [count, 40]
     (what C trains on and the baselines are fitted on; `jaxedit eval` draws the same sample)."""
     from jaxedit.data import synthetic
 
-    key = jax.random.fold_in(jax.random.PRNGKey(seed), LABELLED_SAMPLE_STREAM)
+    key = jax.random.fold_in(jax.random.key(seed), LABELLED_SAMPLE_STREAM)
     latents = np.asarray(synthetic.sample_latents(world, key, count, space=space))
     label_fn = synthetic.labeller(world)
     probabilities = np.concatenate([np.asarray(label_fn(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])

@@ -159,7 +159,7 @@ def tree_shardings(tree: Any, mesh: Mesh, axis: str | None = None) -> Any:
     and its attribute ids, `DATA_AXIS` for batches); scalars, and everything when `axis` is None,
     are replicated. Leaves may be arrays or `jax.ShapeDtypeStruct`s."""
     split = NamedSharding(mesh, P(axis)) if axis is not None else replicated(mesh)
-    return jax.tree_util.tree_map(lambda leaf: split if np.ndim(leaf) >= 1 else replicated(mesh), tree)
+    return jax.tree.map(lambda leaf: split if np.ndim(leaf) >= 1 else replicated(mesh), tree)
 
 
 def chunk_sharding(mesh: Mesh, axis: str) -> NamedSharding:
@@ -176,7 +176,7 @@ def padded_num_attributes(num_attributes: int, mesh: Mesh) -> int:
 
 def leading_size(tree: Any) -> int | None:
     """The leading axis size of the first leaf that has one (None for a tree of scalars)."""
-    for leaf in jax.tree_util.tree_leaves(tree):
+    for leaf in jax.tree.leaves(tree):
         if np.ndim(leaf) >= 1:
             return int(np.shape(leaf)[0])
     return None
@@ -193,7 +193,7 @@ def pad_attributes(tree: Any, size: int) -> Any:
         return tree
     if num > size:
         raise InputError(f"cannot pad {num} attributes down to {size}")
-    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+    for path, leaf in jax.tree.leaves_with_path(tree):
         if np.ndim(leaf) >= 1 and np.shape(leaf)[0] != num:
             raise InputError(
                 f"pad_attributes: leaf {jax.tree_util.keystr(path)} has shape {tuple(np.shape(leaf))}, "
@@ -206,12 +206,12 @@ def pad_attributes(tree: Any, size: int) -> Any:
         xp = jnp if isinstance(leaf, jax.Array) else np
         return xp.concatenate([leaf, xp.repeat(leaf[:1], size - num, axis=0)], axis=0)
 
-    return jax.tree_util.tree_map(pad, tree)
+    return jax.tree.map(pad, tree)
 
 
 def unpad_attributes(tree: Any, num_attributes: int) -> Any:
     """Keep the first ``num_attributes`` rows of every ``[K_padded, ...]`` leaf."""
-    return jax.tree_util.tree_map(lambda leaf: leaf if np.ndim(leaf) == 0 else leaf[:num_attributes], tree)
+    return jax.tree.map(lambda leaf: leaf if np.ndim(leaf) == 0 else leaf[:num_attributes], tree)
 
 
 def _place_leaf(leaf: Any, sharding: NamedSharding) -> jax.Array:
@@ -228,8 +228,8 @@ def place(tree: Any, shardings: Any) -> Any:
     process), laid out as `shardings` (a tree of shardings, or one for every leaf). Each process
     transfers only the pieces its own devices hold; arrays already laid out so are kept."""
     if isinstance(shardings, NamedSharding):
-        return jax.tree_util.tree_map(lambda leaf: _place_leaf(leaf, shardings), tree)
-    return jax.tree_util.tree_map(_place_leaf, tree, shardings)
+        return jax.tree.map(lambda leaf: _place_leaf(leaf, shardings), tree)
+    return jax.tree.map(_place_leaf, tree, shardings)
 
 
 def place_per_attribute(tree: Any, mesh: Mesh) -> Any:
@@ -259,7 +259,7 @@ def gather_to_host(tree: Any) -> Any:
             return np.asarray(multihost_utils.process_allgather(leaf, tiled=True))
         return np.asarray(leaf)
 
-    return jax.tree_util.tree_map(fetch, tree)
+    return jax.tree.map(fetch, tree)
 
 
 def jit_step(fn: Callable, in_shardings: Any, out_shardings: Any, *, donate: bool = True) -> Callable:

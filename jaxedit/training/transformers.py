@@ -6,7 +6,7 @@ workdir, ...)`: the K transformers are stacked along a leading axis and advanced
 vmapped, `lax.scan`ned program (`jaxedit.training.steps.TransformerTrainer.scan`, jitted for the
 device mesh by `transformer_chunks`: the K transformers over its "attr" axis, batches over "data";
 one device is the mesh of one). Attribute
-j's transformer starts from `fold_in(fold_in(PRNGKey(seed), 1), j)`, so it does not depend on which
+j's transformer starts from `fold_in(fold_in(key(seed), 1), j)`, so it does not depend on which
 other attributes train beside it. The result is `DIR/editors/` (the classifier and the K
 transformers, `jaxedit.load_editors` reads it); checkpoints go to `DIR/checkpoints/transformers/`,
 metric lines to `DIR/metrics.jsonl` (stage "transformers", one line per attribute and chunk), the
@@ -72,8 +72,8 @@ def transformer_schedule(config: TrainConfig, num_train: int) -> Schedule:
 
 
 def initial_state(trainer: TransformerTrainer, seed: int, attributes: Sequence[int]) -> TransformerState:
-    """Stacked fresh params (attribute j from fold_in(fold_in(PRNGKey(seed), 1), j)) and zero Adam moments."""
-    base = jax.random.fold_in(jax.random.PRNGKey(seed), TRANSFORMER_SEED_STREAM)
+    """Stacked fresh params (attribute j from fold_in(fold_in(key(seed), 1), j)) and zero Adam moments."""
+    base = jax.random.fold_in(jax.random.key(seed), TRANSFORMER_SEED_STREAM)
     params = [init_transformer_params(trainer.transformer, jax.random.fold_in(base, int(j))) for j in attributes]
     return trainer.init_from_params(stack_slots(params))
 
@@ -112,7 +112,7 @@ def tree_digest(tree: Any) -> str:
     import hashlib
 
     digest = hashlib.sha256()
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    for path, leaf in jax.tree.flatten_with_path(tree)[0]:
         array = np.ascontiguousarray(np.asarray(leaf, np.float32))
         digest.update(f"{jax.tree_util.keystr(path)}{array.shape}".encode())
         digest.update(array.tobytes())

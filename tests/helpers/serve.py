@@ -35,7 +35,7 @@ def random_official_editors(
     classifier_shapes = jax.eval_shape(
         lambda: init_classifier_params(classifier_from_preset(preset), jax.random.key(0))
     )
-    classifier = jax.tree_util.tree_map(  # LeCun-normal kernels, zero biases (numpy: no compiling)
+    classifier = jax.tree.map(  # LeCun-normal kernels, zero biases (numpy: no compiling)
         lambda leaf: (
             (rng.standard_normal(leaf.shape) / np.sqrt(leaf.shape[0])).astype(np.float32)
             if len(leaf.shape) == 2

@@ -82,18 +82,14 @@ def unpadded(state):
 
 def max_abs_diff(a, b) -> float:
     return max(
-        float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        float(np.max(np.abs(np.asarray(x) - np.asarray(y)))) for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
     )
 
 
 def p999_abs_diff(a, b) -> float:
     """The 99.9th percentile of |a - b| over all elements of all leaves."""
     diffs = np.concatenate(
-        [
-            np.abs(np.asarray(x) - np.asarray(y)).ravel()
-            for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
-        ]
+        [np.abs(np.asarray(x) - np.asarray(y)).ravel() for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))]
     )
     return float(np.quantile(diffs, 0.999))
 
@@ -102,7 +98,7 @@ def max_rel_diff(a, b) -> float:
     """Largest |a - b| of each leaf relative to that leaf's largest |b| (Adam moments are O(1..10))."""
     return max(
         float(np.max(np.abs(np.asarray(x) - np.asarray(y))) / max(float(np.max(np.abs(np.asarray(y)))), 1e-30))
-        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b))
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))
     )
 
 
@@ -133,7 +129,7 @@ def mode_meshes(out: Path, directory: Path) -> None:
                 "metrics_max_abs_diff": max_abs_diff(metrics, reference_metrics),
                 "metrics_shape": list(metrics["total"].shape),
                 "padded_attributes": S.leading_size(state),
-                "per_device_rows": int(jax.tree_util.tree_leaves(state.params)[0].addressable_shards[0].data.shape[0]),
+                "per_device_rows": int(jax.tree.leaves(state.params)[0].addressable_shards[0].data.shape[0]),
                 "collectives": collectives(hlo),
             }
             if (name, num_attr, num_data) == ("official", 4, 2):
@@ -283,7 +279,7 @@ def checkpoint_round_trip(directory: Path, state, problem_) -> dict:
         for name, mesh in targets.items():
             template = S.place_per_attribute(problem_[-1], mesh)
             step, restored, _ = checkpointer.restore_latest(template, warn=print)
-            leaf = jax.tree_util.tree_leaves(restored.params)[0]
+            leaf = jax.tree.leaves(restored.params)[0]
             result[name] = {
                 "step": step,
                 "rows": int(leaf.shape[0]),
@@ -291,8 +287,7 @@ def checkpoint_round_trip(directory: Path, state, problem_) -> dict:
                 "devices": len(leaf.sharding.device_set),
                 "max_abs_diff": max_abs_diff(unpadded(restored), saved),
                 "equal": all(
-                    np.array_equal(x, y)
-                    for x, y in zip(jax.tree_util.tree_leaves(unpadded(restored)), jax.tree_util.tree_leaves(saved))
+                    np.array_equal(x, y) for x, y in zip(jax.tree.leaves(unpadded(restored)), jax.tree.leaves(saved))
                 ),
             }
             if name == "8x1":  # the restored state trains on, in step with the one-device program
@@ -339,7 +334,7 @@ def mode_distributed(out: Path, directory: Path, port: int, num_processes: int, 
         "heldout_loss": classifier.heldout_loss,
     }
     if process_id == 0:
-        np.savez(directory / "params.npz", *[np.asarray(x) for x in jax.tree_util.tree_leaves(resumed.params)])
+        np.savez(directory / "params.npz", *[np.asarray(x) for x in jax.tree.leaves(resumed.params)])
     out.write_text(json.dumps(result, indent=1))
     jax.distributed.shutdown()
 
