@@ -15,7 +15,8 @@ every change is printed and recorded), and after every epoch measures on `--coun
 - `kept`: attribute preservation (other world labels unchanged, over flipped edits);
 - `move`: mean ||T(w) - w|| (W units) and `in_subspace`: the share of ||T(w) - w||^2 inside the
   world's attribute subspace (the moves that can change labels; the rest changes identity only);
-- the training loss terms, averaged over the epoch.
+- the training loss terms, averaged over the epoch;
+- once: the share of InterFaceGAN's normal (fitted as the evaluation fits it) in that subspace.
 
 Prints a Markdown table and writes `--out` (JSON, default RUN_DIR/edit_diagnostics.json).
 """
@@ -38,6 +39,22 @@ def subspace_basis(world) -> np.ndarray:
     """Orthonormal basis [w_dim, P] of the world's attribute subspace (the span of its PCA projection)."""
     q, _ = np.linalg.qr(np.asarray(world.params["attr_proj"], np.float64))
     return q
+
+
+def interfacegan_subspace_shares(latents, probabilities, basis, names, key) -> dict[str, float]:
+    """Per attribute, the share of InterFaceGAN's unit normal (fitted as the evaluation fits it)
+    inside the world's attribute subspace: ||P n||^2 (W: the normal itself; W+: its layer mean)."""
+    from jaxedit.attributes import ATTRIBUTES
+    from jaxedit.eval.baselines import fit_interfacegan
+
+    normals = np.asarray(fit_interfacegan(latents, probabilities, key).normals, np.float64)
+    if latents.ndim == 3:
+        normals = normals.reshape(len(normals), latents.shape[1], latents.shape[2]).mean(axis=1)
+    shares = {}
+    for name in names:
+        n = normals[ATTRIBUTES.index(name)]
+        shares[name] = float(np.sum((n @ basis) ** 2) / np.sum(n**2))
+    return shares
 
 
 def _value(text: str):
@@ -67,12 +84,14 @@ def run(args: argparse.Namespace) -> dict:
     key = jax.random.PRNGKey(args.seed)
     latents = np.asarray(synthetic.sample_latents(world, jax.random.fold_in(key, 11), args.samples, space=space))
     label = synthetic.labeller(world)
-    labels = np.concatenate([np.asarray(label(latents[i : i + 8192])) > 0.5 for i in range(0, len(latents), 8192)])
+    probabilities = np.concatenate([np.asarray(label(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])
+    labels = probabilities > 0.5
     correlation = correlation_matrix(labels.astype(np.float32))
     train = jnp.asarray(latents[: args.transformer_samples])
     fresh = jnp.asarray(synthetic.sample_latents(world, jax.random.fold_in(key, 99), args.count, space=space))
     labels0 = np.asarray(label(fresh)) > 0.5
     basis = subspace_basis(world)
+    interfacegan = interfacegan_subspace_shares(latents, probabilities, basis, names, jax.random.fold_in(key, 7))
 
     trainer = TransformerTrainer.create(preset)
     scan = jax.jit(trainer.scan, donate_argnums=0)
@@ -142,6 +161,7 @@ def run(args: argparse.Namespace) -> dict:
             "seconds": round(time.perf_counter() - started, 1),
         },
         "rows": rows,
+        "interfacegan_normal_in_subspace": interfacegan,
     }
 
 
@@ -178,6 +198,10 @@ def main(argv=None) -> int:
     print("|" + "---|" * 9)
     for row in result["rows"]:
         print(_format_row(row))
+    print(
+        "InterFaceGAN's normal, share inside the attribute subspace: "
+        + ", ".join(f"{k} {100 * v:.1f}%" for k, v in result["interfacegan_normal_in_subspace"].items())
+    )
     suffix = "".join(f"-{k}={v}" for k, v in result["settings"]["changes"].items())
     out = Path(args.out or Path(args.run) / f"edit_diagnostics{suffix}.json")
     from jaxedit.io import atomic_write_text
