@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> dict:
     names = args.attributes.split(",")
     indices = jnp.asarray([ATTRIBUTES.index(n) for n in names], jnp.int32)
     space = preset.space
-    key = jax.random.PRNGKey(args.seed)
+    key = jax.random.key(args.seed)
     latents = np.asarray(synthetic.sample_latents(world, jax.random.fold_in(key, 11), args.samples, space=space))
     label = synthetic.labeller(world)
     probabilities = np.concatenate([np.asarray(label(latents[i : i + 8192])) for i in range(0, len(latents), 8192)])

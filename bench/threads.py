@@ -117,7 +117,7 @@ def worker(args: argparse.Namespace) -> dict:
     chunk = 50
     calls = max(1, args.steps // chunk)
     world = synthetic.build_world(synthetic.WorldConfig(seed=0, calibration_samples=4000))
-    latents = np.asarray(synthetic.sample_latents(world, jax.random.PRNGKey(1), 4000))
+    latents = np.asarray(synthetic.sample_latents(world, jax.random.key(1), 4000))
     labels = (np.asarray(synthetic.attribute_probabilities(world, latents)) > 0.5).astype(np.float32)
     rng = np.random.default_rng(0)
     rows = {}
@@ -125,7 +125,7 @@ def worker(args: argparse.Namespace) -> dict:
     # classifier: data-parallel over every device ("data" axis), as `train_classifier` runs on a mesh
     trainer_c = ClassifierTrainer.create(preset, steps_per_epoch=len(latents) // preset.classifier_batch_size)
     mesh_c = sharding.make_mesh(1, len(devices))
-    state_c = sharding.place(trainer_c.init(jax.random.PRNGKey(2)), sharding.replicated(mesh_c))
+    state_c = sharding.place(trainer_c.init(jax.random.key(2)), sharding.replicated(mesh_c))
     advance_c = classifier_chunks(trainer_c, mesh_c, latents, labels)
     indices_c = [
         rng.integers(0, len(latents), (chunk, preset.classifier_batch_size)).astype(np.int32) for _ in range(calls + 1)
@@ -159,7 +159,7 @@ def worker(args: argparse.Namespace) -> dict:
 
     # labelling (the evaluation's inner loop)
     label, embed = synthetic.labeller(world), synthetic.identity_embedder(world)
-    fresh = np.asarray(synthetic.sample_latents(world, jax.random.PRNGKey(4), args.label_count))
+    fresh = np.asarray(synthetic.sample_latents(world, jax.random.key(4), args.label_count))
     jax.block_until_ready((label(fresh[:1000]), embed(fresh[:1000])))
 
     def label_all(x):
