@@ -253,3 +253,18 @@ def test_an_evaluation_that_cannot_fit_in_memory_is_refused_up_front():
             (18, 512),
             available=2**30,
         )
+
+
+def test_a_method_sweeps_its_own_fractions():
+    """A baseline sweeps further than ours (`BASELINE_SWEEP`), so matched accuracy can reach ours."""
+    latents = jax.random.normal(jax.random.key(0), (50, 6))
+    methods = [
+        protocol.EditMethod("oracle", oracle_edit, 1.0),
+        protocol.EditMethod("far", oracle_edit, 1.0, sweep=(0.0, 2.0, 4.0)),
+    ]
+    result = protocol.evaluate(
+        methods, toy_labeller, toy_embedder, latents, ["Male"], 0.5, labeller_attributes=NAMES, sweep=(0.0, 0.5)
+    )
+    assert result.sweeps["Male"]["oracle"]["fraction"] == [0.0, 0.5, 1.0]
+    assert result.sweeps["Male"]["far"]["fraction"] == [0.0, 1.0, 2.0, 4.0]
+    assert protocol.BASELINE_SWEEP[-1] == 4.0 and set(protocol.DEFAULT_SWEEP) < set(protocol.BASELINE_SWEEP)

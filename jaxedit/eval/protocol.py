@@ -17,7 +17,8 @@ The labeller and the identity embedder are ARGUMENTS, so one code path serves bo
 A method is an `EditMethod`: a name, `edit(latents, attribute_name, strength [B]) -> latents`
 with strength > 0 meaning "towards present", and the table strength (ours: alpha 1.25,
 InterFaceGAN: distance 3). Builders: `transformer_method(editors)`, `interfacegan_method(...)`,
-`ganspace_method(...)`. Sweeps over strength (fractions of the table strength) feed the plots.
+`ganspace_method(...)`. Sweeps over strength (fractions of the table strength: ours 0..1.5, the
+baselines 0..4, `BASELINE_SWEEP`) feed the plots and the comparison at matched accuracy.
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ the mean identity cosine over all edits and over successful edits (NaN where non
 DEFAULT_SWEEP = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
 """Strengths of the plotted sweeps, as fractions of each method's table strength."""
 
+BASELINE_SWEEP = (*DEFAULT_SWEEP, 2.0, 2.5, 3.0, 4.0)
+"""The baselines' sweep: further than ours, so that a baseline whose table strength edits less
+than ours (InterFaceGAN's distance 3 spread over the 18 x 512 numbers of a W+ latent) can still
+be compared with ours at matched accuracy."""
+
 
 @dataclasses.dataclass(frozen=True)
 class EditMethod:
@@ -64,7 +70,8 @@ class EditMethod:
 
     strength > 0 moves towards "attribute present"; `strength` is the magnitude used for the table
     (signed per latent to reverse the attribute); `strength_name` labels it ("alpha", "distance").
-    `attributes`: the attribute names the method can edit (None: any).
+    `attributes`: the attribute names the method can edit (None: any). `sweep`: this method's
+    sweep fractions (None: the evaluation's).
     """
 
     name: str
@@ -72,6 +79,7 @@ class EditMethod:
     strength: float
     strength_name: str = "strength"
     attributes: tuple[str, ...] | None = None
+    sweep: tuple[float, ...] | None = None
 
 
 def transformer_method(editors, alpha: float = 1.25, name: str = "ours", layers=None) -> EditMethod:
@@ -114,7 +122,7 @@ def interfacegan_method(
     def edit(latents, attribute: str, strength):
         return edit_jit(latents, normals[names.index(attribute)], jnp.asarray(strength, jnp.float32))
 
-    return EditMethod(name, edit, float(distance), "distance", names)
+    return EditMethod(name, edit, float(distance), "distance", names, BASELINE_SWEEP)
 
 
 def ganspace_method(
@@ -135,7 +143,7 @@ def ganspace_method(
     def edit(latents, attribute: str, strength):
         return edit_jit(latents, directions[names.index(attribute)], jnp.asarray(strength, jnp.float32))
 
-    return EditMethod(name, edit, float(distance), "distance", names)
+    return EditMethod(name, edit, float(distance), "distance", names, BASELINE_SWEEP)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -207,8 +215,8 @@ def evaluate(
 
     labeller: latents -> probabilities [B, len(labeller_attributes)]; a label is p > 0.5.
     embedder: latents -> identity embeddings [B, D]; `threshold` from `identity.far_threshold`.
-    sweep: fractions of each method's table strength, evaluated for `sweep_attributes`
-    (default: all evaluated attributes) to draw curves; the table uses fraction 1.
+    sweep: fractions of each method's table strength (a method's own `sweep` wins), evaluated for
+    `sweep_attributes` (default: all evaluated attributes) to draw curves; the table uses fraction 1.
     """
     latents = jnp.asarray(latents, jnp.float32)
     if latents.ndim < 2:
@@ -232,14 +240,17 @@ def evaluate(
     labels0 = probs0 > 0.5
     emb0 = apply_batched(embedder, latents, batch_size)
     table, sweeps = {}, {}
-    fractions = sorted(set(float(f) for f in sweep) | {1.0})
+
+    def fractions_of(method: EditMethod) -> list[float]:
+        return sorted(set(float(f) for f in (method.sweep if method.sweep is not None else sweep)) | {1.0})
+
     for name in targets:
         j = label_names.index(name)
         towards = np.where(labels0[:, j], -1.0, 1.0).astype(np.float32)  # reverse the attribute
         table[name], sweeps[name] = {}, {}
         for method in methods:
             curve = {key: [] for key in CURVE_KEYS}
-            for fraction in fractions if name in sweep_targets else [1.0]:
+            for fraction in fractions_of(method) if name in sweep_targets else [1.0]:
                 strength = jnp.asarray(towards * method.strength * fraction)
                 edited = np.concatenate(
                     [
