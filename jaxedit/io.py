@@ -195,15 +195,7 @@ def load_array(
     """
     label = _label(path, what)
     path = Path(path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise InputError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{label}: is a directory, expected a .npy file") from None
-    except OSError as error:
-        raise InputError(f"{label}: cannot open ({error.strerror or type(error).__name__})") from None
-    with handle:
+    with _open_for_reading(path, label, "a .npy file") as handle:
         size = os.fstat(handle.fileno()).st_size
         if not os.path.isfile(path):
             raise InputError(f"{label}: not a regular file, expected a .npy file")
@@ -236,19 +228,23 @@ def npz_names(path: str | os.PathLike, *, what: str | None = None) -> list[str]:
         return [info.filename[:-4] for info in archive.infolist() if info.filename.endswith(".npy")]
 
 
+def _open_for_reading(path: Path, label: str, expected: str):
+    """`open(path, "rb")`, its failures as one-line InputErrors naming `label` and what was `expected`."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise InputError(f"{label}: no such file") from None
+    except IsADirectoryError:
+        raise InputError(f"{label}: is a directory, expected {expected}") from None
+    except OSError as error:
+        raise InputError(f"{label}: cannot open ({error.strerror or type(error).__name__})") from None
+
+
 @contextlib.contextmanager
 def _open_npz(path: str | os.PathLike, what: str | None) -> Iterator[tuple[zipfile.ZipFile, str]]:
     label = _label(path, what)
     path = Path(path)
-    try:
-        handle = open(path, "rb")
-    except FileNotFoundError:
-        raise InputError(f"{label}: no such file") from None
-    except IsADirectoryError:
-        raise InputError(f"{label}: is a directory, expected an .npz archive") from None
-    except OSError as error:
-        raise InputError(f"{label}: cannot open ({error.strerror or type(error).__name__})") from None
-    with handle:
+    with _open_for_reading(path, label, "an .npz archive") as handle:
         head = handle.read(6)
         handle.seek(0)
         if head.startswith(_NPY_MAGIC):

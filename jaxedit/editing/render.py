@@ -125,7 +125,7 @@ def _alpha_label(attribute: str, alpha: float) -> str:
     return f"+{attribute} {alpha:g}"
 
 
-def _render_panels(generator: Any, ws: np.ndarray, noise_mode: str, batch_size: int = 8) -> np.ndarray:
+def render_panels(generator: Any, ws: np.ndarray, noise_mode: str, batch_size: int = 8) -> np.ndarray:
     """uint8 `[N, H, W, 3]` from W+ `[N, num_ws, w_dim]`."""
     from jaxedit.viz.grid import to_uint8
 
@@ -272,7 +272,7 @@ def edit_strip(
     count, rows = stacked.shape[:2]
     batch, per_face = rows // len(methods), len(methods)
     unique = np.concatenate([stacked[0, ::per_face], stacked[1:].reshape((-1,) + stacked.shape[2:])])
-    rendered = _render_panels(generator, unique, noise_mode)  # one call; the input once per face
+    rendered = render_panels(generator, unique, noise_mode)  # one call; the input once per face
     inputs, edited = rendered[:batch], rendered[batch:].reshape((count - 1, rows) + rendered.shape[1:])
     images = np.concatenate([np.repeat(inputs, per_face, axis=0)[None], edited])
     images = images.transpose(1, 0, 2, 3, 4)  # [rows, P, H, W, 3]
@@ -318,6 +318,27 @@ def _sweep_latents(
     return ws
 
 
+def method_sweep(
+    editors: Any,
+    generator: Any,
+    latents: np.ndarray,
+    attribute: str,
+    alphas: np.ndarray,
+    steps: Sequence[tuple[str, float]] = (),
+    layers: Any = None,
+    method: Any = OURS,
+) -> tuple[np.ndarray, list[str]]:
+    """(W+ `[A, B, num_ws, w_dim]`, step labels): `latents` edited by `steps`, then by `attribute`
+    at each alpha, all with `method`."""
+    step_labels: list[str] = []
+    if steps:
+        panels, step_labels = _run_sequence(editors, generator, latents, steps, layers, method)
+        base = panels[-1]
+    else:
+        base = np.asarray(edit.to_generator_ws(edit.to_editor_space(latents, editors.latent_shape), generator.num_ws))
+    return _sweep_latents(editors, generator, base, attribute, alphas, layers, method), step_labels
+
+
 def edit_sweep(
     generator: Any,
     editors: Any,
@@ -347,19 +368,12 @@ def edit_sweep(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", edit.AlphaRangeWarning)
         for method in methods:
-            panels, step_labels = _run_sequence(editors, generator, latents, steps, layers, method)
-            base = (
-                panels[-1]
-                if steps
-                else np.asarray(
-                    edit.to_generator_ws(edit.to_editor_space(latents, editors.latent_shape), generator.num_ws)
-                )
-            )
-            per_method.append(_sweep_latents(editors, generator, base, name, alphas, layers, method))
+            swept, step_labels = method_sweep(editors, generator, latents, name, alphas, steps, layers, method)
+            per_method.append(swept)
     ws = _by_rows(per_method)  # [A, B * M, num_ws, w_dim]
     count, rows = ws.shape[:2]
     batch, per_face = rows // len(methods), len(methods)
-    images = _render_panels(generator, ws.reshape((-1,) + ws.shape[2:]), noise_mode)
+    images = render_panels(generator, ws.reshape((-1,) + ws.shape[2:]), noise_mode)
     images = images.reshape((count, rows) + images.shape[1:]).transpose(1, 0, 2, 3, 4)  # [rows, A, H, W, 3]
     from jaxedit.viz.grid import labelled_grid
 

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from jaxedit.editing import edits as edit
-from jaxedit.editing.render import OURS, _render_panels, _run_sequence, _sweep_latents
+from jaxedit.editing.render import method_sweep, render_panels
 from jaxedit.errors import ConfigError
 from jaxedit.viz.grid import grid
 from jaxedit.viz.video import write_video
@@ -37,13 +37,7 @@ def sweep_latents(
     """W+ `[A, B, num_ws, w_dim]`: `latents` edited by `steps`, then by `attribute` at each alpha."""
     edit.check_compatible(editors, generator)
     name = tuple(editors.attributes)[edit.resolve_attribute(editors, attribute)]
-    alphas = np.asarray(alphas, np.float32)
-    if steps:
-        panels, _ = _run_sequence(editors, generator, latents, steps, layers, OURS)
-        base = panels[-1]
-    else:
-        base = np.asarray(edit.to_generator_ws(edit.to_editor_space(latents, editors.latent_shape), generator.num_ws))
-    return _sweep_latents(editors, generator, base, name, alphas, layers, OURS)
+    return method_sweep(editors, generator, latents, name, np.asarray(alphas, np.float32), steps, layers)[0]
 
 
 class _BatchedFrames:
@@ -58,7 +52,7 @@ class _BatchedFrames:
         if start != self.start:
             chunk = self.ws[start : start + self.batch_size]  # [b, B, num_ws, w_dim]
             flat = chunk.reshape((-1,) + chunk.shape[2:])
-            images = _render_panels(self.generator, flat, self.noise_mode, batch_size=len(flat))
+            images = render_panels(self.generator, flat, self.noise_mode, batch_size=len(flat))
             faces = images.reshape(chunk.shape[:2] + images.shape[1:])  # [b, B, H, W, 3]
             self.frames = [
                 face_row[0] if len(face_row) == 1 else grid(face_row, columns=len(face_row)) for face_row in faces
