@@ -2,9 +2,10 @@
 
 The writers take the images as an iterable of chunks [b, H, W, C] (`jaxedit.stylegan2.render.render_chunks`)
 and write each chunk as it comes, so memory does not grow with the number of images: a .npy is
-written header first, then row block by row block; one PNG per image is written and forgotten. A
-PNG grid is the exception (its pixels are assembled before it is encoded), so a grid holds at most
-`MAX_GRID_PIXELS` pixels of images. Everything that can be checked (path, grid size, free disk
+written header first, then row block by row block; one PNG per image is written and forgotten; a
+PNG grid is encoded band by band, one row of tiles at a time (`jaxedit.viz.png`). A grid holds at
+most `MAX_GRID_PIXELS` pixels of images, so that image viewers (and Pillow, whose decompression-bomb
+guard starts at 89M pixels) open it. Everything that can be checked (path, grid size, free disk
 space) is checked before the first chunk is asked for, and every file appears atomically
 (`jaxedit.io.atomic_file`).
 """
@@ -22,11 +23,12 @@ import numpy as np
 from jaxedit.errors import InputError
 from jaxedit.io import atomic_file
 from jaxedit.stylegan2.render import check_output_path
-from jaxedit.viz.grid import grid, save_png, to_uint8
+from jaxedit.viz.grid import grid_bands, grid_layout, to_uint8
+from jaxedit.viz.png import write_png
 
 MAX_GRID_PIXELS = 1 << 24
 """Most image pixels in one PNG grid (16,777,216: 16 images of 1024 x 1024, 256 of 256 x 256, 4,096 of
-64 x 64). A grid is assembled in memory (several copies of its pixels), so this bounds its memory."""
+64 x 64): a grid is for looking at; more images go to a .npy array or one PNG per image."""
 
 
 def check_output(path: str | os.PathLike, count: int, image_shape: Sequence[int]) -> None:
@@ -68,13 +70,11 @@ def write_images(
     image_shape = tuple(int(d) for d in image_shape)
     if path.suffix.lower() == ".npy":
         return _write_npy(path, chunks, count, image_shape)
-    tiles = np.empty((count, *image_shape), np.uint8)
-    filled = 0
-    for chunk in chunks:
-        tiles[filled : filled + len(chunk)] = to_uint8(chunk)
-        filled += len(chunk)
-    _check_count(filled, count)
-    return save_png(path, grid(tiles, columns=columns, labels=labels))
+    layout = grid_layout(count, image_shape, columns=columns, labels=labels)
+    with atomic_file(path, ".png") as staging:
+        with open(staging, "xb") as handle:
+            write_png(handle, layout.shape, grid_bands(layout, (to_uint8(chunk) for chunk in chunks), count))
+    return path
 
 
 def _check_count(given: int, count: int) -> None:
