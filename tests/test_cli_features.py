@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jaxedit.cli import train
+from jaxedit.cli import train, train_stages
 from jaxedit.cli.main import build_parser
 from jaxedit.cli.main import main as cli_main
 from jaxedit.viz.grid import grid, gutter_width, labelled_grid, to_uint8
@@ -25,7 +25,7 @@ def _all_parsers() -> dict[str, argparse.ArgumentParser]:
             parsers.update({f"jaxedit {name}": parser for name, parser in action.choices.items()})
     parsers["jaxedit train"] = train.pipeline_parser("jaxedit train")[0]
     for stage in train.STAGES:
-        parsers[f"jaxedit train {stage}"] = train.stage_parser(stage, f"jaxedit train {stage}")[0]
+        parsers[f"jaxedit train {stage}"] = train_stages.stage_parser(stage, f"jaxedit train {stage}")[0]
     return parsers
 
 

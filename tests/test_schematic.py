@@ -13,6 +13,7 @@ import pytest
 
 from jaxedit.attributes import ATTRIBUTES
 from jaxedit.data import schematic, synthetic
+from jaxedit.data.schematic_renderer import SchematicRenderer
 from jaxedit.errors import ConfigError, InputError
 
 SIZE = 128
@@ -168,7 +169,7 @@ def _smiling_walk(world, w, step=0.25, target=3.0, max_steps=100):
 
 
 def test_an_edit_through_the_world_moves_the_mouth(world):
-    renderer = schematic.SchematicRenderer(world, resolution=SIZE)
+    renderer = SchematicRenderer(world, resolution=SIZE)
     ws = synthetic.sample_latents(world, jax.random.key(7), 64)
     logits = np.asarray(synthetic.attribute_logits(world, ws))
     w = ws[int(np.argmin(logits[:, ATTRIBUTES.index("Smiling")]))]  # the least smiling of 64
@@ -185,7 +186,7 @@ def test_an_edit_through_the_world_moves_the_mouth(world):
 
 
 def test_renderer_mirrors_the_generator_interface(world):
-    renderer = schematic.SchematicRenderer(world, resolution=SIZE)
+    renderer = SchematicRenderer(world, resolution=SIZE)
     assert (renderer.resolution, renderer.num_ws, renderer.w_dim, renderer.z_dim) == (SIZE, 18, 128, 128)
     z = jax.random.normal(jax.random.key(0), (2, 128))
     ws = renderer.mapping(z)
@@ -201,4 +202,4 @@ def test_renderer_mirrors_the_generator_interface(world):
     with pytest.raises(InputError, match="ws"):
         renderer.synthesis(np.zeros((2, 5, 128), np.float32))
     with pytest.raises(ConfigError, match="resolution"):
-        schematic.SchematicRenderer(world, resolution=8)
+        SchematicRenderer(world, resolution=8)

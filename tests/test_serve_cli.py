@@ -57,7 +57,7 @@ def _run_dir(root: Path, generator: str = "") -> Path:
 
 
 def test_a_run_directory_is_served_with_the_schematic_of_its_world(tmp_path):
-    from jaxedit.data.schematic import SchematicRenderer
+    from jaxedit.data.schematic_renderer import SchematicRenderer
     from jaxedit.serve.models import load_models
     from jaxedit.serve.render import Renderer
 

@@ -40,7 +40,7 @@ def test_named_configs_carry_the_reference_presets():
 
 
 def _stage_config(argv: list[str]) -> TrainConfig:
-    from jaxedit.cli.train import stage_config, stage_parser
+    from jaxedit.cli.train_stages import stage_config, stage_parser
 
     parser, flags = stage_parser("classifier", "train.classifier")
     return stage_config(parser.parse_args(["--workdir", "unused", *argv]), flags)
@@ -95,7 +95,7 @@ def test_override_is_validated_and_reaches_nested_fields():
     ],
 )
 def test_bad_flags_fail_with_one_line_naming_the_flag(argv, message, tmp_path, capsys):
-    from jaxedit.cli.train import classifier_main
+    from jaxedit.cli.train_stages import classifier_main
 
     try:
         status = classifier_main(["--workdir", str(tmp_path / "w"), *argv])
@@ -116,7 +116,7 @@ def _run(main, argv, capsys):
 
 
 def test_cli_errors_are_one_line_without_traceback(tmp_path, capsys):
-    from jaxedit.cli.train import classifier_main, transformers_main
+    from jaxedit.cli.train_stages import classifier_main, transformers_main
 
     data = write_tiny_npz(tmp_path / "data.npz")
     cases = [

@@ -254,7 +254,7 @@ def test_a_nan_stops_training_naming_attribute_and_step_and_keeps_the_last_good_
 
 
 def test_an_absurd_learning_rate_fails_with_a_one_line_error(setup, tmp_path, capsys):
-    from jaxedit.cli.train import transformers_main as main
+    from jaxedit.cli.train_stages import transformers_main as main
     from tests.helpers.train_tiny import TINY_CLI, write_tiny_npz
 
     _, _, trainer, _, classifier_params = setup
@@ -297,7 +297,7 @@ def test_official_class_loss_is_finite_under_jit_for_one_sided_batches():
 def test_cli_resume_past_a_flipped_bit_says_so_and_matches_the_uninterrupted_run(setup, reference, tmp_path, capsys):
     """`python -m train.transformers ... --resume` after a bit flip in the newest checkpoint: exit 0,
     a line naming the skipped step and why, no traceback, editors equal to an uninterrupted run."""
-    from jaxedit.cli.train import transformers_main as main
+    from jaxedit.cli.train_stages import transformers_main as main
     from tests.helpers.train_tiny import TINY_CLI, write_tiny_npz
 
     _, _, _, _, classifier_params = setup

@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxedit.cli.train import classifier_main
+from jaxedit.cli.train_stages import classifier_main
 
 if __name__ == "__main__":
     sys.exit(classifier_main())

@@ -2,7 +2,7 @@
 
 import sys
 
-from jaxedit.cli.train import transformers_main
+from jaxedit.cli.train_stages import transformers_main
 
 if __name__ == "__main__":
     sys.exit(transformers_main())

@@ -37,7 +37,7 @@ def _method_list(given) -> list[str]:
 
 
 def add_parser(subparsers) -> None:
-    from jaxedit.editing.render import parse_edit_spec, parse_sweep_spec
+    from jaxedit.editing.requests import parse_edit_spec, parse_sweep_spec
     from jaxedit.stylegan2.render import parse_seeds
 
     parser = subparsers.add_parser(
@@ -171,7 +171,8 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
-    from jaxedit.editing.render import edit_strip, edit_sweep, load_latent_file, save_latents, seeds_latents
+    from jaxedit.editing.render import edit_strip, edit_sweep
+    from jaxedit.editing.requests import load_latent_file, save_latents, seeds_latents
     from jaxedit.stylegan2.render import check_output_path
     from jaxedit.viz.grid import save_png
 
@@ -329,7 +330,7 @@ def _warn(messages) -> None:
 def _write_pasted(args, generator, photo, latents, label: str) -> int:
     """latents: W+ [P, 1, num_ws, w_dim] of the reconstruction and each step; the last is pasted."""
     from jaxedit.editing.photo import paste_edit
-    from jaxedit.editing.render import save_latents
+    from jaxedit.editing.requests import save_latents
     from jaxedit.encoders.photo import save_format, save_photo
 
     pasted = paste_edit(generator, latents[-1], photo, noise_mode=args.noise)
@@ -352,7 +353,7 @@ def _load_models(args) -> tuple:
     from jaxedit.stylegan2 import load_generator
 
     if args.editors_dir is None:
-        from jaxedit.data.schematic import SchematicRenderer
+        from jaxedit.data.schematic_renderer import SchematicRenderer
         from jaxedit.serve.models import load_run
 
         generator, editors = load_run(args.gen_dir)
@@ -374,7 +375,7 @@ def _check_video_flags(args, methods) -> None:
 
 
 def _write_video(args, generator, editors, latents) -> int:
-    from jaxedit.editing.render import save_latents
+    from jaxedit.editing.requests import save_latents
     from jaxedit.editing.video import sweep_video
 
     name, alphas = args.sweep

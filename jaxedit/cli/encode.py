@@ -115,7 +115,7 @@ def run(args) -> int:
     import numpy as np
 
     from jaxedit.editing.photo import check_latent_spaces, crop_at, encode_photos
-    from jaxedit.editing.render import save_latents
+    from jaxedit.editing.requests import save_latents
     from jaxedit.encoders import load_encoder
     from jaxedit.stylegan2.render import check_output_path
 

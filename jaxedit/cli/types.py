@@ -119,6 +119,13 @@ def library(parse: Callable[[str], Any], name: str = "value") -> Callable[[str],
     return convert
 
 
+def method_preset(text: str):
+    """A method preset name ("paper", "official") -> its `MethodPreset`."""
+    from jaxedit.latent.presets import get_preset
+
+    return library(get_preset, "preset")(text)
+
+
 def attribute_list(text: str) -> str:
     """Attribute names or indices, comma-separated, or 'all' (checked here, kept as text)."""
     from jaxedit.attributes import parse_attributes

@@ -42,7 +42,7 @@ def load_run(run_dir: str | Path, resolution: int = SCHEMATIC_RESOLUTION) -> tup
 
 def schematic_face(editors: Any, resolution: int = SCHEMATIC_RESOLUTION) -> Any:
     """The schematic renderer of the synthetic world `editors` were trained in."""
-    from jaxedit.data.schematic import SchematicRenderer
+    from jaxedit.data.schematic_renderer import SchematicRenderer
     from jaxedit.eval.suite import synthetic_world_for
 
     return SchematicRenderer(synthetic_world_for(editors), resolution=resolution)

@@ -142,7 +142,7 @@ class Timings:
 class Renderer:
     """Owns the face model, the editors and (optionally) an encoder; renders `EditRequest`s.
 
-    face: a `LoadedGenerator` or a `jaxedit.data.schematic.SchematicRenderer` (anything with
+    face: a `LoadedGenerator` or a `jaxedit.data.schematic_renderer.SchematicRenderer` (anything with
     `mapping`, `synthesis`, `num_ws`, `w_dim`, `z_dim`, `w_avg`, `resolution`).
     editors: loaded `Editors` whose latents fit the face (`check_compatible`).
     encoder: a `LoadedEncoder` for photos (W+ editors only), or None.
