@@ -106,7 +106,7 @@ def pipeline_parser(prog: str) -> tuple[OneLineErrorParser, dict[str, str]]:
         help="converted generator directory: use its mapping network for the latents",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller samples and epochs (under 3 minutes on 2 CPU cores)"
+        "--quick", action="store_true", help="smaller samples and epochs (paper preset: 2 minutes on 2 CPU cores)"
     )
     parser.add_argument("--seed", type=types.seed, default=argparse.SUPPRESS, help="seeds everything (default 0)")
     parser.add_argument(
