@@ -14,7 +14,8 @@ from jaxedit.latent import PRESETS, save_editors
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.latent.provenance import make_provenance
 from jaxedit.training.steps import ClassifierTrainer, TransformerTrainer
-from jaxedit.viz.grid import gutter_width, panel_origin, to_uint8
+from jaxedit.viz.grid import gutter_width, to_uint8
+from tests.helpers.panels import panel_origin
 from tests.helpers.paths import STYLEGAN2_FIXTURES
 
 RES = 64  # the fixture generator's resolution

@@ -9,7 +9,6 @@ import pytest
 from jaxedit.attributes import ATTRIBUTES
 from jaxedit.data.latents import (
     epoch_indices,
-    gather_batches,
     load_latent_dataset,
     make_dataset,
     save_latent_dataset,
@@ -106,7 +105,7 @@ def test_epoch_indices_are_seeded_permutations_of_full_batches():
     assert not np.array_equal(first, np.asarray(epoch_indices(0, 1, 100, 32)))  # next epoch reshuffles
     assert not np.array_equal(first, np.asarray(epoch_indices(1, 0, 100, 32)))  # another seed
     latents = jnp.arange(100.0)[:, None] * jnp.ones((1, 4))
-    batches = gather_batches(latents, jnp.asarray(first))
+    batches = latents[jnp.asarray(first)]
     assert batches.shape == (3, 32, 4)
     np.testing.assert_array_equal(np.asarray(batches[:, :, 0]), first.astype(np.float32))
     with pytest.raises(InputError, match="no full batch"):

@@ -34,7 +34,8 @@ from jaxedit.encoders.align import align_face
 from jaxedit.encoders.photo import load_photo
 from jaxedit.latent import PRESETS, classifier_from_preset, save_editors, transformer_from_preset
 from jaxedit.latent.modules import init_classifier_params, init_transformer_params
-from jaxedit.viz.grid import gutter_width, panel_origin, to_uint8
+from jaxedit.viz.grid import gutter_width, to_uint8
+from tests.helpers.panels import panel_origin
 from tests.helpers.paths import FIXTURES, STYLEGAN2_FIXTURES
 
 ENCODERS = FIXTURES / "encoders"

@@ -216,8 +216,3 @@ def epoch_indices(seed: int | jax.Array, epoch: int | jax.Array, num_samples: in
     key = jax.random.key(int(seed)) if isinstance(seed, (int, np.integer)) else seed
     order = jax.random.permutation(jax.random.fold_in(key, epoch), num_samples)
     return order[: steps * batch_size].reshape(steps, batch_size).astype(jnp.int32)
-
-
-def gather_batches(array: jax.Array, indices: jax.Array) -> jax.Array:
-    """array[indices] on device: [N, ...] with int [S, B] (or [B]) -> [S, B, ...] (or [B, ...])."""
-    return jnp.take(array, indices, axis=0)

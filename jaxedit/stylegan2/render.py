@@ -73,12 +73,6 @@ class SeedLatents:
         return z_from_seeds(list(self.seeds[rows]), self.z_dim)
 
 
-def expected_latent_shape(generator: LoadedGenerator, kind: str) -> list:
-    return {"z": ["B", generator.z_dim], "w": ["B", generator.w_dim], "ws": ["B", generator.num_ws, generator.w_dim]}[
-        kind
-    ]
-
-
 def _read_npy(path: str | os.PathLike) -> np.ndarray:
     """The array of a .npy file (never a pickle; its header checked against the file before
     anything is allocated, `jaxedit.io.load_array`); one-line InputError naming the file otherwise."""
@@ -268,14 +262,6 @@ def _chunks(latents: np.ndarray | SeedLatents, batch_size: int, progress: bool) 
         starts = tqdm(starts, desc="generating", unit="batch", total=len(starts), disable=None)
     for index, start in enumerate(starts):
         yield index, latents[start : start + batch_size]
-
-
-def save_images(path: str | os.PathLike, images: np.ndarray, columns: int | None = None) -> Path:
-    """`.npy`: raw float32 [B, H, W, C]; `.png`: a uint8 grid of [-1, 1] images. Atomic rename."""
-    from jaxedit.viz.image_files import write_images
-
-    images = np.asarray(images)
-    return write_images(path, [images], len(images), images.shape[1:], columns)
 
 
 def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = (".png", ".npy")) -> None:

@@ -149,18 +149,6 @@ def save_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     return path
 
 
-def save_grid(
-    path: str | os.PathLike,
-    images,
-    columns: int | None = None,
-    gutter: int | None = None,
-    value_range: tuple[float, float] = (-1.0, 1.0),
-    labels: Sequence[str] | None = None,
-) -> Path:
-    """Float images [B, H, W, C] on `value_range` -> one PNG grid at `path` (see `grid`)."""
-    return save_png(path, grid(to_uint8(images, value_range), columns=columns, gutter=gutter, labels=labels))
-
-
 # ---- labelled strips and grids -----------------
 
 
@@ -359,18 +347,6 @@ class GridLayout:
         draw_labels(ImageDraw.Draw(picture))
         result = np.asarray(picture)
         return result[..., None] if self.channels == 1 else result
-
-
-def panel_origin(
-    shape: Sequence[int], rows: int, columns: int, tile: Sequence[int], row: int, column: int, gutter: int | None = None
-) -> tuple[int, int]:
-    """(y, x) of panel (row, column) in a `labelled_grid` image of `shape` without cell labels:
-    the label bands sit above and to the left, so they follow from the image size."""
-    height, width = int(tile[0]), int(tile[1])
-    gutter = gutter_width(width) if gutter is None else int(gutter)
-    top = int(shape[0]) - rows * height - (rows - 1) * gutter
-    left = int(shape[1]) - columns * width - (columns - 1) * gutter
-    return top + row * (height + gutter), left + column * (width + gutter)
 
 
 def labelled_strip(images: np.ndarray, labels, font_size: int | None = None) -> np.ndarray:
