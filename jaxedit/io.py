@@ -31,6 +31,19 @@ from jaxedit.atomic import atomic_write_text as atomic_write_text
 from jaxedit.errors import InputError, sanitize
 
 
+def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = (".png", ".npy")) -> None:
+    """Fail before any work when an output path has another extension or cannot be a file."""
+    if Path(path).suffix.lower() not in suffixes:
+        raise InputError(f"{path}: expected a {' or '.join(suffixes)} path")
+    if Path(path).is_dir():
+        raise InputError(f"{path}: is a directory")
+    for parent in Path(path).parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{path}: {parent} is not a directory")
+            break
+
+
 def sha256_file(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     """Hex sha256 of a file, read in chunks."""
     digest = hashlib.sha256()

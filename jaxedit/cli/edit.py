@@ -173,7 +173,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     from jaxedit.editing.render import edit_strip, edit_sweep
     from jaxedit.editing.requests import load_latent_file, save_latents, seeds_latents
-    from jaxedit.stylegan2.render import check_output_path
+    from jaxedit.io import check_output_path
     from jaxedit.viz.grid import save_png
 
     _check_photo_flags(args)
@@ -284,7 +284,7 @@ def _check_photo_output(out: str) -> None:
     """--out with --paste-back: an image extension Pillow can write, or none (the photo's format)."""
     from PIL import Image
 
-    from jaxedit.stylegan2.render import check_output_path
+    from jaxedit.io import check_output_path
 
     suffix = Path(out).suffix.lower()
     Image.init()

@@ -117,7 +117,7 @@ def run(args) -> int:
     from jaxedit.editing.photo import check_latent_spaces, crop_at, encode_photos
     from jaxedit.editing.requests import save_latents
     from jaxedit.encoders import load_encoder
-    from jaxedit.stylegan2.render import check_output_path
+    from jaxedit.io import check_output_path
 
     with flag_named("--out"):
         check_output_path(args.out, (".npy",))

@@ -94,6 +94,7 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    from jaxedit.io import check_output_path
     from jaxedit.stylegan2 import load_generator, render
     from jaxedit.stylegan2.loading import check_truncation_cutoff
     from jaxedit.viz import image_files
@@ -102,7 +103,7 @@ def run(args) -> int:
         return _style_mix(args)
     if args.out is not None:
         with flag_named("--out"):
-            render.check_output_path(args.out)
+            check_output_path(args.out)
     else:
         with flag_named("--outdir"):
             image_files.check_output_directory(args.outdir)
@@ -149,7 +150,8 @@ def run(args) -> int:
 
 def _style_mix(args) -> int:
     from jaxedit.errors import ConfigError
-    from jaxedit.stylegan2 import load_generator, render, style_mixing
+    from jaxedit.io import check_output_path
+    from jaxedit.stylegan2 import load_generator, style_mixing
     from jaxedit.stylegan2.loading import check_truncation_cutoff
     from jaxedit.viz.grid import save_png
 
@@ -159,7 +161,7 @@ def _style_mix(args) -> int:
     if given or args.noise == "random":
         raise ConfigError(f"--style-mix: {', '.join(given) or '--noise random'} does not apply to the figure")
     with flag_named("--out"):
-        render.check_output_path(args.out, (".png",))
+        check_output_path(args.out, (".png",))
     generator = load_generator(args.gen_dir, precision=args.precision)
     with flag_named("--truncation-cutoff"):
         check_truncation_cutoff(args.truncation_cutoff, generator.num_ws)

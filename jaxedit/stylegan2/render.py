@@ -16,7 +16,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -262,19 +261,6 @@ def _chunks(latents: np.ndarray | SeedLatents, batch_size: int, progress: bool) 
         starts = tqdm(starts, desc="generating", unit="batch", total=len(starts), disable=None)
     for index, start in enumerate(starts):
         yield index, latents[start : start + batch_size]
-
-
-def check_output_path(path: str | os.PathLike, suffixes: tuple[str, ...] = (".png", ".npy")) -> None:
-    """Fail before any work when an output path has another extension or cannot be a file."""
-    if Path(path).suffix.lower() not in suffixes:
-        raise InputError(f"{path}: expected a {' or '.join(suffixes)} path")
-    if Path(path).is_dir():
-        raise InputError(f"{path}: is a directory")
-    for parent in Path(path).parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise InputError(f"{path}: {parent} is not a directory")
-            break
 
 
 def describe(array: Any) -> str:

@@ -21,8 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from jaxedit.errors import InputError
-from jaxedit.io import atomic_file
-from jaxedit.stylegan2.render import check_output_path
+from jaxedit.io import atomic_file, check_output_path
 from jaxedit.viz.grid import grid_bands, grid_layout, to_uint8
 from jaxedit.viz.png import write_png
 
