@@ -48,9 +48,9 @@ def batch_placer(devices=None) -> Callable[[jax.Array], jax.Array]:
     devices = list(devices or jax.local_devices())
     if len(devices) == 1:
         return lambda batch: jax.device_put(batch, devices[0])
-    from jaxedit.training.sharding import data_sharding, make_mesh
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-    sharding = data_sharding(make_mesh(1, len(devices), devices=devices))  # the "data" axis of the jaxedit mesh
+    sharding = NamedSharding(Mesh(np.asarray(devices), ("data",)), PartitionSpec("data"))
     return lambda batch: jax.device_put(batch, sharding)
 
 
