@@ -86,14 +86,7 @@ def pipeline_parser(prog: str) -> tuple[OneLineErrorParser, dict[str, str]]:
     parser = OneLineErrorParser(prog=prog, description=pipeline.__doc__.splitlines()[0], allow_abbrev=False)
     if prog.startswith("jaxedit"):
         parser.epilog = "The stages alone, on your own latents: jaxedit train classifier|transformers --help."
-    parser.add_argument(
-        "--preset",
-        dest="method",
-        type=types.method_preset,
-        default=argparse.SUPPRESS,
-        metavar="{paper,official}",
-        help="paper: W (default); official: W+",
-    )
+    types.add_preset_flag(parser, "paper: W (default); official: W+")
     parser.add_argument("--out", default=argparse.SUPPRESS, help="run directory (default runs/<UTC timestamp>)")
     parser.add_argument(
         "--resume",

@@ -54,14 +54,7 @@ def stage_parser(stage: str, prog: str) -> tuple[OneLineErrorParser, dict[str, s
     parser.add_argument("--workdir", required=True, help="directory for checkpoints, metrics, plots and the result")
     parser.add_argument("--resume", action="store_true", help="continue from the newest complete checkpoint in WORKDIR")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
-    parser.add_argument(
-        "--preset",
-        dest="method",
-        type=types.method_preset,
-        default=argparse.SUPPRESS,
-        metavar="{paper,official}",
-        help="swap the whole method preset",
-    )
+    types.add_preset_flag(parser, "swap the whole method preset")
     run_fields = parser.add_argument_group("run fields (jaxedit.training.configs.TrainConfig)")
     flags = types.add_config_flags(
         run_fields,

@@ -126,6 +126,13 @@ def method_preset(text: str):
     return library(get_preset, "preset")(text)
 
 
+def add_preset_flag(parser, help: str) -> None:
+    """`--preset {paper,official}`: swaps the whole method preset (stored as `method`)."""
+    parser.add_argument(
+        "--preset", dest="method", type=method_preset, default=argparse.SUPPRESS, metavar="{paper,official}", help=help
+    )
+
+
 def attribute_list(text: str) -> str:
     """Attribute names or indices, comma-separated, or 'all' (checked here, kept as text)."""
     from jaxedit.attributes import parse_attributes
