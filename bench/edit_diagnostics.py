@@ -14,7 +14,9 @@ every change is printed and recorded), and after every epoch measures on `--coun
   world's label: the paper's classification accuracy;
 - `kept`: attribute preservation (other world labels unchanged, over flipped edits);
 - `move`: mean ||T(w) - w|| (W units) and `in_subspace`: the share of ||T(w) - w||^2 inside the
-  world's attribute subspace (the moves that can change labels; the rest changes identity only);
+  world's attribute subspace (the moves that can change labels; the rest changes identity only).
+  W+: both of the move's mean over the layer group the attribute reads (as the world reads it),
+  and `on_read_layers`: the share of the move's ||T(w) - w||^2 that lies on those layers;
 - the training loss terms, averaged over the epoch;
 - once: the share of InterFaceGAN's normal (fitted as the evaluation fits it) in that subspace.
 
@@ -101,6 +103,7 @@ def run(args: argparse.Namespace) -> dict:
     steps_per_epoch = args.transformer_samples // preset.batch_size
     apply_t = jax.jit(lambda p, w, a: trainer.transformer.apply({"params": p}, w, a))
     mask = preset.edit_layer_mask()
+    groups = synthetic.layer_groups(fresh.shape[1]) if fresh.ndim == 3 else None
 
     def edit(params, sign):
         alpha = jnp.asarray(sign * args.alpha, jnp.float32)
@@ -130,7 +133,12 @@ def run(args: argparse.Namespace) -> dict:
             c_edited = edit(params, np.where(c_positive, -1.0, 1.0).astype(np.float32))
             c_after = np.asarray(trainer.classifier.apply({"params": classifier_params}, c_edited))[:, j] > 0
             delta = np.asarray(edited - fresh, np.float64)
-            delta = delta if delta.ndim == 2 else delta.mean(axis=1)  # W+: the layer mean the world reads
+            on_read_layers = None
+            if delta.ndim == 3:  # W+: the mean of the layer group this attribute reads
+                first, stop = groups[int(world.params["group"][j])]
+                per_layer = np.sum(delta**2, axis=2)
+                on_read_layers = float(np.sum(per_layer[:, first:stop]) / max(np.sum(per_layer), 1e-12))
+                delta = delta[:, first:stop].mean(axis=1)
             inside = np.sum((delta @ basis) ** 2, axis=1)
             total = np.sum(delta**2, axis=1)
             rows.append(
@@ -142,6 +150,7 @@ def run(args: argparse.Namespace) -> dict:
                     "kept": kept,
                     "move": float(np.mean(np.sqrt(total))),
                     "in_subspace": float(np.sum(inside) / max(np.sum(total), 1e-12)),
+                    **({} if on_read_layers is None else {"on_read_layers": on_read_layers}),
                     **{f"loss_{term}": float(values[k]) for term, values in losses.items()},
                 }
             )
@@ -167,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
 
 HEADER = (
     "| epoch | attribute | C flipped | accuracy (world) | attributes kept | mean move | share in attribute subspace "
-    "| loss: class / attribute / recon | training flip rate (C) |"
+    "| loss: class / attribute / recon | training flip rate (C) | W+: share of the move on the layers read |"
 )
 
 
@@ -176,7 +185,8 @@ def _format_row(row: dict) -> str:
         f"| {row['epoch']} | {row['attribute']} | {100 * row['c_flip']:.1f} | {100 * row['accuracy']:.1f} "
         f"| {100 * row['kept']:.1f} | {row['move']:.2f} | {100 * row['in_subspace']:.1f} "
         f"| {row.get('loss_class', float('nan')):.3f} / {row.get('loss_attribute', float('nan')):.3f} / "
-        f"{row.get('loss_recon', float('nan')):.4f} | {100 * row.get('loss_flip_rate', float('nan')):.1f} |"
+        f"{row.get('loss_recon', float('nan')):.4f} | {100 * row.get('loss_flip_rate', float('nan')):.1f} "
+        f"| {100 * row.get('on_read_layers', float('nan')):.1f} |"
     )
 
 
@@ -195,7 +205,7 @@ def main(argv=None) -> int:
     result = run(args)
     print(f"{result['settings']['preset']['name']} preset, changes {result['settings']['changes'] or 'none'}:")
     print(HEADER)
-    print("|" + "---|" * 9)
+    print("|" + "---|" * 10)
     for row in result["rows"]:
         print(_format_row(row))
     print(
