@@ -20,10 +20,12 @@ import pytest
 from PIL import Image
 
 from jaxedit.editing import edits as edit_lib
+from jaxedit.latent import load_editors
 from jaxedit.serve import uploads
 from jaxedit.serve.server import make_server, serve_in_thread
+from jaxedit.stylegan2 import load_generator
 from jaxedit.viz.grid import to_uint8
-from tests.helpers.serve import PHOTO_FIXTURE, make_renderer, shared_editor_dirs
+from tests.helpers.serve import PHOTO_FIXTURE, make_renderer, random_paper_editors, shared_editor_dirs
 
 PREVIEW = 32
 
@@ -188,6 +190,40 @@ def test_latent_upload_becomes_the_face(served):
     by_file = call(server, "POST", "/api/render", {"source": {"latent": upload_id}, "truncation": 0.5})[2]
     by_seed = call(server, "POST", "/api/render", {"source": {"seed": 3}, "truncation": 0.5})[2]
     np.testing.assert_array_equal(png_array(by_file), png_array(by_seed))
+
+
+def test_w_editors_edit_a_photos_distinct_layers_one_by_one(tmp_path_factory):
+    """Paper-kind (W) editors serve photos too: with an encoder they are accepted, and a W+ latent
+    whose layers differ (what the encoder returns) is edited layer by layer, as the library's
+    `apply_sequence` edits it."""
+    gen_dir, _, encoder_dir = shared_editor_dirs(tmp_path_factory)
+    generator = load_generator(gen_dir)
+    editors_dir = random_paper_editors(
+        tmp_path_factory.mktemp("paper_editors"), generator.w_dim, ["Smiling", "Young"], generator
+    )
+    server = make_server(make_renderer(gen_dir, editors_dir, encoder_dir), "127.0.0.1", 0)
+    serve_in_thread(server)
+    try:
+        assert json.loads(call(server, "GET", "/api/info")[2])["encoder"] is True
+        mapped = [
+            np.asarray(generator.mapping(np.random.RandomState(s).randn(1, 32).astype(np.float32))) for s in (3, 4)
+        ]
+        ws = np.concatenate([mapped[0][:, :4], mapped[1][:, 4:]], axis=1)[0]  # distinct layers
+        code, _, body = call(server, "POST", "/api/latent", _npy(ws))
+        assert code == 200, body
+        steps = [["Smiling", 1.0], ["Young", -0.5]]
+        body = {"source": {"latent": json.loads(body)["id"]}, "edits": steps, "truncation": 1.0}
+        code, _, npy = call(server, "POST", "/api/latents", body)
+        assert code == 200, npy
+        latents = np.load(io.BytesIO(npy), allow_pickle=False)
+        expected = edit_lib.apply_sequence(load_editors(editors_dir), ws[None], [tuple(s) for s in steps])[-1]
+        np.testing.assert_allclose(latents, np.asarray(expected), rtol=1e-5, atol=1e-5)
+        moves = latents[0] - ws
+        assert np.abs(moves).max(axis=1).min() > 1e-3  # every layer edited
+        assert not np.allclose(moves[0], moves[-1], atol=1e-3)  # each by its own move
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_static_files_and_page(served):

@@ -108,24 +108,27 @@ def _is_schematic(face: Any) -> bool:
 
 
 def _edit_function(editors: Any, num_ws: int):
-    """The jitted edit chain (module docstring, step 2) for these editors' module and latent space."""
+    """The jitted edit chain (module docstring, step 2) for these editors' module and latent space.
+
+    W editors edit each W+ layer on its own, as `jaxedit.apply_edit` does (for a seed's equal layers
+    that is the W edit of the shared w; a photo's W+ layers differ).
+    """
     module = editors.transformer_module
     w_space = len(tuple(editors.latent_shape)) == 1
 
     def run(transformer_params, w_avg, base, psi, slots, alphas, count, mask):
         truncated = w_avg + psi * (base - w_avg)  # [1, num_ws, w_dim], as generator.truncate
-        start = truncated[:, 0] if w_space else truncated
+        start = truncated[0] if w_space else truncated  # W editors: the layers as a batch [num_ws, w_dim]
         keep = mask[:, None]
 
         def step(i, current):
             params = jax.tree.map(lambda leaf: leaf[slots[i]], transformer_params)
-            edited = module.apply({"params": params}, current, alphas[i][None])
-            return edited if w_space else jnp.where(keep, edited, current)
+            alpha = jnp.broadcast_to(alphas[i], current.shape[:1])
+            edited = module.apply({"params": params}, current, alpha)
+            return jnp.where(keep, edited, current)
 
         edited = jax.lax.fori_loop(0, count, step, start)
-        if w_space:
-            edited = jnp.where(keep, jnp.broadcast_to(edited[:, None], truncated.shape), truncated)
-        return edited
+        return edited[None] if w_space else edited
 
     return jax.jit(run)
 
@@ -145,7 +148,7 @@ class Renderer:
     face: a `LoadedGenerator` or a `jaxedit.data.schematic_renderer.SchematicRenderer` (anything with
     `mapping`, `synthesis`, `num_ws`, `w_dim`, `z_dim`, `w_avg`, `resolution`).
     editors: loaded `Editors` whose latents fit the face (`check_compatible`).
-    encoder: a `LoadedEncoder` for photos (W+ editors only), or None.
+    encoder: a `LoadedEncoder` for photos, or None (W editors edit a photo's W+ layers one by one).
     preview: "auto" (use the preview when faster, decided by `warm_up`), "on" or "off".
     preview_resolution: default `default_preview_resolution(resolution, schematic)`.
 
@@ -166,10 +169,6 @@ class Renderer:
         if editors.transformer_params is None or not editors.attributes:
             raise ConfigError("these editors hold a classifier only: no attribute transformer to put on a slider")
         if encoder is not None:
-            if len(tuple(editors.latent_shape)) != 2:
-                raise ConfigError(
-                    "photos are encoded to W+ latents, but these editors work on W latents: no encoder with them"
-                )
             if (encoder.num_ws, encoder.w_dim) != (face.num_ws, face.w_dim):
                 raise ConfigError(
                     f"the encoder gives W+ [{encoder.num_ws}, {encoder.w_dim}] latents, the generator takes "

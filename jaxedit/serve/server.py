@@ -37,8 +37,6 @@ import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
-
 from jaxedit.errors import JaxeditError, sanitize
 from jaxedit.serve import state, uploads
 from jaxedit.serve.render import Renderer, encode_png
@@ -306,8 +304,6 @@ class EditorHandler(http.server.BaseHTTPRequestHandler):
         if route == "/api/latent":
             data = self._read_body(uploads.MAX_LATENT_BYTES)
             ws = uploads.decode_latent(data, renderer.num_ws, renderer.w_dim)
-            if len(tuple(renderer.editors.latent_shape)) == 1 and not np.allclose(ws, ws[:, :1], atol=1e-6, rtol=0):
-                raise RequestError("latent: these editors work on W latents; this W+ latent has distinct layers")
             self._send_json({"id": server.uploads.add("latent", uploads.LatentUpload(ws))})
             return
         request = state.parse_request(self._json_body(), renderer.limits, need_attribute=route == "/api/video")

@@ -57,6 +57,45 @@ def random_official_editors(
     )
 
 
+def random_paper_editors(root: Path, w_dim: int, attributes: list[str], generator, seed: int = 0) -> Path:
+    """An editors directory of paper-kind W editors on `w_dim` latents for `attributes`: the paper
+    preset shrunk (classifier hidden 16, transformer hidden 32), LeCun-normal kernels and
+    N(0, 0.3^2) biases, so every edit moves the latent; recorded as made for `generator`."""
+    from jaxedit.latent import PRESETS, save_editors
+    from jaxedit.latent.modules import (
+        classifier_from_preset,
+        init_classifier_params,
+        init_transformer_params,
+        transformer_from_preset,
+    )
+    from jaxedit.latent.provenance import make_provenance
+
+    preset = PRESETS["paper"].replace(w_dim=w_dim, classifier_hidden=(16,), transformer_hidden=32)
+    rng = np.random.default_rng(seed)
+
+    def draw(leaf, stacked: int | None = None):
+        shape = leaf.shape if stacked is None else (stacked, *leaf.shape)
+        if len(leaf.shape) == 2:
+            return (rng.standard_normal(shape) / np.sqrt(leaf.shape[0])).astype(np.float32)
+        return (0.3 * rng.standard_normal(shape)).astype(np.float32)
+
+    classifier = jax.tree.map(
+        draw,
+        jax.eval_shape(lambda: init_classifier_params(classifier_from_preset(preset), jax.random.key(0))),
+    )
+    shapes = jax.eval_shape(lambda: init_transformer_params(transformer_from_preset(preset), jax.random.key(0)))
+    params = jax.tree.map(lambda leaf: draw(leaf, len(attributes)), shapes)
+    return save_editors(
+        root / "paper_editors",
+        preset,
+        classifier,
+        params,
+        attributes,
+        training={"origin": "test"},
+        provenance=make_provenance(preset, origin="trained", generator=generator),
+    )
+
+
 def editor_dirs(root: Path) -> tuple[Path, Path, Path]:
     """(generator dir, editors dir, encoder dir) converted from the small pSp fixture under `root`;
     the editors record that generator as theirs."""
