@@ -31,6 +31,7 @@ RUN_HELP = {
     "labels": "labels .npy [N, 40], 0/1 or -1/1",
     "attributes": "transformers to train: CelebA names or indices, comma-separated, or all",
     "classifier": "a classifier workdir or any editors directory (default: WORKDIR/classifier)",
+    "generator": "the converted generator whose mapping made --latents: the editors record it",
     "checkpoint_seconds": "save every this many seconds (0: off)",
     "checkpoint_every": "save every this many steps (0: off)",
     "max_steps": "stop after this many steps (0: the full schedule)",

@@ -40,6 +40,7 @@ RESUME_FREE_FIELDS = (
     "keep_checkpoints",
     "max_steps",
     "classifier",
+    "generator",
     "latents",
     "labels",
     "mesh_attributes",

@@ -46,6 +46,9 @@ class TrainConfig:
     max_steps: stop after this many steps (0: the full schedule of `epochs`).
     attributes: transformers to train: comma-separated names or indices, or "all".
     classifier: directory of a trained classifier (transformer training; empty: `WORKDIR/classifier`).
+    generator: directory of the converted generator whose mapping made `latents` (transformer
+      training): the editors record it (`jaxedit.latent.provenance`), so `jaxedit edit` and
+      `check_editors_generator` can tell it from another generator; empty: recorded as unknown.
     progress: show tqdm bars.
     mesh_attributes, mesh_data: the device mesh (`jaxedit.training.sharding.make_mesh`): transformers split
       over `mesh_attributes` devices (0: all devices left over), batches over `mesh_data`. With one
@@ -70,6 +73,7 @@ class TrainConfig:
     max_steps: int = 0
     attributes: str = "all"
     classifier: str = ""
+    generator: str = ""
     progress: bool = True
     mesh_attributes: int = 0
     mesh_data: int = 1

@@ -23,12 +23,16 @@ from jaxedit.training.configs import TrainConfig
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
-    """latents [N, *latent_shape] float32; labels [N, A] float32 in {0, 1}; rows [0, num_train) train."""
+    """latents [N, *latent_shape] float32; labels [N, A] float32 in {0, 1}; rows [0, num_train) train.
+
+    world: the synthetic world's `WorldConfig` dict when the latents come from it (else None).
+    """
 
     latents: np.ndarray
     labels: np.ndarray
     num_train: int
     source: str = ""
+    world: dict | None = None
 
     def __post_init__(self) -> None:
         if self.latents.shape[0] != self.labels.shape[0]:
@@ -135,9 +139,10 @@ def synthetic_data(config: TrainConfig) -> TrainingData:
     key = jax.random.fold_in(jax.random.key(config.synthetic_seed), 7)
     latents = world_lib.sample_latents(world, key, config.synthetic_samples, space=method.space)
     labels = world_lib.attribute_labels(world, latents)
-    return from_arrays(
+    data = from_arrays(
         np.asarray(latents),
         np.asarray(labels),
         method.train_fraction,
         source=f"synthetic world seed {config.synthetic_seed}",
     )
+    return dataclasses.replace(data, world=world_config.to_dict())

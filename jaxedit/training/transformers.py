@@ -33,6 +33,7 @@ from jaxedit.errors import ConfigError
 from jaxedit.latent.editors import load_editors, save_editors
 from jaxedit.latent.losses import correlation_matrix
 from jaxedit.latent.modules import init_transformer_params
+from jaxedit.latent.provenance import describe_shape, make_provenance
 from jaxedit.training import sharding
 from jaxedit.training.checkpoint import PreemptionGuard
 from jaxedit.training.common import (
@@ -137,6 +138,33 @@ def load_classifier_params(path: str | Path, config: TrainConfig) -> Any:
     return jax.tree.map(np.asarray, editors.classifier_params)
 
 
+def editors_provenance(config: TrainConfig, data: TrainingData) -> dict:
+    """What the trained editors record (`jaxedit.latent.provenance`): the generator of
+    `config.generator` (its latent size checked against the preset's), else the synthetic world the
+    data came from, else a note that the latents' generator is unknown."""
+    method = config.method
+    if config.generator:
+        from jaxedit.stylegan2 import load_generator
+
+        generator = load_generator(config.generator)
+        expected = tuple(method.latent_shape)
+        actual = (generator.w_dim,) if len(expected) == 1 else (generator.num_ws, generator.w_dim)
+        if actual != expected:
+            raise ConfigError(
+                f"generator {config.generator}: its latents are {describe_shape(actual)}, "
+                f"the {method.name} preset here trains on {describe_shape(expected)}"
+            )
+        return make_provenance(method, origin="trained", generator=generator)
+    if data.world is not None:
+        return make_provenance(method, origin="trained", world=data.world)
+    source = data.source or "latents given as arrays"
+    return make_provenance(
+        method,
+        origin="trained",
+        note=f"trained on {source}; their generator was not given (train with --generator GEN_DIR to record it)",
+    )
+
+
 def train_transformers(
     config: TrainConfig,
     data: TrainingData,
@@ -168,6 +196,7 @@ def train_transformers(
     if not indices:
         raise ConfigError("no attributes to train")
     names = tuple(attribute_name(j) for j in indices)
+    provenance = editors_provenance(config, data)
     schedule = transformer_schedule(config, data.num_train)
     log(f"{STAGE}: {method.describe_training()}")
     trainer = trainer or TransformerTrainer.create(method)
@@ -260,6 +289,7 @@ def train_transformers(
         names,
         training=training,
         overwrite=True,
+        provenance=provenance,
     )
     curves = loss_curves(metrics.read(STAGE), ("class", "attribute", "recon"))
     if curves:
