@@ -14,6 +14,21 @@ PSP_FIXTURE = FIXTURES / "encoders" / "psp_encoder_small.pt"
 PHOTO_FIXTURE = FIXTURES / "encoders" / "astronaut_face.jpg"
 
 
+def random_classifier_params(preset, rng: np.random.Generator):
+    """Classifier params of `preset`: LeCun-normal kernels, zero biases (drawn in numpy: no compiling)."""
+    from jaxedit.latent.modules import classifier_from_preset, init_classifier_params
+
+    shapes = jax.eval_shape(lambda: init_classifier_params(classifier_from_preset(preset), jax.random.key(0)))
+    return jax.tree.map(
+        lambda leaf: (
+            (rng.standard_normal(leaf.shape) / np.sqrt(leaf.shape[0])).astype(np.float32)
+            if len(leaf.shape) == 2
+            else np.zeros(leaf.shape, np.float32)
+        ),
+        shapes,
+    )
+
+
 def random_official_editors(
     root: Path, num_ws: int, w_dim: int, seed: int = 0, generator=None, name: str = "editors"
 ) -> Path:
@@ -23,26 +38,11 @@ def random_official_editors(
     `generator`: a loaded generator or an identity dict the editors record as theirs."""
     from jaxedit.attributes import ATTRIBUTES
     from jaxedit.latent import PRESETS, save_editors
-    from jaxedit.latent.modules import (
-        classifier_from_preset,
-        init_classifier_params,
-        init_transformer_params,
-        transformer_from_preset,
-    )
+    from jaxedit.latent.modules import init_transformer_params, transformer_from_preset
 
     preset = PRESETS["official"].replace(num_ws=num_ws, w_dim=w_dim, classifier_hidden=(16,))
     rng = np.random.default_rng(seed)
-    classifier_shapes = jax.eval_shape(
-        lambda: init_classifier_params(classifier_from_preset(preset), jax.random.key(0))
-    )
-    classifier = jax.tree.map(  # LeCun-normal kernels, zero biases (numpy: no compiling)
-        lambda leaf: (
-            (rng.standard_normal(leaf.shape) / np.sqrt(leaf.shape[0])).astype(np.float32)
-            if len(leaf.shape) == 2
-            else np.zeros(leaf.shape, np.float32)
-        ),
-        classifier_shapes,
-    )
+    classifier = random_classifier_params(preset, rng)
     shapes = jax.eval_shape(lambda: init_transformer_params(transformer_from_preset(preset), jax.random.key(0)))
     count = len(ATTRIBUTES)
     params = {
@@ -59,32 +59,25 @@ def random_official_editors(
 
 def random_paper_editors(root: Path, w_dim: int, attributes: list[str], generator, seed: int = 0) -> Path:
     """An editors directory of paper-kind W editors on `w_dim` latents for `attributes`: the paper
-    preset shrunk (classifier hidden 16, transformer hidden 32), LeCun-normal kernels and
-    N(0, 0.3^2) biases, so every edit moves the latent; recorded as made for `generator`."""
+    preset shrunk (classifier hidden 16, transformer hidden 32), a random classifier, LeCun-normal
+    transformer kernels and N(0, 0.3^2) biases, so every edit moves the latent; recorded as made
+    for `generator`."""
     from jaxedit.latent import PRESETS, save_editors
-    from jaxedit.latent.modules import (
-        classifier_from_preset,
-        init_classifier_params,
-        init_transformer_params,
-        transformer_from_preset,
-    )
+    from jaxedit.latent.modules import init_transformer_params, transformer_from_preset
     from jaxedit.latent.provenance import make_provenance
 
     preset = PRESETS["paper"].replace(w_dim=w_dim, classifier_hidden=(16,), transformer_hidden=32)
     rng = np.random.default_rng(seed)
-
-    def draw(leaf, stacked: int | None = None):
-        shape = leaf.shape if stacked is None else (stacked, *leaf.shape)
-        if len(leaf.shape) == 2:
-            return (rng.standard_normal(shape) / np.sqrt(leaf.shape[0])).astype(np.float32)
-        return (0.3 * rng.standard_normal(shape)).astype(np.float32)
-
-    classifier = jax.tree.map(
-        draw,
-        jax.eval_shape(lambda: init_classifier_params(classifier_from_preset(preset), jax.random.key(0))),
-    )
+    classifier = random_classifier_params(preset, rng)
     shapes = jax.eval_shape(lambda: init_transformer_params(transformer_from_preset(preset), jax.random.key(0)))
-    params = jax.tree.map(lambda leaf: draw(leaf, len(attributes)), shapes)
+    params = jax.tree.map(
+        lambda leaf: (
+            (rng.standard_normal((len(attributes), *leaf.shape)) / np.sqrt(leaf.shape[0])).astype(np.float32)
+            if len(leaf.shape) == 2
+            else (0.3 * rng.standard_normal((len(attributes), *leaf.shape))).astype(np.float32)
+        ),
+        shapes,
+    )
     return save_editors(
         root / "paper_editors",
         preset,
