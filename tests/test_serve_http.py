@@ -20,6 +20,7 @@ import pytest
 from PIL import Image
 
 from jaxedit.editing import edits as edit_lib
+from jaxedit.errors import ConfigError
 from jaxedit.latent import load_editors
 from jaxedit.serve import uploads
 from jaxedit.serve.server import make_server, serve_in_thread
@@ -192,19 +193,20 @@ def test_latent_upload_becomes_the_face(served):
     np.testing.assert_array_equal(png_array(by_file), png_array(by_seed))
 
 
-def test_w_editors_edit_a_photos_distinct_layers_one_by_one(tmp_path_factory):
-    """Paper-kind (W) editors serve photos too: with an encoder they are accepted, and a W+ latent
-    whose layers differ (what the encoder returns) is edited layer by layer, as the library's
-    `apply_sequence` edits it."""
+def test_w_editors_edit_a_latent_files_distinct_layers_one_by_one(tmp_path_factory):
+    """Paper-kind (W) editors take an uploaded W+ latent whose layers differ and edit it layer by
+    layer, as the library's `apply_sequence` (and `jaxedit edit --latent`) does; with an encoder
+    they are refused as `jaxedit edit --image` refuses them: photos need W+ editors."""
     gen_dir, _, encoder_dir = shared_editor_dirs(tmp_path_factory)
     generator = load_generator(gen_dir)
     editors_dir = random_paper_editors(
         tmp_path_factory.mktemp("paper_editors"), generator.w_dim, ["Smiling", "Young"], generator
     )
-    server = make_server(make_renderer(gen_dir, editors_dir, encoder_dir), "127.0.0.1", 0)
+    with pytest.raises(ConfigError, match="use W\\+ editors"):
+        make_renderer(gen_dir, editors_dir, encoder_dir)
+    server = make_server(make_renderer(gen_dir, editors_dir), "127.0.0.1", 0)
     serve_in_thread(server)
     try:
-        assert json.loads(call(server, "GET", "/api/info")[2])["encoder"] is True
         mapped = [
             np.asarray(generator.mapping(np.random.RandomState(s).randn(1, 32).astype(np.float32))) for s in (3, 4)
         ]

@@ -37,6 +37,7 @@ from flax import linen as nn
 from PIL import Image
 
 from jaxedit.editing import edits as edit_lib
+from jaxedit.editing.photo import check_latent_spaces
 from jaxedit.errors import ConfigError
 from jaxedit.serve.state import ALPHA_LIMIT, EditRequest, Limits, NotFoundError, SupersededError, sweep_edits
 
@@ -111,7 +112,7 @@ def _edit_function(editors: Any, num_ws: int):
     """The jitted edit chain (module docstring, step 2) for these editors' module and latent space.
 
     W editors edit each W+ layer on its own, as `jaxedit.apply_edit` does (for a seed's equal layers
-    that is the W edit of the shared w; a photo's W+ layers differ).
+    that is the W edit of the shared w; an uploaded latent file's layers may differ).
     """
     module = editors.transformer_module
     w_space = len(tuple(editors.latent_shape)) == 1
@@ -148,7 +149,7 @@ class Renderer:
     face: a `LoadedGenerator` or a `jaxedit.data.schematic_renderer.SchematicRenderer` (anything with
     `mapping`, `synthesis`, `num_ws`, `w_dim`, `z_dim`, `w_avg`, `resolution`).
     editors: loaded `Editors` whose latents fit the face (`check_compatible`).
-    encoder: a `LoadedEncoder` for photos, or None (W editors edit a photo's W+ layers one by one).
+    encoder: a `LoadedEncoder` for photos (W+ editors only, as `jaxedit edit --image`), or None.
     preview: "auto" (use the preview when faster, decided by `warm_up`), "on" or "off".
     preview_resolution: default `default_preview_resolution(resolution, schematic)`.
 
@@ -168,12 +169,8 @@ class Renderer:
         edit_lib.check_compatible(editors, face)
         if editors.transformer_params is None or not editors.attributes:
             raise ConfigError("these editors hold a classifier only: no attribute transformer to put on a slider")
-        if encoder is not None:
-            if (encoder.num_ws, encoder.w_dim) != (face.num_ws, face.w_dim):
-                raise ConfigError(
-                    f"the encoder gives W+ [{encoder.num_ws}, {encoder.w_dim}] latents, the generator takes "
-                    f"[{face.num_ws}, {face.w_dim}]"
-                )
+        if encoder is not None:  # the checks of `jaxedit edit --image`: photos need W+ editors
+            check_latent_spaces(encoder, face, editors)
         self.face, self.editors, self.encoder = face, editors, encoder
         self.schematic = _is_schematic(face)
         self.resolution = int(face.resolution)
