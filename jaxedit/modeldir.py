@@ -34,6 +34,7 @@ import numpy as np
 from jaxedit.atomic import WhyNotReplaceable, atomic_directory, check_destination
 from jaxedit.errors import ConfigError, describe_value, sanitize
 from jaxedit.io import utc_now_iso
+from jaxedit.orbax_logs import one_line, quiet_orbax
 
 FORMAT_NAME = "jaxedit"
 FORMAT_VERSION = 1
@@ -81,12 +82,17 @@ def params_digest(tree: Any) -> str:
 
 
 def save_pytree(directory: str | os.PathLike, tree: Any) -> None:
-    """Save a pytree of arrays with orbax at `directory` (which must not exist yet)."""
+    """Save a pytree of arrays with orbax at `directory` (which must not exist yet); a failed write
+    (a full disk) is an OSError of one line."""
     import orbax.checkpoint as ocp
 
+    directory = Path(directory).absolute()
     tree = _to_numpy_tree(tree)
-    with ocp.PyTreeCheckpointer() as checkpointer:
-        checkpointer.save(Path(directory).absolute(), tree)
+    try:
+        with quiet_orbax(), ocp.PyTreeCheckpointer() as checkpointer:
+            checkpointer.save(directory, tree)
+    except (OSError, ValueError) as error:  # tensorstore reports a failed write (a full disk) as ValueError
+        raise OSError(f"{directory}: cannot write the arrays ({one_line(error)})") from error
 
 
 def load_pytree(directory: str | os.PathLike) -> Any:
@@ -101,7 +107,7 @@ def load_pytree(directory: str | os.PathLike) -> Any:
     directory = Path(directory).absolute()
     if not directory.is_dir():
         raise ConfigError(f"{directory}: no saved arrays here (expected an orbax checkpoint directory)")
-    with ocp.PyTreeCheckpointer() as checkpointer:
+    with quiet_orbax(), ocp.PyTreeCheckpointer() as checkpointer:
         try:
             _check_declared_sizes(checkpointer, directory)
             tree = checkpointer.restore(directory)
@@ -161,7 +167,12 @@ def write_model_dir(
     with atomic_directory(
         destination, overwrite, why_not_replace_model_dir(kind), [*inputs, *source_paths(source)]
     ) as staging:
-        save_pytree(staging / PARAMS_DIR, params)  # already numpy: not copied again
+        try:
+            save_pytree(staging / PARAMS_DIR, params)  # already numpy: not copied again
+        except OSError as error:  # named by the destination: the staging directory is removed
+            raise OSError(
+                f"{Path(destination)}: cannot write the arrays ({one_line(error.__cause__ or error)})"
+            ) from None
         (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
     return Path(destination)
 

@@ -8,7 +8,8 @@
   swapped in under --overwrite is not either; of four concurrent conversions to one OUT exactly one
   wins and the others say so.
 - Staging names fit every legal OUT name (255 bytes); new directories respect the umask; staging
-  left by a `kill -9` is removed by the next write into the same folder.
+  left by a `kill -9` is removed by the next write into the same folder. A full disk while the
+  arrays are written is one line naming OUT, and leaves nothing behind.
 - `generate` writes its images as they are rendered: peak memory does not grow with the number of
   seeds (.npy, one PNG per image, PNG grid), the outputs equal the images rendered at once, and a
   grid or .npy that cannot be written is refused before any rendering.
@@ -284,6 +285,26 @@ def test_staging_left_by_kill_9_is_removed_by_the_next_run(tmp_path, capsys):
     code, _, err = run_cli(capsys, "convert", "stylegan2", ROSINALITY, parent / "gen2")
     assert code == 0, err
     assert sorted(p.name for p in parent.iterdir()) == sorted([".jxs-notes", live.name, "gen2"])
+
+
+def test_a_full_disk_while_writing_a_model_is_one_line_and_leaves_nothing(tmp_path):
+    """The arrays are written by orbax's threads, which log each failed write with a traceback."""
+    limited = (  # jaxedit in a process whose writes past 64 KiB fail with EFBIG, as on a full disk
+        "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 16, 1 << 16)); "
+        "from jaxedit.cli.main import main; sys.exit(main(sys.argv[1:]))"
+    )
+    out = tmp_path / "models" / "gen"
+    out.parent.mkdir()
+    result = subprocess.run(
+        [sys.executable, "-c", limited, "convert", "stylegan2", str(ROSINALITY), str(out)],
+        env=worker_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert_one_line_error(result.returncode, result.stderr, f"{out}: cannot write the arrays", "File too large")
+    assert list(out.parent.iterdir()) == []
 
 
 def test_a_file_never_replaces_a_directory(tmp_path):

@@ -21,6 +21,7 @@ import numpy as np
 
 from jaxedit.errors import ConfigError
 from jaxedit.modeldir import PARAMS_DIR, read_manifest
+from jaxedit.orbax_logs import one_line, quiet_orbax
 
 # Config keys are looked up by the first of these names present (generator configs name them so).
 _GENERATOR_FIELDS = (
@@ -45,16 +46,14 @@ def array_metadata(params_dir: str | Path) -> dict[str, tuple[tuple[int, ...], s
     if not params_dir.is_dir():
         raise ConfigError(f"{params_dir}: no saved arrays here (expected an orbax checkpoint directory)")
     try:
-        with ocp.PyTreeCheckpointer() as checkpointer:
+        with quiet_orbax(), ocp.PyTreeCheckpointer() as checkpointer:
             metadata = checkpointer.metadata(params_dir)
         tree = getattr(getattr(metadata, "item_metadata", metadata), "tree", None)
         if tree is None:
             tree = metadata.item_metadata
         flat = jax.tree.flatten_with_path(tree, is_leaf=lambda x: hasattr(x, "shape") and hasattr(x, "dtype"))[0]
     except Exception as error:  # orbax raises many types on damaged directories
-        raise ConfigError(
-            f"{params_dir}: cannot read array metadata ({type(error).__name__}: {error})".splitlines()[0]
-        ) from error
+        raise ConfigError(f"{params_dir}: cannot read array metadata ({one_line(error)})") from error
     result = {}
     for path, leaf in flat:
         key = "/".join(str(getattr(p, "key", getattr(p, "idx", p))) for p in path)

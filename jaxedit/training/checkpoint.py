@@ -23,10 +23,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import logging
 import os
 import shutil
 import signal
@@ -44,6 +42,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxedit.errors import ConfigError, TrainingError
+from jaxedit.orbax_logs import one_line, quiet_orbax
 from jaxedit.training.sharding import gather_to_host, pad_attributes, unpad_attributes
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL from sysexits.h: stopped by a signal, state saved, rerun with --resume
@@ -133,11 +132,11 @@ class TrainCheckpointer:
             max_to_keep=max_to_keep, create=True, enable_async_checkpointing=False, cleanup_tmp_directories=True
         )
         self._ocp = ocp
-        with _quiet_orbax():
+        with quiet_orbax():
             self._manager = ocp.CheckpointManager(self.directory, options=options, item_names=(STATE_ITEM, RECORD_ITEM))
 
     def close(self) -> None:
-        with _quiet_orbax():
+        with quiet_orbax():
             self._manager.close()
 
     def __enter__(self) -> TrainCheckpointer:
@@ -168,13 +167,11 @@ class TrainCheckpointer:
             **{STATE_ITEM: self._ocp.args.StandardSave(state), RECORD_ITEM: self._ocp.args.JsonSave(record)}
         )
         try:
-            with _quiet_orbax():
+            with quiet_orbax():
                 self._manager.save(int(step), args=args, force=True)
                 self._manager.wait_until_finished()
         except Exception as error:
-            raise TrainingError(
-                f"{self.directory}: cannot write checkpoint step {step} ({_one_line(error)})"
-            ) from error
+            raise TrainingError(f"{self.directory}: cannot write checkpoint step {step} ({one_line(error)})") from error
         return True
 
     def restore(self, step: int, template: Any) -> tuple[Any, dict]:
@@ -222,12 +219,12 @@ class TrainCheckpointer:
 
     def _read(self, step: int, args: Any, where: Path) -> Any:
         try:
-            with _quiet_orbax():
+            with quiet_orbax():
                 return self._manager.restore(int(step), args=args)
         except MemoryError:
             raise
         except Exception as error:  # orbax and tensorstore raise many types for damaged directories
-            raise TrainingError(f"{where}: cannot read it ({_one_line(error)})") from error
+            raise TrainingError(f"{where}: cannot read it ({one_line(error)})") from error
 
     def _fit(self, state: Any, template: Any, saved_rows: int | None) -> Any:
         """A state read with `saved_rows` rows, re-padded to the template's row count."""
@@ -323,42 +320,3 @@ def _first_difference(saved: Any, wanted: list[list]) -> str:
         if (saved_path, saved_shape, saved_dtype) != (path, shape, dtype):
             return f"saved {saved_path} {tuple(saved_shape)} {saved_dtype}, expected {path} {tuple(shape)} {dtype}"
     return f"saved {len(saved)} arrays, expected {len(wanted)}"
-
-
-def _one_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0][:1000]}" if text else type(error).__name__
-
-
-@contextlib.contextmanager
-def _quiet_orbax():
-    """Hold back the error logs (with tracebacks) orbax writes from its threads; the failure is
-    raised as one line instead. Left alone when the "absl" logger is set to DEBUG."""
-    logger = logging.getLogger("absl")
-    if logger.isEnabledFor(logging.DEBUG):
-        yield
-        return
-    _drop_closed_loop_reports()
-    previous = logger.level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
-def _drop_closed_loop_reports() -> None:
-    """When a save or restore fails, tensorstore still finishes its abandoned reads and writes and
-    reports each to orbax's event loop, closed by then; Python prints every such RuntimeError
-    ("Event loop is closed") through `sys.unraisablehook`. Drop those reports, keep all others."""
-    previous = sys.unraisablehook
-    if getattr(previous, "drops_closed_loop_reports", False):
-        return
-
-    def hook(unraisable) -> None:
-        value = unraisable.exc_value
-        if not (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"):
-            previous(unraisable)
-
-    hook.drops_closed_loop_reports = True
-    sys.unraisablehook = hook
