@@ -207,6 +207,45 @@ def test_plots_draw_every_series_in_its_colour(tmp_path):
         line_plot({"bad": (xs, [1, 2, 3])}, "t", "x", "y", tmp_path / "bad.png")
 
 
+@pytest.mark.parametrize("title", ["", "identity against accuracy, over the edits that flipped the target " * 3])
+def test_small_multiples_texts_never_overlap_and_stay_in_the_figure(tmp_path, monkeypatch, title):
+    import jaxedit.viz.plots as plots
+
+    drawn = []
+    write_png = plots._write_png
+    monkeypatch.setattr(plots, "_write_png", lambda figure, path: (drawn.append(figure), write_png(figure, path))[1])
+    xs = np.arange(0, 30000, 500)
+    scale = [10.0 ** (i % 5) if i % 3 else 1e-5 for i in range(12)]  # every third panel: "1e-5+1.0001" above it
+    panels = {
+        f"{name}_{i}": {
+            "ours": (xs, np.exp(-xs / 1e4) * scale[i] + (0 if i % 3 else 1.0001)),
+            "InterFaceGAN conditional": (xs, -(xs / 3e4) * scale[i] + (0 if i % 3 else 1.0001)),
+        }
+        for i, name in enumerate(["Wearing_Necktie", "Young", "Mouth_Slightly_Open"] * 4)
+    }
+    path = small_multiples(
+        panels, tmp_path / "grid.png", xlabel="accuracy", ylabel="kept", title=title, panel_size=(240, 200)
+    )
+    figure = drawn[0]
+    renderer = figure.canvas.get_renderer()
+    boxes = [axes.get_tightbbox(renderer) for axes in figure.axes if axes.axison]
+    legend = figure.legends[0].get_window_extent(renderer)
+    width, height = Image.open(path).size
+    assert len(boxes) == 12 and (width, height) == (4 * 240, 3 * 200)
+    for index, box in enumerate(boxes + [legend]):
+        assert box.x0 >= 0 and box.y0 >= 0 and box.x1 <= width and box.y1 <= height, (index, box)
+        for other in boxes[index + 1 :]:
+            assert not box.overlaps(other), (index, box, other)
+    scaled = [axes for axes in figure.axes if axes.yaxis.get_offset_text().get_text()]
+    assert len(scaled) == 4
+    for axes in scaled:  # a panel's title clears its y axis's scale
+        offset = axes.yaxis.get_offset_text().get_window_extent(renderer)
+        assert not axes.title.get_window_extent(renderer).overlaps(offset)
+    if title:
+        title_box = figure._suptitle.get_window_extent(renderer)
+        assert all(not title_box.overlaps(box) for box in boxes + [legend])
+
+
 def test_checkpointer_refuses_another_layout_without_touching_the_checkpoint(tmp_path):
     state = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "count": np.int64(4)}
     with TrainCheckpointer(tmp_path) as checkpointer:
