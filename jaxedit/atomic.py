@@ -328,7 +328,8 @@ def atomic_directory(
             _publish_replacing(staging, destination, identity, why_not_replaceable, inputs)
     except BaseException:
         if _identity(staging) == ours:  # never what a failed swap-back may have left there
-            _remove_tree(staging)
+            with contextlib.suppress(OSError):  # the error that got us here is the one to report;
+                _remove_tree(staging)  # staging that stays is removed by the next write here
         raise
 
 

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,25 @@ def save_pytree(directory: str | os.PathLike, tree: Any) -> None:
         with quiet_orbax(), ocp.PyTreeCheckpointer() as checkpointer:
             checkpointer.save(directory, tree)
     except (OSError, ValueError) as error:  # tensorstore reports a failed write (a full disk) as ValueError
+        _wait_until_unchanged(directory)
         raise OSError(f"{directory}: cannot write the arrays ({one_line(error)})") from error
+
+
+def _wait_until_unchanged(directory: Path, quiet_s: float = 0.25, limit_s: float = 10.0) -> None:
+    """Wait until nothing under `directory` has changed for `quiet_s` (at most `limit_s`).
+
+    Orbax returns from a failed save while tensorstore still finishes the save's other writes,
+    creating directories and files as it goes; removing the directory before they end would leave
+    it half removed, or have it created again."""
+    deadline = time.monotonic() + limit_s
+    seen, unchanged_since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        now = sorted((str(p), p.stat().st_size) for p in directory.rglob("*") if p.exists())
+        if now != seen:
+            seen, unchanged_since = now, time.monotonic()
+        elif time.monotonic() - unchanged_since >= quiet_s:
+            return
+        time.sleep(0.02)
 
 
 def load_pytree(directory: str | os.PathLike) -> Any:

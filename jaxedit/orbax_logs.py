@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Iterator
@@ -61,14 +62,14 @@ def _drop_closed_loop_reports() -> None:
 
 
 class _AbandonedOrbaxTasks(logging.Filter):
-    """Drops asyncio's "... exception was never retrieved" reports (of a Task or of a gathering
-    future) whose exception was raised in orbax's code."""
+    """Drops asyncio's "... exception was never retrieved" reports (of a task, a gathering future
+    or a tensorstore future) whose exception comes from orbax or tensorstore."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if "exception was never retrieved" not in record.getMessage():
             return True
         error = record.exc_info[1] if record.exc_info else None
-        return not _raised_in_orbax(error)
+        return not (_raised_in_orbax(error) or _tensorstore_status(error))
 
 
 def _raised_in_orbax(error: BaseException | None) -> bool:
@@ -76,6 +77,16 @@ def _raised_in_orbax(error: BaseException | None) -> bool:
         return False
     frames = traceback.extract_tb(error.__traceback__)
     return any(f"{os.sep}orbax{os.sep}" in frame.filename for frame in frames)
+
+
+def _tensorstore_status(error: BaseException | None) -> bool:
+    """Set by tensorstore's C++ code: no Python frames, the message led by a status code
+    ("OUT_OF_RANGE: Error writing ...")."""
+    return (
+        isinstance(error, ValueError)
+        and error.__traceback__ is None
+        and re.match(r"[A-Z][A-Z_]{3,}: ", str(error)) is not None
+    )
 
 
 def _drop_abandoned_orbax_task_reports() -> None:
