@@ -21,6 +21,7 @@ floating-point param must be finite. Each problem is one `ConfigError` line.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -98,20 +99,35 @@ def save_pytree(directory: str | os.PathLike, tree: Any) -> None:
 
 
 def _wait_until_unchanged(directory: Path, quiet_s: float = 0.25, limit_s: float = 10.0) -> None:
-    """Wait until nothing under `directory` has changed for `quiet_s` (at most `limit_s`).
+    """Wait until nothing orbax writes for `directory` (itself and its temporary siblings,
+    `<name>.orbax-checkpoint-tmp...`) has changed for `quiet_s`, at most `limit_s`.
 
     Orbax returns from a failed save while tensorstore still finishes the save's other writes,
-    creating directories and files as it goes; removing the directory before they end would leave
-    it half removed, or have it created again."""
+    creating directories and files as it goes; removing them before those end would leave them
+    half removed, or have them created again."""
     deadline = time.monotonic() + limit_s
     seen, unchanged_since = None, time.monotonic()
     while time.monotonic() < deadline:
-        now = sorted((str(p), p.stat().st_size) for p in directory.rglob("*") if p.exists())
+        now = _files_under(directory.parent, prefix=directory.name)
         if now != seen:
             seen, unchanged_since = now, time.monotonic()
         elif time.monotonic() - unchanged_since >= quiet_s:
             return
         time.sleep(0.02)
+
+
+def _files_under(parent: Path, prefix: str) -> list[tuple[str, int]]:
+    """(path, size) of every file and directory under the entries of `parent` named `prefix...`;
+    entries that vanish while listed are skipped."""
+    found = []
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        tops = [entry.path for entry in os.scandir(parent) if entry.name.startswith(prefix)]
+        for top in tops:
+            for root, names, files in os.walk(top):
+                for name in names + files:
+                    with contextlib.suppress(FileNotFoundError):
+                        found.append((os.path.join(root, name), os.stat(os.path.join(root, name)).st_size))
+    return sorted(found)
 
 
 def load_pytree(directory: str | os.PathLike) -> Any:
