@@ -74,13 +74,17 @@ def _draw(axes, data: dict, colours: dict, markers: bool, font_size: float) -> N
     axes.tick_params(labelsize=font_size - 2)
 
 
-def _legend(figure, colours: dict, font_size: float, below: bool = False) -> None:
-    """One legend outside the panels: to the right, or in a row below them (`below`)."""
+def _legend_handles(colours: dict) -> list:
     from matplotlib.lines import Line2D
 
+    return [Line2D([], [], color=colour, linewidth=1.6) for colour in colours.values()]
+
+
+def _legend(figure, colours: dict, font_size: float, below: bool = False) -> None:
+    """One legend outside the panels: to the right, or in a row below them (`below`)."""
     if not colours:
         return
-    handles = [Line2D([], [], color=colour, linewidth=1.6) for colour in colours.values()]
+    handles = _legend_handles(colours)
     if below:
         figure.legend(
             handles, list(colours), loc="outside lower center", ncols=min(len(colours), 6), fontsize=font_size - 1
@@ -166,7 +170,7 @@ def small_multiples(
             axes.set_ylabel(ylabel, fontsize=font_size - 1)
     if title:
         margins.top += margins.suptitle(title, size[0])
-    margins.legend(colours, below=bool(title), width=size[0])
+    margins.legend(colours, below=bool(title))
     margins.apply(spec, size, xlabel=bool(xlabel), ylabel=bool(ylabel))
     return _write_png(figure, path)
 
@@ -202,24 +206,25 @@ class _GridMargins:
         y axis's offset or scale ("1e-5") above the panel, 0 when it has none."""
         axes.get_ylim()  # autoscale now, so the locator sees the final limits
         axis = axes.yaxis
-        formatter = axis.get_major_formatter()
-        labels = formatter.format_ticks(axis.get_major_locator()())
-        widest = max((self.text_size(label, self.font_size - 2)[0] for label in labels), default=0.0)
+        widest = self._widest_tick_label(axis)
         if first_column:
             self.first_ytick_width = max(self.first_ytick_width, widest)
         else:
             self.ytick_width = max(self.ytick_width, widest)
         xaxis = axes.xaxis
-        xlabels = xaxis.get_major_formatter().format_ticks(xaxis.get_major_locator()())
-        overhang = max((self.text_size(label, self.font_size - 2)[0] / 2 for label in xlabels), default=0.0)
-        self.xtick_overhang = max(self.xtick_overhang, overhang)
+        self.xtick_overhang = max(self.xtick_overhang, self._widest_tick_label(xaxis) / 2)
         for offset in (axis.get_offset_text(), xaxis.get_offset_text()):
             offset.set_fontsize(self.font_size - 2)
-        if not formatter.get_offset():
+        if not axis.get_major_formatter().get_offset():
             return 0.0
         rise = 1.4 * (self.font_size - 2)
         self.offset_room = self._points(rise)
         return rise
+
+    def _widest_tick_label(self, axis) -> float:
+        """Width in pixels of the axis's widest major tick label (sets the formatter's offset)."""
+        labels = axis.get_major_formatter().format_ticks(axis.get_major_locator()())
+        return max((self.text_size(label, self.font_size - 2)[0] for label in labels), default=0.0)
 
     def suptitle(self, title: str, figure_width: float) -> float:
         """Draws the figure title (wrapped to the figure's width); returns the height it takes."""
@@ -229,14 +234,12 @@ class _GridMargins:
         self.figure.suptitle(title, fontsize=points, wrap=True, y=1 - 4 / self.figure.bbox.height, va="top")
         return lines * height * 1.3 + 4
 
-    def legend(self, colours: dict, below: bool, width: float) -> None:
+    def legend(self, colours: dict, below: bool) -> None:
         """Draws the one legend, below the grid or to its right, and reserves its room."""
-        from matplotlib.lines import Line2D
-
         if not colours:
             return
         points = self.font_size - 1
-        handles = [Line2D([], [], color=colour, linewidth=1.6) for colour in colours.values()]
+        handles = _legend_handles(colours)
         names = list(colours)
         if below:
             per_row = min(len(names), 6)
